@@ -1,0 +1,1 @@
+"""The `crlhf` umbrella command."""

@@ -1,0 +1,1 @@
+"""crlhf package."""

@@ -1,0 +1,237 @@
+"""A typed HTTP client of the store, used by crlhf-lsp, crlhf-train and the demo.
+
+Errors (one hierarchy, so callers can tell "try again later" from "this will never work")::
+
+    StoreError
+     ├── StoreUnavailable   connection refused, timeout, 5xx, garbage: retry later
+     └── StoreRejected      4xx: the request itself is wrong; retrying will not help
+          └── ChecksumMismatch   a downloaded adapter does not match its sha256
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from crlhf_store.digest import folder_digest, safe_extract
+from crlhf_store.schemas import (
+    AdapterOut,
+    AggregationRunIn,
+    AggregationRunOut,
+    CompletionBatch,
+    CompletionExport,
+    CompletionIn,
+    EventBatch,
+    EventIn,
+    LabelExport,
+    Me,
+    RatingBatch,
+    RatingIn,
+    ReviewTask,
+    Stored,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StoreError(Exception):
+    """Base class of the client's errors."""
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached or failed (5xx, bad reply): retry later."""
+
+
+class StoreRejected(StoreError):
+    """The store refused the request (4xx); ``status`` and ``detail`` say why."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(f"store refused the request ({status}): {detail}")
+        self.status = status
+        self.detail = detail
+
+
+class ChecksumMismatch(StoreRejected):
+    def __init__(self, what: str, expected: str, got: str) -> None:
+        super().__init__(0, f"{what}: sha256 {got} does not match {expected}")
+
+
+class StoreClient:
+    """``StoreClient("http://127.0.0.1:8765", token)``; methods map 1:1 to the API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> StoreClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing -------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:  # connection refused, timeouts, protocol errors
+            raise StoreUnavailable(f"{method} {path}: {exc!r}") from exc
+        if response.status_code >= 500:
+            raise StoreUnavailable(f"{method} {path}: HTTP {response.status_code}")
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except (ValueError, AttributeError):
+                detail = response.text
+            raise StoreRejected(response.status_code, detail)
+        return response
+
+    def _parse(self, model: type[M], response: httpx.Response) -> M:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise StoreUnavailable(f"unexpected reply from the store: {exc}") from exc
+
+    # --- endpoints ------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        try:
+            return self._http.get("/healthz").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def me(self) -> Me:
+        return self._parse(Me, self._request("GET", "/v1/me"))
+
+    def post_completions(self, completions: Sequence[CompletionIn]) -> Stored:
+        body = CompletionBatch(completions=list(completions)).model_dump(mode="json")
+        return self._parse(Stored, self._request("POST", "/v1/completions", json=body))
+
+    def post_events(self, events: Sequence[EventIn]) -> Stored:
+        body = EventBatch(events=list(events)).model_dump(mode="json")
+        return self._parse(Stored, self._request("POST", "/v1/events", json=body))
+
+    def post_ratings(self, ratings: Sequence[RatingIn]) -> Stored:
+        body = RatingBatch(ratings=list(ratings)).model_dump(mode="json")
+        return self._parse(Stored, self._request("POST", "/v1/ratings", json=body))
+
+    def review_next(self) -> ReviewTask | None:
+        response = self._request("GET", "/v1/review/next")
+        return None if response.status_code == 204 else self._parse(ReviewTask, response)
+
+    def export_labels(self, after: str | None = None, limit: int = 5000) -> LabelExport:
+        params: dict[str, Any] = {"limit": limit} | ({"after": after} if after else {})
+        return self._parse(LabelExport, self._request("GET", "/v1/labels/export", params=params))
+
+    def iter_label_pages(self, after: str | None = None, limit: int = 5000) -> Iterator[LabelExport]:
+        """Pages until the export is exhausted; each page's ``next`` resumes after it."""
+        while True:
+            page = self.export_labels(after, limit)
+            yield page
+            if page.next is None or not page.labels:
+                return
+            after = page.next
+
+    def export_completions(self, after: str | None = None, limit: int = 1000) -> CompletionExport:
+        params: dict[str, Any] = {"limit": limit} | ({"after": after} if after else {})
+        response = self._request("GET", "/v1/completions/export", params=params)
+        return self._parse(CompletionExport, response)
+
+    def post_aggregation_run(self, run: AggregationRunIn) -> AggregationRunOut:
+        body = run.model_dump(mode="json")
+        response = self._request("POST", "/v1/aggregation-runs", json=body)
+        return self._parse(AggregationRunOut, response)
+
+    # --- adapters -------------------------------------------------------------------
+
+    def list_adapters(self) -> list[AdapterOut]:
+        response = self._request("GET", "/v1/adapters")
+        return TypeAdapter(list[AdapterOut]).validate_json(response.content)
+
+    def latest_adapter(self) -> AdapterOut | None:
+        try:
+            return self._parse(AdapterOut, self._request("GET", "/v1/adapters/latest"))
+        except StoreRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def upload_adapter(
+        self,
+        folder: Path,
+        *,
+        version: str,
+        base_model: str,
+        parent: str | None = None,
+        metrics: dict[str, Any] | None = None,
+        gguf: Path | None = None,
+    ) -> AdapterOut:
+        folder = Path(folder)
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+        data = {
+            "version": version,
+            "base_model": base_model,
+            "sha256": folder_digest(folder, names),
+            "metrics": json.dumps(metrics or {}),
+        } | ({"parent": parent} if parent else {})
+        files: list[tuple[str, tuple[str, bytes]]] = [
+            ("files", (name, (folder / name).read_bytes())) for name in names
+        ]
+        if gguf is not None:
+            blob = Path(gguf).read_bytes()
+            files.append(("gguf", (Path(gguf).name, blob)))
+            data["gguf_sha256"] = hashlib.sha256(blob).hexdigest()
+        response = self._request("POST", "/v1/adapters", data=data, files=files)
+        return self._parse(AdapterOut, response)
+
+    def publish_adapter(self, version: str) -> AdapterOut:
+        return self._parse(AdapterOut, self._request("POST", f"/v1/adapters/{version}/publish"))
+
+    def retire_adapter(self, version: str) -> AdapterOut:
+        return self._parse(AdapterOut, self._request("POST", f"/v1/adapters/{version}/retire"))
+
+    def download_adapter(self, adapter: AdapterOut, dest: Path) -> Path:
+        """Download the PEFT files of ``adapter`` into ``dest`` and verify both digests."""
+        response = self._request("GET", f"/v1/adapters/{adapter.version}/download")
+        archive = response.content
+        got = hashlib.sha256(archive).hexdigest()
+        header = response.headers.get("X-Checksum-Sha256", "")
+        if got != header:
+            raise ChecksumMismatch(f"adapter {adapter.version} archive", header, got)
+        names = safe_extract(archive, dest)
+        digest = folder_digest(dest, names)
+        if digest != adapter.sha256:
+            raise ChecksumMismatch(f"adapter {adapter.version} files", adapter.sha256, digest)
+        return Path(dest)
+
+    def download_gguf(self, adapter: AdapterOut, dest: Path) -> Path:
+        """Download the GGUF LoRA artifact of ``adapter`` to the file ``dest``, verified."""
+        expected = next((a.sha256 for a in adapter.artifacts if a.kind == "gguf"), None)
+        if expected is None:
+            raise StoreRejected(404, f"adapter {adapter.version} has no gguf artifact")
+        response = self._request(
+            "GET", f"/v1/adapters/{adapter.version}/download", params={"artifact": "gguf"}
+        )
+        got = hashlib.sha256(response.content).hexdigest()
+        if got != expected:
+            raise ChecksumMismatch(f"adapter {adapter.version} gguf", expected, got)
+        Path(dest).write_bytes(response.content)
+        return Path(dest)

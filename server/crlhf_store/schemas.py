@@ -1,0 +1,233 @@
+"""The store's HTTP contract: the one definition of every payload on the wire.
+
+crlhf-lsp, crlhf-train and the demo import these models instead of re-declaring them.
+This module depends on pydantic and the standard library only, so the language server
+can import it without installing the store's server dependencies.
+
+Paths (all under ``/v1`` and behind ``Authorization: Bearer <token>``):
+
+====================================  =========================  ==========================
+method and path                       request                    response
+====================================  =========================  ==========================
+GET  /v1/me                           —                          :class:`Me`
+POST /v1/completions                  :class:`CompletionBatch`   :class:`Stored`
+POST /v1/events                       :class:`EventBatch`        :class:`Stored`
+POST /v1/ratings                      :class:`RatingBatch`       :class:`Stored`
+GET  /v1/review/next                  —                          :class:`ReviewTask` or 204
+GET  /v1/labels/export                ?after=&limit=             :class:`LabelExport`
+GET  /v1/completions/export           ?after=&limit=             :class:`CompletionExport`
+POST /v1/aggregation-runs             :class:`AggregationRunIn`  :class:`AggregationRunOut`
+POST /v1/adapters                     multipart (see below)      :class:`AdapterOut`
+GET  /v1/adapters                     —                          list[:class:`AdapterOut`]
+GET  /v1/adapters/latest              —                          :class:`AdapterOut` or 404
+POST /v1/adapters/{version}/publish   —                          :class:`AdapterOut`
+POST /v1/adapters/{version}/retire    —                          :class:`AdapterOut`
+GET  /v1/adapters/{version}/download  ?artifact=peft|gguf        archive / file stream
+====================================  =========================  ==========================
+
+Adapter upload (multipart): ``files`` (one part per file of a PEFT adapter folder, the part's
+filename is the file's name), form fields ``version``, ``parent`` (optional), ``base_model``,
+``sha256`` (the folder digest of :func:`crlhf_store.digest.folder_digest`), ``metrics``
+(JSON object), and optionally ``gguf`` (a GGUF LoRA file) with ``gguf_sha256``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scope = Literal["annotator", "trainer", "admin"]
+EventKind = Literal["shown", "accepted", "partial", "dismissed"]
+AdapterStatus = Literal["candidate", "published", "retired"]
+AnnotatorFlag = Literal["ok", "spammer", "adversary"]
+Label = Literal[1, -1]
+
+MAX_BATCH = 1000
+"""Most rows in one posted batch; larger batches get a 422 naming the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Me(BaseModel):
+    annotator: str
+    scopes: list[Scope]
+
+
+class Stored(BaseModel):
+    """How many rows of a batch were new and how many had been stored before."""
+
+    stored: int
+    duplicates: int
+
+
+# --- completions -------------------------------------------------------------------
+
+
+class CompletionIn(_Strict):
+    """One suggestion the model produced; ``id`` is chosen by the client (idempotency)."""
+
+    id: UUID
+    prompt: str
+    suffix: str = ""
+    language: str = Field(default="", max_length=64)
+    text: str
+    model: str = Field(max_length=512)
+    adapter_version: str | None = Field(default=None, max_length=128)
+    token_ids: list[int] | None = None
+    token_logprobs: list[float] | None = None
+    prompt_token_ids: list[int] | None = None
+
+
+class CompletionBatch(_Strict):
+    completions: list[CompletionIn] = Field(max_length=MAX_BATCH)
+
+
+class CompletionOut(CompletionIn):
+    """A completion as the trainer exports it."""
+
+    model_config = ConfigDict(extra="ignore")
+    annotator: str
+    created_at: datetime
+    seq: int
+
+
+class CompletionExport(BaseModel):
+    completions: list[CompletionOut]
+    next: str | None
+
+
+# --- events and ratings ------------------------------------------------------------
+
+
+class EventIn(_Strict):
+    event_id: UUID
+    completion_id: UUID
+    kind: EventKind
+    accepted_chars: Annotated[int, Field(ge=0)] | None = None
+
+
+class EventBatch(_Strict):
+    events: list[EventIn] = Field(max_length=MAX_BATCH)
+
+
+class RatingIn(_Strict):
+    """One annotator's label on one line (0-based) of one completion's text."""
+
+    event_id: UUID
+    completion_id: UUID
+    line: Annotated[int, Field(ge=0)]
+    label: Label
+
+
+class RatingBatch(_Strict):
+    ratings: list[RatingIn] = Field(max_length=MAX_BATCH)
+
+
+# --- review queue and export -------------------------------------------------------
+
+
+class ReviewTask(BaseModel):
+    """A completion or a honeypot to rate; the two look exactly alike."""
+
+    task_id: UUID
+    completion_id: UUID
+    language: str
+    prompt: str
+    text: str
+
+
+class ExportedLabel(BaseModel):
+    rating_id: int
+    completion_id: UUID
+    line: int
+    annotator: str
+    label: Label
+    created_at: datetime
+
+
+class LabelExport(BaseModel):
+    labels: list[ExportedLabel]
+    honeypots: dict[str, list[int]]
+    """Per-line truth (1/-1) of the honeypots among this page's completions."""
+    next: str | None
+
+
+class HoneypotIn(_Strict):
+    """One line of the honeypot import file (JSONL): code text plus per-line truth."""
+
+    prompt: str = ""
+    text: str
+    language: str = "python"
+    truth: list[Label]
+
+
+# --- aggregation runs (posted by the trainer, shown by the dashboard) --------------
+
+
+class AnnotatorReliabilityIn(_Strict):
+    annotator: str
+    reliability: float = Field(ge=0, le=1)
+    low: float = Field(ge=0, le=1)
+    high: float = Field(ge=0, le=1)
+    spammer_score: float = Field(ge=0, le=1)
+    flag: AnnotatorFlag
+    sensitivity: float | None = None
+    specificity: float | None = None
+    n_labels: int = 0
+
+
+class CompletionRewardIn(_Strict):
+    completion_id: UUID
+    reward: float = Field(ge=0, le=1)
+    low: float = Field(ge=0, le=1)
+    high: float = Field(ge=0, le=1)
+
+
+class AggregationRunIn(_Strict):
+    method: str
+    n_labels: int = Field(ge=0)
+    n_items: int = Field(ge=0)
+    annotators: list[AnnotatorReliabilityIn]
+    rewards: list[CompletionRewardIn] = []
+    metrics: dict[str, Any] = {}
+
+
+class AggregationRunOut(BaseModel):
+    id: int
+    method: str
+    n_labels: int
+    n_items: int
+    created_at: datetime
+
+
+# --- adapters ----------------------------------------------------------------------
+
+
+class AdapterArtifact(BaseModel):
+    kind: Literal["peft", "gguf"]
+    sha256: str
+    size: int
+
+
+class AdapterOut(BaseModel):
+    version: str
+    parent: str | None
+    base_model: str
+    sha256: str
+    """Folder digest of the PEFT files (:func:`crlhf_store.digest.folder_digest`)."""
+    size: int
+    status: AdapterStatus
+    metrics: dict[str, Any]
+    artifacts: list[AdapterArtifact] = []
+    created_by: str | None = None
+    created_at: datetime
+    published_at: datetime | None = None
+
+
+class ErrorOut(BaseModel):
+    detail: Any
