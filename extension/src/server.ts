@@ -1,0 +1,82 @@
+// Starting crlhf-lsp: check the interpreter first so that a failure names its fix,
+// then run the server over stdio with a languageclient.
+import { execFile } from "node:child_process";
+import * as vscode from "vscode";
+import {
+  CloseAction,
+  ErrorAction,
+  LanguageClient,
+  type LanguageClientOptions,
+  type ServerOptions,
+} from "vscode-languageclient/node";
+import { completionsEnabled, pythonPath, serverArgs, type ServerSettings } from "./settings";
+
+/** Why crlhf-lsp cannot start, worded as what the user should do. */
+export class ServerStartError extends Error {}
+
+/** Runs `python -c "import crlhf_lsp"`; throws a ServerStartError naming the fix. */
+export async function checkInterpreter(python: string): Promise<void> {
+  const stderr = await new Promise<string | null>((resolve) => {
+    execFile(python, ["-c", "import crlhf_lsp"], { timeout: 60_000 }, (err, _out, errText) => {
+      if (!err) resolve(null);
+      else if ((err as NodeJS.ErrnoException).code === "ENOENT") resolve("ENOENT");
+      else resolve(errText || String(err));
+    });
+  });
+  if (stderr === "ENOENT") {
+    throw new ServerStartError(
+      `crlhf: the Python interpreter "${python}" was not found. ` +
+        "Set crlhf.pythonPath to a Python that has crlhf installed.",
+    );
+  }
+  if (stderr !== null) {
+    throw new ServerStartError(
+      `crlhf: crlhf-lsp is not installed for "${python}". ` +
+        `Run: ${python} -m pip install 'crlhf[lsp]', or set crlhf.pythonPath. ` +
+        `(${stderr.trim().split("\n").pop()})`,
+    );
+  }
+}
+
+export async function startServer(
+  log: vscode.LogOutputChannel,
+  settings: ServerSettings,
+): Promise<LanguageClient> {
+  const python = await pythonPath(log);
+  log.info(`Starting crlhf-lsp: ${python} ${serverArgs().join(" ")}`);
+  await checkInterpreter(python);
+  const serverOptions: ServerOptions = { command: python, args: serverArgs() };
+  let crashes = 0;
+  const clientOptions: LanguageClientOptions = {
+    documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
+    initializationOptions: settings,
+    outputChannel: log,
+    middleware: {
+      // Toggling completions is the client's business: the server keeps tracking and rating.
+      provideInlineCompletionItems: (document, position, context, token, next) =>
+        completionsEnabled() ? next(document, position, context, token) : null,
+    },
+    errorHandler: {
+      error: (error, _message, count) => {
+        log.error(`crlhf-lsp connection error (${count}): ${error.message}`);
+        return { action: (count ?? 0) <= 3 ? ErrorAction.Continue : ErrorAction.Shutdown };
+      },
+      closed: () => {
+        crashes += 1;
+        log.error(`crlhf-lsp exited (${crashes} time(s)).`);
+        if (crashes <= 4) return { action: CloseAction.Restart };
+        return {
+          action: CloseAction.DoNotRestart,
+          message: "crlhf-lsp keeps exiting; see 'crlhf: Show the log' for its last words.",
+        };
+      },
+    },
+  };
+  const client = new LanguageClient("crlhf", "crlhf-lsp", serverOptions, clientOptions);
+  try {
+    await client.start();
+  } catch (err) {
+    throw new ServerStartError(`crlhf: crlhf-lsp did not start (${python}): ${err}`);
+  }
+  return client;
+}

@@ -1,0 +1,78 @@
+// What crlhf-lsp is told: its settings (initializationOptions and didChangeConfiguration)
+// and the interpreter that runs it.
+import * as vscode from "vscode";
+
+/** Keys crlhf-lsp accepts; each is a `crlhf.<key>` setting, except the token. */
+export const SERVER_KEYS = [
+  "storeUrl",
+  "backend",
+  "model",
+  "openaiUrl",
+  "maxTokens",
+  "temperature",
+  "outboxPath",
+  "adapterPollSeconds",
+  "device",
+] as const;
+
+/** Settings whose change needs a new server process rather than a notification. */
+export const RESTART_KEYS = ["crlhf.pythonPath", "crlhf.serverArgs"];
+
+export const TOKEN_SECRET = "crlhf.storeToken";
+
+export type ServerSettings = Record<string, unknown>;
+
+/** The settings crlhf-lsp receives; empty strings are left out so its own defaults apply. */
+export async function serverSettings(secrets: vscode.SecretStorage): Promise<ServerSettings> {
+  const config = vscode.workspace.getConfiguration("crlhf");
+  const settings: ServerSettings = {};
+  for (const key of SERVER_KEYS) {
+    const value = config.get<unknown>(key);
+    if (value !== undefined && value !== null && value !== "") settings[key] = value;
+  }
+  const token = await secrets.get(TOKEN_SECRET);
+  if (token) settings.token = token;
+  return settings;
+}
+
+export function serverArgs(): string[] {
+  return vscode.workspace.getConfiguration("crlhf").get<string[]>("serverArgs") ?? [
+    "-m",
+    "crlhf_lsp",
+    "--stdio",
+  ];
+}
+
+export function completionsEnabled(): boolean {
+  return vscode.workspace.getConfiguration("crlhf").get<boolean>("enable", true);
+}
+
+/** The part of the Python extension's API we use (ms-python.python, "environments"). */
+interface PythonApi {
+  environments?: {
+    getActiveEnvironmentPath(resource?: vscode.Uri): { path: string };
+    resolveEnvironment(
+      env: { path: string },
+    ): Promise<{ executable: { uri?: vscode.Uri } } | undefined>;
+  };
+}
+
+/** crlhf.pythonPath, else the Python extension's active interpreter, else python3. */
+export async function pythonPath(log: vscode.LogOutputChannel): Promise<string> {
+  const configured = vscode.workspace.getConfiguration("crlhf").get<string>("pythonPath");
+  if (configured) return configured;
+  const extension = vscode.extensions.getExtension<PythonApi>("ms-python.python");
+  if (extension) {
+    try {
+      const api = extension.isActive ? extension.exports : await extension.activate();
+      const resource = vscode.workspace.workspaceFolders?.[0]?.uri;
+      const active = api.environments?.getActiveEnvironmentPath(resource);
+      const env = active && (await api.environments?.resolveEnvironment(active));
+      const path = env?.executable.uri?.fsPath;
+      if (path) return path;
+    } catch (err) {
+      log.warn(`Could not ask the Python extension for its interpreter: ${err}`);
+    }
+  }
+  return "python3";
+}

@@ -1,0 +1,93 @@
+// The status bar item: model and adapter, ratings waiting in the outbox, store reachability.
+// A click opens a quick pick of the main commands.
+import * as vscode from "vscode";
+import type { LanguageClient } from "vscode-languageclient/node";
+import { completionsEnabled } from "./settings";
+
+/** What crlhf-lsp answers to the `crlhf/status` request (fields it lacks are shown as "?"). */
+export interface ServerStatus {
+  model?: string | null;
+  adapterVersion?: string | null;
+  outboxPending?: number | null;
+  storeReachable?: boolean | null;
+}
+
+const MENU: Array<vscode.QuickPickItem & { command: string }> = [
+  { label: "$(thumbsup) Rate current line(s) correct", command: "crlhf.rateUp" },
+  { label: "$(thumbsdown) Rate current line(s) wrong", command: "crlhf.rateDown" },
+  { label: "$(checklist) Open the review queue", command: "crlhf.openReviewQueue" },
+  { label: "$(sync) Check for a new adapter", command: "crlhf.checkForAdapter" },
+  { label: "$(circle-slash) Toggle completions", command: "crlhf.toggleCompletions" },
+  { label: "$(key) Set store token", command: "crlhf.setToken" },
+  { label: "$(debug-restart) Restart the language server", command: "crlhf.restartServer" },
+  { label: "$(output) Show the log", command: "crlhf.showLog" },
+];
+
+export class StatusBar implements vscode.Disposable {
+  private readonly item = vscode.window.createStatusBarItem("crlhf.status", vscode.StatusBarAlignment.Right, 100);
+  private readonly timer: NodeJS.Timeout;
+  private client: LanguageClient | undefined;
+  private problem: string | undefined;
+
+  constructor(private readonly log: vscode.LogOutputChannel) {
+    this.item.name = "crlhf";
+    this.item.command = "crlhf.menu";
+    this.render({});
+    this.item.show();
+    this.timer = setInterval(() => void this.refresh(), 5_000);
+  }
+
+  setClient(client: LanguageClient | undefined, problem?: string): void {
+    this.client = client;
+    this.problem = problem;
+    void this.refresh();
+  }
+
+  async refresh(): Promise<void> {
+    if (!this.client?.isRunning()) return this.render({});
+    try {
+      this.render(await this.client.sendRequest<ServerStatus>("crlhf/status"));
+    } catch (err) {
+      this.log.debug(`crlhf/status failed: ${err}`);
+      this.render({});
+    }
+  }
+
+  private render(status: ServerStatus): void {
+    if (!this.client) {
+      this.item.text = "$(error) crlhf";
+      this.item.tooltip = this.problem ?? "crlhf-lsp is not running";
+      this.item.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
+      return;
+    }
+    const model = status.model ? String(status.model).split("/").pop() : "?";
+    const adapter = status.adapterVersion ?? "base";
+    const pending = status.outboxPending ?? "?";
+    const store = status.storeReachable === true ? "$(cloud)" : status.storeReachable === false ? "$(cloud-offline)" : "$(question)";
+    const paused = completionsEnabled() ? "" : "$(circle-slash) ";
+    this.item.text = `${paused}crlhf ${model}@${adapter} $(thumbsup)${pending} ${store}`;
+    this.item.tooltip = new vscode.MarkdownString(
+      [
+        `**crlhf** — completions ${completionsEnabled() ? "on" : "off"}`,
+        `model: ${status.model ?? "?"}`,
+        `adapter: ${adapter}`,
+        `ratings waiting in the outbox: ${pending}`,
+        `store: ${status.storeReachable === true ? "reachable" : status.storeReachable === false ? "unreachable" : "unknown"}`,
+        "",
+        "Click for commands.",
+      ].join("\n\n"),
+    );
+    this.item.backgroundColor =
+      status.storeReachable === false ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+  }
+
+  static async showMenu(): Promise<void> {
+    const pick = await vscode.window.showQuickPick(MENU, { title: "crlhf", placeHolder: "crlhf: choose a command" });
+    if (pick) await vscode.commands.executeCommand(pick.command);
+  }
+
+  dispose(): void {
+    clearInterval(this.timer);
+    this.item.dispose();
+  }
+}
