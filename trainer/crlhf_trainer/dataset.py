@@ -1,0 +1,260 @@
+"""Training data: pull from the store, remember where we stopped, build examples.
+
+Pulling is resumable. Every export page is appended to a JSON-lines file in the work dir
+and only then is the page's ``next`` cursor written (atomically) to ``cursor.json``; a
+store that disappears mid-pull loses at most the page in flight, and the next run asks
+for the pages after the last one saved. Labels are kept for ever (reliabilities are
+estimated from all of them), so the work dir is the trainer's growing copy of the store.
+
+Examples are built from the *logged* token ids: ``prompt_token_ids`` + ``token_ids`` as
+crlhf-lsp produced them. Re-tokenising ``prompt + text`` would not give the same ids
+(byte-level BPE merges across the boundary, e.g. ``"\\n"`` + indentation), so the
+log-probabilities we push up or down would belong to a sequence the model never wrote.
+Each generated token also gets the line it belongs to (for per-line credit): the line of
+its first non-blank character, found by decoding growing prefixes of the logged ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crlhf_store.client import StoreClient, StoreError
+
+from .errors import NoTrainingData, StoreGone
+
+__all__ = [
+    "Cursor",
+    "Example",
+    "PullStats",
+    "WorkDir",
+    "build_examples",
+    "pull",
+    "token_lines",
+]
+
+
+@dataclass
+class Cursor:
+    """Where the next pull starts: the ``next`` of the last saved export page."""
+
+    labels: str | None = None
+    completions: str | None = None
+
+
+@dataclass
+class PullStats:
+    labels: int = 0
+    completions: int = 0
+    pages: int = 0
+
+
+class WorkDir:
+    """The trainer's folder: pulled pages, the cursor, adapters and reports."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def labels_file(self) -> Path:
+        return self.root / "labels.jsonl"
+
+    @property
+    def completions_file(self) -> Path:
+        return self.root / "completions.jsonl"
+
+    @property
+    def cursor_file(self) -> Path:
+        return self.root / "cursor.json"
+
+    def cursor(self) -> Cursor:
+        if not self.cursor_file.exists():
+            return Cursor()
+        return Cursor(**json.loads(self.cursor_file.read_text()))
+
+    def save_cursor(self, cursor: Cursor) -> None:
+        tmp = self.cursor_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(cursor.__dict__))
+        os.replace(tmp, self.cursor_file)  # atomic: a crash leaves the old or the new cursor
+
+    def label_pages(self) -> list[dict[str, Any]]:
+        return list(_read_jsonl(self.labels_file))
+
+    def completions(self) -> dict[str, dict[str, Any]]:
+        """Every pulled completion by id (a re-pulled id keeps its newest copy)."""
+        return {str(row["id"]): row for row in _read_jsonl(self.completions_file)}
+
+
+def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            # A line cut short by a crash mid-write has no newline; its page is re-pulled
+            # because the cursor was not advanced past it.
+            if line.endswith("\n"):
+                yield json.loads(line)
+
+
+def _append(path: Path, row: Mapping[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row, separators=(",", ":")) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def pull(
+    client: StoreClient,
+    work: WorkDir,
+    *,
+    page_size: int = 1000,
+    on_page: Callable[[str, int], None] | None = None,
+) -> PullStats:
+    """Fetch the label and completion pages after the saved cursor into ``work``."""
+    stats = PullStats()
+    cursor = work.cursor()
+    try:
+        while True:
+            page = client.export_labels(cursor.labels, page_size)
+            if not page.labels:
+                break
+            _append(work.labels_file, page.model_dump(mode="json", exclude={"next"}))
+            stats.labels += len(page.labels)
+            stats.pages += 1
+            cursor.labels = page.next or cursor.labels
+            work.save_cursor(cursor)
+            if on_page:
+                on_page("labels", len(page.labels))
+            if page.next is None:
+                break
+        while True:
+            cpage = client.export_completions(cursor.completions, page_size)
+            if not cpage.completions:
+                break
+            for c in cpage.completions:
+                _append(work.completions_file, c.model_dump(mode="json"))
+            stats.completions += len(cpage.completions)
+            stats.pages += 1
+            cursor.completions = cpage.next or cursor.completions
+            work.save_cursor(cursor)
+            if on_page:
+                on_page("completions", len(cpage.completions))
+            if cpage.next is None:
+                break
+    except StoreError as exc:
+        raise StoreGone(
+            f"the store failed while pulling ({exc}); {stats.pages} page(s) were saved to "
+            f"{work.root} and a re-run continues after them"
+        ) from exc
+    return stats
+
+
+# --- examples ---------------------------------------------------------------------
+
+
+@dataclass
+class Example:
+    """One logged completion ready for the policy loss."""
+
+    completion_id: str
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    reward: float  # expected share of correct lines (aggregation)
+    token_credit: list[float]  # per generated token: the posterior of its line
+    logprobs: list[float] | None = None  # sampling log-probs logged by crlhf-lsp
+    token_line: list[int] = field(default_factory=list)
+    prompt_key: str = ""  # groups completions of the same prompt (GRPO)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.prompt_ids) + len(self.completion_ids)
+
+
+@dataclass
+class Skipped:
+    no_token_ids: int = 0
+    no_reward: int = 0
+    logprob_mismatch: int = 0
+
+
+def token_lines(decode: Callable[[list[int]], str], ids: list[int]) -> list[int]:
+    """Line (0-based) of each generated token: where its first non-blank character is.
+
+    A token like ``"\\n    return"`` starts by ending one line but carries the next one's
+    code, so it is credited to the next line; a token of blanks only (``"\\n"``) to the
+    line it ends. Decoding growing prefixes keeps multi-byte characters split over two
+    tokens intact (decoding tokens one by one would not).
+    """
+    lines: list[int] = []
+    prev = ""
+    for i in range(len(ids)):
+        text = decode(ids[: i + 1])
+        # A character split over two tokens decodes as U+FFFD until it is complete, so
+        # the new text can differ from the previous one before its end.
+        k = len(os.path.commonprefix([prev, text]))
+        piece = text[k:]
+        base = text[:k].count("\n")
+        stripped = piece.lstrip()
+        offset = piece[: len(piece) - len(stripped)].count("\n") if stripped else 0
+        lines.append(base + offset)
+        prev = text
+    return lines
+
+
+def build_examples(
+    completions: Mapping[str, Mapping[str, Any]],
+    rewards: Mapping[str, Any],
+    decode: Callable[[list[int]], str],
+    *,
+    max_tokens: int = 1024,
+) -> tuple[list[Example], Skipped]:
+    """Examples for every rated completion that has logged token ids.
+
+    ``rewards`` maps a completion id to an object with ``mean`` and ``line_posteriors``
+    (:func:`crlhf_trainer.rewards.completion_rewards`). Prompts longer than
+    ``max_tokens`` keep their last tokens (the code right before the cursor).
+    """
+    examples: list[Example] = []
+    skipped = Skipped()
+    for cid, reward in rewards.items():
+        c = completions.get(str(cid))
+        if c is None:
+            skipped.no_reward += 1
+            continue
+        ids, prompt_ids = c.get("token_ids"), c.get("prompt_token_ids")
+        if not ids or prompt_ids is None:
+            skipped.no_token_ids += 1
+            continue
+        logprobs = c.get("token_logprobs")
+        if logprobs is not None and len(logprobs) != len(ids):
+            skipped.logprob_mismatch += 1
+            logprobs = None
+        room = max(1, max_tokens - len(ids))
+        lines = token_lines(decode, list(ids))
+        posts = list(reward.line_posteriors)
+        # A line nobody rated (or past the rated text) gets the completion's reward.
+        credit = [posts[ln] if ln < len(posts) else reward.mean for ln in lines]
+        examples.append(
+            Example(
+                completion_id=str(cid),
+                prompt_ids=list(prompt_ids)[-room:],
+                completion_ids=list(ids),
+                reward=float(reward.mean),
+                token_credit=[float(x) for x in credit],
+                logprobs=None if logprobs is None else [float(x) for x in logprobs],
+                token_line=lines,
+                prompt_key=f"{c.get('prompt', '')}\x00{c.get('suffix', '')}",
+            )
+        )
+    if not examples:
+        raise NoTrainingData(
+            f"none of the {len(rewards)} rated completion(s) can be trained on "
+            f"({skipped.no_token_ids} without logged token ids, {skipped.no_reward} not pulled); "
+            "crlhf-lsp logs token ids for completions it generates — rate some of those"
+        )
+    return examples, skipped

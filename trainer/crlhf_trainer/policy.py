@@ -1,0 +1,235 @@
+"""The policy loss on logged completions: advantage × clipped ratio, plus KL to the base.
+
+For a completion ``y`` of prompt ``x`` logged by crlhf-lsp with sampling log-probs
+``log μ(y_t)``, and the LoRA policy ``π_θ``::
+
+    r_t   = exp(log π_θ(y_t | x, y_<t) − log μ(y_t))                  importance ratio
+    L_t   = −min(r_t · A_t, clip(r_t, 1 − ε, 1 + ε) · A_t)            PPO-clip surrogate
+    KL_t  = exp(q_t) − q_t − 1,  q_t = log π_ref(y_t) − log π_θ(y_t)   "k3" estimator
+    loss  = mean over completions of the mean over its tokens of (L_t + β · KL_t)
+
+``π_ref`` is the base model: the same weights with the LoRA adapter switched off by
+peft's ``disable_adapter()``, so no second copy of the model is held. k3 (Schulman,
+"Approximating KL divergence", 2020) is unbiased for KL(π_θ‖π_ref) on samples from π_θ and
+is never negative, unlike the plain log-ratio. A completion logged by an older adapter is
+off-policy; the ratio against its logged log-probs corrects for that, and the clip keeps
+one update from moving far on a stale sample. When no log-probs were logged the ratio is
+taken against the current policy (on-policy assumption: ``r_t = 1``, gradient unchanged).
+
+The advantage ``A_t`` is where the two variants differ (chosen once, by name):
+
+- ``pg``: one number per completion, its reward (expected share of correct lines, from the
+  aggregation) minus a running baseline of rewards, on every token.
+- ``pg-line``: per-line credit: each token's advantage is the posterior P(correct) of the
+  line it belongs to minus a running baseline of line posteriors, so a wrong line is
+  pushed down even inside a mostly right completion (Wong & Tan 2024 rate lines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .dataset import Example
+from .errors import TrainConfigError
+
+__all__ = [
+    "ADVANTAGES",
+    "Batch",
+    "RunningBaseline",
+    "advantage_fn",
+    "advantages_pg",
+    "advantages_pg_line",
+    "clipped_surrogate",
+    "collate",
+    "kl_k3",
+    "policy_loss",
+    "reference_logprobs",
+    "token_logprobs",
+]
+
+
+@dataclass
+class Batch:
+    """Prompts left-padded to end at one column, completions right-padded after it.
+
+    That layout puts every completion's tokens in the same last ``C`` columns, so the
+    model computes logits for those columns only (``logits_to_keep``): with a 256k-token
+    vocabulary the full logits of long prompts would dwarf everything else in memory.
+    """
+
+    input_ids: torch.Tensor  # [B, P + C]
+    attention_mask: torch.Tensor  # [B, P + C]
+    position_ids: torch.Tensor  # [B, P + C]
+    completion_ids: torch.Tensor  # [B, C]
+    mask: torch.Tensor  # [B, C] float, 1 on real completion tokens
+    reward: torch.Tensor  # [B]
+    credit: torch.Tensor  # [B, C] line posterior of each token
+    old_logprobs: torch.Tensor  # [B, C], NaN where nothing was logged
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> Batch:
+    p = max(len(e.prompt_ids) for e in examples)
+    c = max(len(e.completion_ids) for e in examples)
+    n = len(examples)
+    ids = torch.full((n, p + c), pad_id, dtype=torch.long)
+    attn = torch.zeros((n, p + c), dtype=torch.long)
+    credit = torch.zeros((n, c))
+    old = torch.full((n, c), float("nan"))
+    for i, e in enumerate(examples):
+        lp, lc = len(e.prompt_ids), len(e.completion_ids)
+        ids[i, p - lp : p] = torch.tensor(e.prompt_ids, dtype=torch.long)
+        ids[i, p : p + lc] = torch.tensor(e.completion_ids, dtype=torch.long)
+        attn[i, p - lp : p + lc] = 1
+        credit[i, :lc] = torch.tensor(e.token_credit)
+        if e.logprobs is not None:
+            old[i, :lc] = torch.tensor(e.logprobs)
+    return Batch(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+        completion_ids=ids[:, p:],
+        mask=attn[:, p:].float(),
+        reward=torch.tensor([e.reward for e in examples]),
+        credit=credit,
+        old_logprobs=old,
+    )
+
+
+def token_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """log π(y_t | x, y_<t) of each completion token, [B, C] (0 on padding)."""
+    c = batch.completion_ids.shape[1]
+    out = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        logits_to_keep=c + 1,
+        use_cache=False,
+    )
+    # The logit at column j predicts token j + 1: drop the one after the last token.
+    logits = out.logits[:, :-1, :].float()
+    logp = torch.gather(F.log_softmax(logits, dim=-1), 2, batch.completion_ids.unsqueeze(-1))
+    return logp.squeeze(-1) * batch.mask
+
+
+def reference_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Token log-probs under the base model: the same weights, adapter switched off."""
+    disable = getattr(model, "disable_adapter", None)
+    if disable is None:
+        raise TrainConfigError(
+            f"{type(model).__name__} has no disable_adapter(): pass the PEFT model itself "
+            "(accelerator.unwrap_model(model)) to compute the reference log-probs"
+        )
+    with torch.no_grad(), disable():
+        return token_logprobs(model, batch)
+
+
+# --- advantages: the two variants -------------------------------------------------
+
+
+def advantages_pg(batch: Batch, baseline: float) -> torch.Tensor:
+    """Per completion: reward − baseline, the same on each of its tokens."""
+    return (batch.reward - baseline).unsqueeze(1).expand_as(batch.mask) * batch.mask
+
+
+def advantages_pg_line(batch: Batch, baseline: float) -> torch.Tensor:
+    """Per line: the token's line posterior − baseline."""
+    return (batch.credit - baseline) * batch.mask
+
+
+AdvantageFn = Callable[[Batch, float], torch.Tensor]
+ADVANTAGES: dict[str, AdvantageFn] = {"pg": advantages_pg, "pg-line": advantages_pg_line}
+
+
+def advantage_fn(method: str) -> AdvantageFn:
+    try:
+        return ADVANTAGES[method]
+    except KeyError:
+        raise TrainConfigError(
+            f"unknown method {method!r}; use one of {', '.join(ADVANTAGES)} (or grpo)"
+        ) from None
+
+
+class RunningBaseline:
+    """An exponential moving average of the rewards (``pg``) or line credits (``pg-line``).
+
+    Started at the mean of the whole training set, so the first steps do not push every
+    completion up just because the baseline began at zero.
+    """
+
+    def __init__(self, start: float, momentum: float = 0.9) -> None:
+        self.value = float(start)
+        self.momentum = momentum
+
+    def update(self, batch: Batch, method: str) -> None:
+        if method == "pg":
+            seen = float(batch.reward.mean())
+        else:
+            seen = float((batch.credit * batch.mask).sum() / batch.mask.sum().clamp(min=1))
+        self.value = self.momentum * self.value + (1 - self.momentum) * seen
+
+
+# --- loss terms ---------------------------------------------------------------------
+
+
+def clipped_surrogate(
+    logp: torch.Tensor, old_logp: torch.Tensor, advantage: torch.Tensor, clip: float
+) -> torch.Tensor:
+    """Per-token PPO-clip loss −min(r·A, clip(r)·A), r = exp(logp − old_logp)."""
+    # A log-ratio past ±20 only happens on a token the logger and the policy disagree on
+    # completely; clamping keeps exp() finite and the clip decides the gradient anyway.
+    ratio = torch.exp((logp - old_logp).clamp(-20.0, 20.0))
+    return -torch.minimum(ratio * advantage, ratio.clamp(1 - clip, 1 + clip) * advantage)
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(π‖π_ref): exp(q) − q − 1 ≥ 0, q = ref_logp − logp."""
+    q = (ref_logp - logp).clamp(-20.0, 20.0)
+    return torch.exp(q) - q - 1
+
+
+def _per_completion_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ((x * mask).sum(1) / mask.sum(1).clamp(min=1)).mean()
+
+
+def policy_loss(
+    model: torch.nn.Module,
+    batch: Batch,
+    advantage: AdvantageFn,
+    baseline: float,
+    *,
+    clip: float = 0.2,
+    kl_coef: float = 0.05,
+    peft_model: torch.nn.Module | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss of the module docstring and a few numbers to log.
+
+    ``model`` may be wrapped (DDP, FSDP); ``peft_model`` is the unwrapped PEFT model whose
+    ``disable_adapter()`` gives the base (defaults to ``model``).
+    """
+    logp = token_logprobs(model, batch)
+    ref = reference_logprobs(peft_model or model, batch) if kl_coef > 0 else logp.detach()
+    old = torch.where(torch.isnan(batch.old_logprobs), logp.detach(), batch.old_logprobs)
+    adv = advantage(batch, baseline)
+    surrogate = _per_completion_mean(clipped_surrogate(logp, old, adv, clip), batch.mask)
+    kl = _per_completion_mean(kl_k3(logp, ref), batch.mask)
+    loss = surrogate + kl_coef * kl
+    ratio = torch.exp((logp - old).detach().clamp(-20.0, 20.0))
+    clipped = ((ratio - 1).abs() > clip).float()
+    stats = {
+        "loss": float(loss.detach()),
+        "kl": float(kl.detach()),
+        "clip_frac": float((clipped * batch.mask).sum() / batch.mask.sum().clamp(min=1)),
+        "advantage": float((adv * batch.mask).sum() / batch.mask.sum().clamp(min=1)),
+    }
+    return loss, stats

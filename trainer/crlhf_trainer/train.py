@@ -1,0 +1,248 @@
+"""The LoRA policy update: a small loop over logged completions on accelerate.
+
+Runs as it is on one CPU or GPU; on several GPUs (DDP, DeepSpeed, FSDP) through
+``accelerate launch --config_file trainer/configs/<one>.yaml -m crlhf_trainer.cli train …``
+(see the README). Each rank reads its own shard of the examples through the prepared
+data loader; the reference log-probs come from the same weights with the adapter off.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import resource
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .dataset import Example
+from .errors import AdapterError, TrainConfigError
+from .policy import RunningBaseline, advantage_fn, collate, policy_loss
+
+__all__ = ["TrainConfig", "TrainReport", "load_policy", "peak_memory_mb", "save_adapter", "train"]
+
+
+@dataclass
+class TrainConfig:
+    method: str = "pg"  # pg: per-completion advantage; pg-line: per-line credit
+    max_steps: int = 50  # optimizer steps (the data is cycled if it is shorter)
+    batch_size: int = 4  # completions per micro-batch and process
+    grad_accum: int = 4  # micro-batches per optimizer step
+    lr: float = 2e-4  # peak learning rate (LoRA weights only)
+    warmup_steps: int = 5  # linear warm-up, then cosine decay to lr / 10
+    weight_decay: float = 0.0
+    clip: float = 0.2  # PPO clip ε of the importance ratio
+    kl_coef: float = 0.05  # β of the k3 KL penalty to the base model
+    baseline_momentum: float = 0.9  # EMA of the reward baseline
+    max_grad_norm: float = 1.0
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"  # peft's shorthand: every linear layer
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    mixed_precision: str = "no"  # no | bf16 | fp16 (GPU): accelerate's autocast
+    max_tokens: int = 1024  # prompt + completion; longer prompts keep their end
+
+    def validate(self) -> TrainConfig:
+        advantage_fn(self.method)  # raises on an unknown method
+        if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise TrainConfigError("max_steps, batch_size and grad_accum must be ≥ 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise TrainConfigError(f"device {self.device!r}: use auto, cpu or cuda")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise TrainConfigError("device cuda asked for, but torch sees no GPU; use --device cpu")
+        return self
+
+
+@dataclass
+class TrainReport:
+    adapter_dir: Path
+    steps: int
+    tokens: int
+    seconds: float
+    tokens_per_s: float
+    peak_memory_mb: float
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["adapter_dir"] = str(self.adapter_dir)
+        d["final"] = self.history[-1] if self.history else {}
+        del d["history"]
+        return d
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak GPU memory allocated by torch, or the process's peak RSS on a CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def _dtype(device: torch.device, mixed_precision: str) -> torch.dtype:
+    # LoRA trains in fp32 on a CPU (bf16 matmuls there are slow and lossy); on a GPU the
+    # frozen base can sit in bf16 while the adapter's own weights stay fp32 (peft).
+    if device.type == "cuda" and mixed_precision == "bf16":
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_policy(
+    model: str,
+    config: TrainConfig,
+    *,
+    adapter: Path | None = None,
+    device: torch.device | None = None,
+    trainable: bool = True,
+):
+    """The base model with a LoRA adapter: a fresh one, or ``adapter`` to continue from."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    device = device or torch.device("cpu")
+    base = AutoModelForCausalLM.from_pretrained(model, dtype=_dtype(device, config.mixed_precision))
+    if adapter is not None:
+        try:
+            policy = PeftModel.from_pretrained(base, str(adapter), is_trainable=trainable)
+        except Exception as exc:  # peft raises ValueError, OSError, safetensors errors …
+            raise AdapterError(f"adapter {adapter} cannot be loaded on {model}: {exc}") from exc
+    else:
+        lora = LoraConfig(
+            r=config.lora_r,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=config.target_modules,
+            task_type="CAUSAL_LM",
+        )
+        policy = get_peft_model(base, lora)
+    return policy.to(device)
+
+
+def save_adapter(policy, out_dir: Path, base_model: str) -> Path:
+    """Standard PEFT files, with ``base_model_name_or_path`` naming the real base."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    policy.save_pretrained(str(out_dir))
+    cfg_path = out_dir / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = base_model
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return out_dir
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def _forever(loader) -> Iterator:
+    while True:
+        yield from loader
+
+
+def train(
+    model: str,
+    examples: Sequence[Example],
+    config: TrainConfig,
+    out_dir: Path,
+    *,
+    init_adapter: Path | None = None,
+    base_model: str | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainReport:
+    """Fine-tune a LoRA adapter on ``examples`` and save it to ``out_dir``."""
+    from accelerate import Accelerator
+    from torch.utils.data import DataLoader
+
+    config.validate()
+    if not examples:
+        raise TrainConfigError("no examples to train on")
+    accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
+    seed_everything(config.seed)
+    device = accelerator.device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    policy = load_policy(model, config, adapter=init_adapter, device=device)
+    pad_id = policy.config.pad_token_id
+    pad_id = pad_id if isinstance(pad_id, int) else 0
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    loader = DataLoader(
+        list(examples),
+        batch_size=config.batch_size,
+        shuffle=True,
+        collate_fn=lambda rows: collate(rows, pad_id),
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    wrapped, optimizer, loader = accelerator.prepare(policy, optimizer, loader)
+    advantage = advantage_fn(config.method)
+    start = (
+        sum(e.reward for e in examples) / len(examples)
+        if config.method == "pg"
+        else sum(sum(e.token_credit) for e in examples) / sum(len(e.token_credit) for e in examples)
+    )
+    baseline = RunningBaseline(start, config.baseline_momentum)
+    batches = _forever(loader)
+    history: list[dict[str, float]] = []
+    tokens, t0 = 0, time.perf_counter()
+    wrapped.train()
+    for step in range(config.max_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = _lr_at(step, config)
+        logged: dict[str, float] = {}
+        for micro in range(config.grad_accum):
+            batch = next(batches)
+            # DDP all-reduces on every backward unless told otherwise: only the last
+            # micro-batch of a step should pay for the sync.
+            sync = micro == config.grad_accum - 1
+            with nullcontext() if sync else accelerator.no_sync(wrapped):
+                loss, stats = policy_loss(
+                    wrapped,
+                    batch,
+                    advantage,
+                    baseline.value,
+                    clip=config.clip,
+                    kl_coef=config.kl_coef,
+                    peft_model=policy,
+                )
+                accelerator.backward(loss / config.grad_accum)
+            baseline.update(batch, config.method)
+            tokens += batch.n_tokens
+            for k, v in stats.items():
+                logged[k] = logged.get(k, 0.0) + v / config.grad_accum
+        grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        logged |= {"grad_norm": float(grad_norm), "lr": _lr_at(step, config)}
+        logged["baseline"] = baseline.value
+        history.append(logged)
+        if on_step:
+            on_step(step + 1, logged)
+    seconds = time.perf_counter() - t0
+    accelerator.wait_for_everyone()
+    out_dir = Path(out_dir)
+    if accelerator.is_main_process:
+        save_adapter(accelerator.unwrap_model(wrapped), out_dir, base_model or model)
+    return TrainReport(
+        adapter_dir=out_dir,
+        steps=config.max_steps,
+        tokens=tokens,
+        seconds=seconds,
+        tokens_per_s=tokens / max(seconds, 1e-9),
+        peak_memory_mb=peak_memory_mb(device),
+        history=history,
+    )
