@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-from scipy.special import betaincinv, expit
 
 from ..labels import LabelSet
 
@@ -21,6 +20,7 @@ __all__ = [
     "AnnotatorReliability",
     "Estimator",
     "beta_interval",
+    "expit",
     "flag_annotator",
     "logit",
 ]
@@ -90,6 +90,8 @@ def beta_interval(a: np.ndarray, b: np.ndarray, mass: float = INTERVAL):
     >>> round(float(lo[0]), 3), round(float(hi[0]), 3)
     (0.05, 0.95)
     """
+    from scipy.special import betaincinv  # lazily: scipy.special takes a second to import
+
     tail = (1.0 - mass) / 2.0
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -166,5 +168,10 @@ def vote_log_odds(labels: LabelSet, weight: np.ndarray) -> np.ndarray:
     return np.bincount(labels.item_idx, weights=w, minlength=labels.n_items)
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return expit(x)
+def expit(x: np.ndarray | float) -> np.ndarray:
+    """The logistic function σ(x) = 1 / (1 + e^-x), written with tanh so it never overflows.
+
+    >>> expit(np.array([-800.0, 0.0, 800.0])).tolist()
+    [0.0, 0.5, 1.0]
+    """
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))

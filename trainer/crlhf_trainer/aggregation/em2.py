@@ -22,7 +22,8 @@ many adversaries cannot pull it into the mirror solution (every label flipped). 
 pass is a handful of vectorised gathers and ``np.bincount`` sums over the labels.
 
 An annotator's single reliability is the accuracy on a random line, π = p·α + (1-p)·β;
-its 90% interval comes from the Beta posteriors of α and β (moment-matched).  The
+its 90% interval comes from the Beta posteriors of α, β and p (delta method for the
+variance, then the Beta with that mean and variance).  The
 spammer score is |α + β - 1|: 0 for anyone whose labels ignore the truth (random
 clicks, always-👍), negative α + β - 1 marks an adversary.
 
@@ -49,13 +50,13 @@ True
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit
 
 from ..labels import LabelSet
 from .base import (
     SPAMMER_THRESHOLD,
     AggregationResult,
     AnnotatorReliability,
+    expit,
     flag_annotator,
     logit,
     moment_beta_interval,
@@ -147,8 +148,13 @@ class TwoCoinEM:
             if moved < self.tol:
                 break
         self.n_iter_ = n_iter
-        q, evidence = e_step(alpha, beta, prior)
+        # A last M-step then E-step, so that the reported α, β, p (from these counts) are
+        # exactly the parameters of the reported posteriors.
+        q, _ = e_step(alpha, beta, prior)
         tp, fn, fp, tn = m_step(q)
+        q_free_sum = float(q[free].sum())
+        alpha, beta = self._coins(tp, fn, fp, tn)
+        q, evidence = e_step(alpha, beta, self._class_prior(q_free_sum, n_free))
 
         self.items_ = list(labels.items)
         self.annotators_ = list(labels.annotators)
@@ -159,7 +165,7 @@ class TwoCoinEM:
         self.p_correct_ = q
         self.counts_ = np.stack([tp, fn, fp, tn], axis=1)  # per annotator: TP FN FP TN
         self.n_labels_ = (n_pos + n_neg).astype(np.int64)
-        self._q_free_sum = float(q[free].sum())
+        self._q_free_sum = q_free_sum
         self._n_free = n_free
         self.class_prior_ = self._class_prior(self._q_free_sum, n_free)
         self._n_fitted = labels.n_labels
@@ -203,7 +209,10 @@ class TwoCoinEM:
         # Var of a Beta(x, y) posterior: mean (1 - mean) / (x + y + 1)
         var_a = alpha * (1 - alpha) / (a + b + tp + fn + 1)
         var_b = beta * (1 - beta) / (a + b + tn + fp + 1)
-        low, high = moment_beta_interval(pi, p * p * var_a + (1 - p) ** 2 * var_b)
+        # π = p·α + (1-p)·β with p, α, β independent: the delta method's variance
+        var_p = p * (1 - p) / (2 * self.class_prior_strength + self._n_free + 1)
+        var_pi = p * p * var_a + (1 - p) ** 2 * var_b + (alpha - beta) ** 2 * var_p
+        low, high = moment_beta_interval(pi, var_pi)
         annotators = []
         for j, name in enumerate(self.annotators_):
             signed = float(alpha[j] + beta[j] - 1)

@@ -43,10 +43,9 @@ paper-l1 True
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from scipy import sparse
-from scipy.optimize import minimize
-from scipy.special import expit
 
 from ..labels import LabelSet
 from .base import (
@@ -54,10 +53,14 @@ from .base import (
     AggregationResult,
     beta_interval,
     clamp_gold,
+    expit,
     logit,
     one_coin_reliabilities,
     vote_log_odds,
 )
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 __all__ = ["PaperEstimator", "PaperL1Estimator"]
 
@@ -164,6 +167,8 @@ class PaperL1Estimator:
         self.spammer_threshold = spammer_threshold
 
     def fit(self, labels: LabelSet) -> AggregationResult:
+        from scipy import sparse  # lazily, like every scipy import on the CLI's path
+
         m = labels.n_annotators
         gold_idx, truth = labels.gold_arrays()
         row_of = np.full(labels.n_items, -1, dtype=np.int64)
@@ -220,6 +225,8 @@ class PaperL1Estimator:
 
     @staticmethod
     def _solve(x, t, lam, start):
+        from scipy.optimize import minimize
+
         m = x.shape[1]
 
         def objective(theta):
@@ -238,6 +245,8 @@ class PaperL1Estimator:
     @staticmethod
     def _laplace_sd(x, b, w) -> np.ndarray:
         """Posterior sd of each weight: inverse Hessian on the active set, 1/√Hⱼⱼ elsewhere."""
+        from scipy import sparse
+
         m = x.shape[1]
         if x.shape[0] == 0:
             return np.full(m, 10.0)

@@ -1,0 +1,140 @@
+"""``crlhf-train``: the nightly trainer's command line.
+
+One small function per subcommand, registered in :data:`COMMANDS` as
+``name -> (help, add_arguments, run)``; ``run(args) -> exit code``.  Errors from the
+:class:`~crlhf_trainer.errors.CrlhfTrainError` hierarchy become one line on stderr and
+exit status 2.  Heavy imports (numpy, torch) happen inside the subcommands, so that
+``crlhf-train --help`` and ``crlhf-train aggregate`` start fast.
+
+    crlhf-train aggregate --labels LABELS.csv [--gold GOLD.csv]
+        [--method em2|paper|paper-l1|mv] --out POSTERIORS.csv
+        [--annotators-out ANNOTATORS.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from collections.abc import Callable, Sequence
+
+from .errors import CrlhfTrainError
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+
+METHODS = ("em2", "paper", "paper-l1", "mv")
+
+
+# ---------------------------------------------------------------- aggregate
+def add_aggregate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--labels",
+        required=True,
+        metavar="LABELS.csv",
+        help="header item,annotator,label; label 1 = correct, 0 or -1 = wrong",
+    )
+    p.add_argument(
+        "--gold",
+        metavar="GOLD.csv",
+        help="header item,label: the honeypot items' truth, same coding",
+    )
+    p.add_argument(
+        "--method",
+        choices=METHODS,
+        default="em2",
+        help="estimator (default: em2, two-coin Dawid-Skene EM)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="POSTERIORS.csv",
+        help="written with header item,p_correct, one row per item of LABELS.csv",
+    )
+    p.add_argument(
+        "--annotators-out",
+        metavar="ANNOTATORS.csv",
+        help="written with header annotator,reliability,low,high,spammer_score,flag",
+    )
+
+
+def run_aggregate(args: argparse.Namespace) -> int:
+    from .aggregation import aggregate
+    from .labels import LabelSet
+
+    labels = LabelSet.from_csv(args.labels, args.gold)
+    result = aggregate(labels, args.method)
+    with _open_out(args.out) as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["item", "p_correct"])
+        w.writerows(zip(result.items, (f"{p:.6f}" for p in result.p_correct.tolist()), strict=True))
+    if args.annotators_out:
+        with _open_out(args.annotators_out) as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["annotator", "reliability", "low", "high", "spammer_score", "flag"])
+            for r in result.annotators:
+                w.writerow(
+                    [
+                        r.annotator,
+                        f"{r.reliability:.6f}",
+                        f"{r.low:.6f}",
+                        f"{r.high:.6f}",
+                        f"{r.spammer_score:.6f}",
+                        r.flag,
+                    ]
+                )
+    flagged = sum(r.flag != "ok" for r in result.annotators)
+    print(
+        f"{args.method}: {labels.n_labels} labels, {labels.n_items} items, "
+        f"{labels.n_annotators} annotators ({flagged} flagged) -> {args.out}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _open_out(path: str):
+    try:
+        return open(path, "w", newline="", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
+
+
+class OutputError(CrlhfTrainError):
+    """An output file that cannot be written."""
+
+
+# ---------------------------------------------------------------- the table
+COMMANDS: dict[str, Command] = {
+    "aggregate": (
+        "reliabilities and P(line correct) from per-line labels (CSV in, CSV out)",
+        add_aggregate_arguments,
+        run_aggregate,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crlhf-train", description="crlhf's nightly trainer: aggregate, train, publish."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        add_arguments(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except CrlhfTrainError as exc:
+        print(f"crlhf-train {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
