@@ -141,7 +141,9 @@ class StoreClient:
         params: dict[str, Any] = {"limit": limit} | ({"after": after} if after else {})
         return self._parse(LabelExport, self._request("GET", "/v1/labels/export", params=params))
 
-    def iter_label_pages(self, after: str | None = None, limit: int = 5000) -> Iterator[LabelExport]:
+    def iter_label_pages(
+        self, after: str | None = None, limit: int = 5000
+    ) -> Iterator[LabelExport]:
         """Pages until the export is exhausted; each page's ``next`` resumes after it."""
         while True:
             page = self.export_labels(after, limit)

@@ -48,10 +48,15 @@ def folder_digest(folder: Path, names: Iterable[str] | None = None) -> str:
 
 def deterministic_tar(folder: Path, names: Iterable[str]) -> bytes:
     """A tar of ``names`` in ``folder`` with fixed order, mtimes and owners."""
+    return tar_of({name: (Path(folder) / name).read_bytes() for name in names})
+
+
+def tar_of(contents: Mapping[str, bytes]) -> bytes:
+    """The deterministic tar of ``{file name: bytes}`` (same bytes as :func:`deterministic_tar`)."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(names):
-            data = (Path(folder) / name).read_bytes()
+        for name in sorted(contents):
+            data = contents[name]
             info = tarfile.TarInfo(name)
             info.size, info.mtime, info.mode = len(data), 0, 0o644
             tar.addfile(info, io.BytesIO(data))

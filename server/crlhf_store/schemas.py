@@ -49,6 +49,18 @@ MAX_BATCH = 1000
 """Most rows in one posted batch; larger batches get a 422 naming the field."""
 
 
+def completion_lines(text: str) -> list[str]:
+    """The lines of a completion's text as ratings number them (0-based).
+
+    Split on ``\\n``; a trailing newline does not open an extra empty line, and an empty
+    text is one empty line. Honeypot truth has one entry per line of this list.
+    """
+    lines = text.split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -1,0 +1,228 @@
+"""The adapter registry: upload (checked), publish, retire, list, download.
+
+Checksum: ``sha256`` of an upload is the folder digest of its PEFT files
+(:func:`crlhf_store.digest.folder_digest`: the sha256 of the sorted ``sha256sum``
+manifest). The store recomputes it while writing the files to a staging key; a mismatch
+is refused with 422 and the staged files are deleted. The download is the deterministic
+tar of the files, its own sha256 in ``X-Checksum-Sha256``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from crlhf_store.digest import manifest_digest, tar_of
+from crlhf_store.errors import ChecksumRefused, Conflict, Invalid, NotFound
+from crlhf_store.models import Adapter, AdapterArtifactRow
+from crlhf_store.schemas import AdapterArtifact, AdapterOut
+from crlhf_store.storage import AdapterStorage
+
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+GGUF = "@gguf"  # suffix of the storage key holding an adapter's GGUF file
+
+
+@dataclass
+class Part:
+    """One uploaded file: its name and a readable binary stream."""
+
+    name: str
+    file: BinaryIO
+
+
+@dataclass
+class Staged:
+    key: str
+    files: dict[str, str]
+    size: int
+    gguf: tuple[str, str, int] | None = None
+    """(name, sha256, size) of the GGUF artifact, if one came along."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _invalid(msg: str, *loc: Any) -> Invalid:
+    return Invalid(msg, loc=("body", *loc))
+
+
+def check_form(*, version: str, sha256: str, files: list[Part], parent: str | None) -> None:
+    if not VERSION.match(version):
+        raise _invalid(f"version {version!r}: use letters, digits, . _ + - (max 128)", "version")
+    if parent is not None and not VERSION.match(parent):
+        raise _invalid(f"parent {parent!r} is not a valid version", "parent")
+    if not SHA256.match(sha256):
+        raise _invalid("sha256 must be 64 lowercase hex digits (the folder digest)", "sha256")
+    if not files:
+        raise _invalid("no files: send one `files` part per file of the PEFT folder", "files")
+    names = [p.name for p in files]
+    for name in names:
+        if not FILE_NAME.match(name):
+            raise _invalid(f"file name {name!r}: a flat name (letters, digits, . _ + -)", "files")
+    if len(set(names)) != len(names):
+        raise _invalid("the same file name appears twice", "files")
+
+
+def stage(
+    storage: AdapterStorage,
+    *,
+    sha256: str,
+    files: list[Part],
+    gguf: Part | None = None,
+    gguf_sha256: str | None = None,
+) -> Staged:
+    """Write the files under a staging key and verify them; on any failure nothing is left."""
+    key = f"staging-{uuid.uuid4().hex}"
+    try:
+        digests: dict[str, str] = {}
+        size = 0
+        for part in files:
+            digests[part.name], n = storage.write(key, part.name, part.file)
+            size += n
+        got = manifest_digest(digests)
+        if got != sha256:
+            raise ChecksumRefused(
+                f"checksum mismatch: the files digest to {got}, the form says {sha256}; "
+                "nothing was stored",
+                loc=("body", "sha256"),
+            )
+        staged = Staged(key=key, files=digests, size=size)
+        if gguf is not None:
+            if not FILE_NAME.match(gguf.name):
+                raise _invalid(f"gguf file name {gguf.name!r} is not a flat name", "gguf")
+            got, n = storage.write(key + GGUF, gguf.name, gguf.file)
+            if gguf_sha256 is not None and got != gguf_sha256.lower():
+                raise ChecksumRefused(
+                    f"gguf checksum mismatch: the file digests to {got}, the form says "
+                    f"{gguf_sha256}; nothing was stored",
+                    loc=("body", "gguf_sha256"),
+                )
+            staged.gguf = (gguf.name, got, n)
+        return staged
+    except BaseException:
+        discard(storage, key)
+        raise
+
+
+def discard(storage: AdapterStorage, key: str) -> None:
+    storage.delete(key)
+    storage.delete(key + GGUF)
+
+
+def register(
+    session: Session,
+    storage: AdapterStorage,
+    *,
+    staged: Staged,
+    version: str,
+    parent: str | None,
+    base_model: str,
+    sha256: str,
+    metrics: dict[str, Any],
+    created_by: str,
+) -> AdapterOut:
+    """Insert the registry row and move the staged files to the version's key."""
+    if session.scalar(select(Adapter.id).where(Adapter.version == version)) is not None:
+        raise Conflict(f"adapter {version} already exists; upload under a new version")
+    row = Adapter(
+        version=version,
+        parent=parent,
+        base_model=base_model,
+        sha256=sha256,
+        size=staged.size,
+        storage_key=version,
+        files=staged.files,
+        metrics=metrics,
+        status="candidate",
+        created_by=created_by,
+    )
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent upload of the same version won
+        raise Conflict(f"adapter {version} already exists; upload under a new version") from exc
+    if staged.gguf is not None:
+        name, digest, size = staged.gguf
+        session.add(
+            AdapterArtifactRow(adapter_id=row.id, kind="gguf", name=name, sha256=digest, size=size)
+        )
+        session.flush()
+    discard(storage, version)  # leftovers of an upload whose commit failed
+    storage.move(staged.key, version)
+    if staged.gguf is not None:
+        storage.move(staged.key + GGUF, version + GGUF)
+    session.refresh(row)
+    return to_out(row)
+
+
+def to_out(row: Adapter) -> AdapterOut:
+    artifacts = [AdapterArtifact(kind="peft", sha256=row.sha256, size=row.size)]
+    artifacts += [AdapterArtifact(kind="gguf", sha256=a.sha256, size=a.size) for a in row.artifacts]
+    return AdapterOut(
+        version=row.version,
+        parent=row.parent,
+        base_model=row.base_model,
+        sha256=row.sha256,
+        size=row.size,
+        status=row.status,  # type: ignore[arg-type]
+        metrics=row.metrics,
+        artifacts=artifacts,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        published_at=row.published_at,
+    )
+
+
+def get(session: Session, *, version: str) -> Adapter:
+    row = session.scalar(select(Adapter).where(Adapter.version == version))
+    if row is None:
+        raise NotFound(f"no adapter {version!r}; GET /v1/adapters lists them")
+    return row
+
+
+def set_status(session: Session, *, version: str, status: str) -> AdapterOut:
+    row = get(session, version=version)
+    if row.status != status:
+        row.status = status
+        now = datetime.now(UTC)
+        if status == "published":
+            row.published_at, row.retired_at = now, None
+        else:
+            row.retired_at = now
+        session.flush()
+    return to_out(row)
+
+
+def list_all(session: Session) -> list[AdapterOut]:
+    return [to_out(r) for r in session.scalars(select(Adapter).order_by(Adapter.id))]
+
+
+def latest(session: Session) -> AdapterOut:
+    row = session.scalar(
+        select(Adapter)
+        .where(Adapter.status == "published")
+        .order_by(Adapter.published_at.desc(), Adapter.id.desc())
+        .limit(1)
+    )
+    if row is None:
+        raise NotFound("no published adapter yet")
+    return to_out(row)
+
+
+def peft_archive(storage: AdapterStorage, row: Adapter) -> bytes:
+    """The deterministic tar of the adapter's PEFT files (LoRA adapters are small)."""
+    return tar_of({name: storage.read_bytes(row.storage_key, name) for name in row.files})
+
+
+def gguf_file(row: Adapter) -> AdapterArtifactRow:
+    art = next((a for a in row.artifacts if a.kind == "gguf"), None)
+    if art is None:
+        raise NotFound(f"adapter {row.version} has no gguf artifact")
+    return art

@@ -1,0 +1,79 @@
+"""The FastAPI application: ``create_app(settings)``; migrations run on start."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+from crlhf_store.db import Database
+from crlhf_store.deps import Store
+from crlhf_store.errors import StoreServerError
+from crlhf_store.limits import BodySizeLimit
+from crlhf_store.routes import feedback, meta, registry
+from crlhf_store.settings import StoreSettings, get_settings
+from crlhf_store.storage import AdapterStorage, LocalFolderStorage
+
+log = logging.getLogger("crlhf_store")
+
+
+def create_app(
+    settings: StoreSettings | None = None,
+    *,
+    storage: AdapterStorage | None = None,
+    migrate: bool = True,
+) -> FastAPI:
+    """The store's app; ``storage`` defaults to a folder ``adapters/`` in the data dir."""
+    settings = settings or get_settings()
+    db = Database(
+        settings.resolved_database_url(),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+    )
+    store = Store(
+        settings=settings,
+        db=db,
+        storage=storage or LocalFolderStorage(Path(settings.data_dir) / "adapters"),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            db.migrate()
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="crlhf-store",
+        version="1",
+        summary="Team feedback store of crlhf: completions, line ratings, honeypots, "
+        "review queue, adapter registry.",
+        lifespan=lifespan,
+    )
+    app.state.store = store
+    app.include_router(meta.router)
+    app.include_router(feedback.router)
+    app.include_router(registry.router)
+    app.add_middleware(
+        BodySizeLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes
+    )
+
+    @app.exception_handler(StoreServerError)
+    async def _store_error(request: Request, exc: StoreServerError) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail()}, status_code=exc.status)
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.error("database error on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(
+            {"detail": "the database is unavailable; retry later"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    return app

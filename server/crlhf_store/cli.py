@@ -1,0 +1,219 @@
+"""``crlhf-store``: run the store and administer it.
+
+    crlhf-store serve [--host 127.0.0.1] [--port 8765] [--database-url URL] [--data-dir DIR]
+    crlhf-store migrate
+    crlhf-store create-annotator NAME [--scope annotator|trainer|admin]
+    crlhf-store revoke-token (TOKEN | --annotator NAME)
+    crlhf-store import-honeypots FILE.jsonl
+    crlhf-store export-labels [--out FILE] [--after CURSOR]
+
+The database URL also comes from ``CRLHF_DATABASE_URL``, the data dir from
+``CRLHF_DATA_DIR``. Admin commands work on the database directly (run them on the
+store's machine) and migrate it first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from crlhf_store.settings import StoreSettings
+
+
+def _settings(args: argparse.Namespace) -> StoreSettings:
+    overrides = {
+        k: v
+        for k, v in {
+            "database_url": args.database_url,
+            "data_dir": args.data_dir,
+            "host": getattr(args, "host", None),
+            "port": getattr(args, "port", None),
+        }.items()
+        if v is not None
+    }
+    return StoreSettings(**overrides)
+
+
+def _database(settings: StoreSettings):  # type: ignore[no-untyped-def]
+    from crlhf_store.db import Database
+
+    db = Database(settings.resolved_database_url(), pool_size=2, max_overflow=2)
+    db.migrate()
+    return db
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from crlhf_store.app import create_app
+
+    settings = _settings(args)
+    app = create_app(settings)
+    print(
+        f"crlhf-store on http://{settings.host}:{settings.port} "
+        f"(database {_redact(settings.resolved_database_url())}, docs at /docs)",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+    )
+    return 0
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    _database(settings).dispose()
+    print(f"database at the newest schema: {_redact(settings.resolved_database_url())}")
+    return 0
+
+
+def cmd_create_annotator(args: argparse.Namespace) -> int:
+    from crlhf_store.tokens import create_annotator
+
+    db = _database(_settings(args))
+    with db.writing() as session:
+        token = create_annotator(session, name=args.name, scope=args.scope)
+    db.dispose()
+    print(f"annotator {args.name!r} has a new {args.scope} token (shown once, keep it):")
+    print(token)
+    return 0
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> int:
+    from crlhf_store.errors import NotFound
+    from crlhf_store.tokens import revoke_token
+
+    if (args.token is None) == (args.annotator is None):
+        print("crlhf-store revoke-token: give a TOKEN or --annotator NAME", file=sys.stderr)
+        return 2
+    db = _database(_settings(args))
+    try:
+        with db.writing() as session:
+            n = revoke_token(session, token=args.token, annotator=args.annotator)
+    except NotFound as exc:
+        print(f"crlhf-store revoke-token: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    print(f"revoked {n} token(s)")
+    return 0 if n else 1
+
+
+def cmd_import_honeypots(args: argparse.Namespace) -> int:
+    from crlhf_store.errors import Invalid
+    from crlhf_store.honeypots import import_honeypots, parse_jsonl
+
+    try:
+        honeypots = parse_jsonl(Path(args.file).read_text(encoding="utf-8").splitlines())
+    except (Invalid, OSError) as exc:
+        print(
+            f"crlhf-store import-honeypots: {args.file}: {exc}; nothing imported", file=sys.stderr
+        )
+        return 1
+    db = _database(_settings(args))
+    with db.writing() as session:
+        imported, skipped = import_honeypots(session, honeypots=honeypots)
+    db.dispose()
+    print(f"imported {imported} honeypot(s), {skipped} already there")
+    return 0
+
+
+def cmd_export_labels(args: argparse.Namespace) -> int:
+    """JSONL: one label per line, with ``truth`` (1/-1) when its line is a honeypot's."""
+    from crlhf_store.export import export_labels
+
+    db = _database(_settings(args))
+    out: TextIO = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+    after, n, cursor = int(args.after or 0), 0, args.after
+    try:
+        while True:
+            with db.writing() as session:
+                page = export_labels(session, after=after, limit=5000)
+            if not page.labels:
+                break
+            for label in page.labels:
+                truth = page.honeypots.get(str(label.completion_id))
+                row = label.model_dump(mode="json") | {
+                    "truth": truth[label.line] if truth else None
+                }
+                out.write(json.dumps(row) + "\n")
+            n += len(page.labels)
+            cursor = page.next
+            after = int(cursor or after)
+    finally:
+        if args.out:
+            out.close()
+        db.dispose()
+    print(f"exported {n} label(s); resume with --after {cursor or 0}", file=sys.stderr)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crlhf-store",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--database-url", help="SQLAlchemy URL (env CRLHF_DATABASE_URL)")
+    common.add_argument("--data-dir", type=Path, help="data folder (env CRLHF_DATA_DIR)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", parents=[common], help="run the HTTP server")
+    p.add_argument("--host", help="bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8765)")
+    p.add_argument("--log-level", default="info")
+    p.add_argument("--no-access-log", dest="access_log", action="store_false")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", parents=[common], help="bring the database schema up to date")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "create-annotator",
+        parents=[common],
+        help="create an annotator (or reuse one) and print a new token",
+    )
+    p.add_argument("name")
+    p.add_argument("--scope", choices=["annotator", "trainer", "admin"], default="annotator")
+    p.set_defaults(func=cmd_create_annotator)
+
+    p = sub.add_parser(
+        "revoke-token", parents=[common], help="revoke a token, or all of one annotator"
+    )
+    p.add_argument("token", nargs="?")
+    p.add_argument("--annotator", help="revoke every token of this annotator")
+    p.set_defaults(func=cmd_revoke_token)
+
+    p = sub.add_parser("import-honeypots", parents=[common], help="import honeypots (JSONL)")
+    p.add_argument("file", type=Path)
+    p.set_defaults(func=cmd_import_honeypots)
+
+    p = sub.add_parser("export-labels", parents=[common], help="export line ratings (JSONL)")
+    p.add_argument("--out", type=Path, help="file to write (default stdout)")
+    p.add_argument("--after", help="cursor to resume from")
+    p.set_defaults(func=cmd_export_labels)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Paged exports for the trainer: line ratings (with honeypot truth) and completions.
+
+The cursor rule. Row ids are handed out when a row is inserted, but on PostgreSQL
+transactions commit out of id order: reading ``id > cursor`` could pass over an id whose
+transaction was still in flight and commits later, skipping it for ever. So the export
+orders rows by ``seq``, an export position stamped only on rows that have committed:
+
+1. Each export first takes a lock (``pg_advisory_xact_lock`` on PostgreSQL; on SQLite the
+   write lock, the single writer), then stamps every committed row whose ``seq`` is null
+   with ``max(seq) + 1, + 2, …`` in id order, and reads ``seq > cursor`` in the same
+   transaction.
+2. A row that commits after that export is stamped by a later one, which runs after this
+   one committed, so it gets a larger ``seq`` than anything this export returned.
+
+Hence a cursor (the last ``seq`` of a page, an opaque decimal string) never skips a row
+nor repeats one, while ratings keep arriving. ``next`` is null only on an empty page:
+keep the last non-null ``next`` to resume later.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from crlhf_store.models import Annotator, Completion, Honeypot, LineRating
+from crlhf_store.schemas import CompletionExport, CompletionOut, ExportedLabel, LabelExport
+
+_SEQUENCER_LOCK = {"line_ratings": 0x63726C01, "completions": 0x63726C02}
+STAMP_BATCH = 50_000
+"""Most rows stamped by one export call; the rest get stamped by the next calls."""
+
+
+def stamp_committed(session: Session, table: str) -> None:
+    """Give committed rows of ``table`` without a ``seq`` the next export positions."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SEQUENCER_LOCK[table]})
+        order = "id" if table == "line_ratings" else "created_at, id"
+    else:
+        order = "rowid"  # insertion order
+    session.execute(
+        text(
+            f"UPDATE {table} SET seq = s.base + s.rn FROM ("
+            f" SELECT id, (SELECT coalesce(max(seq), 0) FROM {table}) AS base,"
+            f" row_number() OVER (ORDER BY {order}) AS rn"
+            f" FROM {table} WHERE seq IS NULL ORDER BY {order} LIMIT :n"
+            f") AS s WHERE {table}.id = s.id"
+        ),
+        {"n": STAMP_BATCH},
+    )
+
+
+def export_labels(session: Session, *, after: int, limit: int) -> LabelExport:
+    """The next ``limit`` line ratings after the cursor, with the truth of honeypots among them."""
+    stamp_committed(session, "line_ratings")
+    rows = session.execute(
+        select(
+            LineRating.seq,
+            LineRating.id,
+            LineRating.completion_id,
+            LineRating.line,
+            Annotator.name,
+            LineRating.label,
+            LineRating.created_at,
+        )
+        .join(Annotator, Annotator.id == LineRating.annotator_id)
+        .where(LineRating.seq > after)
+        .order_by(LineRating.seq)
+        .limit(limit)
+    ).all()
+    labels = [
+        ExportedLabel(
+            rating_id=r.id,
+            completion_id=r.completion_id,
+            line=r.line,
+            annotator=r.name,
+            label=r.label,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
+    return LabelExport(
+        labels=labels,
+        honeypots=honeypot_truth(session, {r.completion_id for r in rows}),
+        next=str(rows[-1].seq) if rows else None,
+    )
+
+
+def honeypot_truth(session: Session, ids: set[uuid.UUID]) -> dict[str, list[int]]:
+    if not ids:
+        return {}
+    query = select(Honeypot.completion_id, Honeypot.truth).where(Honeypot.completion_id.in_(ids))
+    return {str(cid): list(truth) for cid, truth in session.execute(query).tuples()}
+
+
+def export_completions(session: Session, *, after: int, limit: int) -> CompletionExport:
+    """The next ``limit`` completions of the model after the cursor (honeypots left out)."""
+    stamp_committed(session, "completions")
+    rows = session.execute(
+        select(Completion, Annotator.name)
+        .join(Annotator, Annotator.id == Completion.annotator_id)
+        .where(Completion.seq > after, Completion.is_honeypot.is_(False))
+        .order_by(Completion.seq)
+        .limit(limit)
+    ).all()
+    out = [
+        CompletionOut(
+            id=c.id,
+            prompt=c.prompt,
+            suffix=c.suffix,
+            language=c.language,
+            text=c.text,
+            model=c.model,
+            adapter_version=c.adapter_version,
+            token_ids=c.token_ids,
+            token_logprobs=c.token_logprobs,
+            prompt_token_ids=c.prompt_token_ids,
+            annotator=name,
+            created_at=c.created_at,
+            seq=c.seq,
+        )
+        for c, name in rows
+    ]
+    return CompletionExport(completions=out, next=str(rows[-1][0].seq) if rows else None)

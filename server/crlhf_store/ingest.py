@@ -1,0 +1,133 @@
+"""Batches from the language server: completions, events and line ratings.
+
+Each batch is one transaction: every row is checked before anything is written, so a
+bad row (named by its index and field) leaves the database untouched. Retries are
+no-ops: rows carry a client-chosen id (``id`` / ``event_id``) and are inserted with
+``INSERT … ON CONFLICT DO NOTHING``, which on PostgreSQL also settles concurrent posts of
+the same batch (the second waits for the first to commit, then skips) and on SQLite is
+serialised by the single writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
+
+from crlhf_store.errors import Conflict, Invalid
+from crlhf_store.models import Completion, CompletionEvent, LineRating
+from crlhf_store.schemas import CompletionIn, EventIn, RatingIn, Stored, completion_lines
+
+
+def insert_ignoring_duplicates(
+    session: Session, table: Table, rows: list[dict[str, Any]], key: str
+):  # type: ignore[no-untyped-def]
+    """``INSERT … ON CONFLICT (key) DO NOTHING RETURNING key`` on either database."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    stmt = insert(table).values(rows).on_conflict_do_nothing(index_elements=[key])
+    return session.execute(stmt.returning(table.c[key])).scalars().all()
+
+
+def content_hash(completion: CompletionIn) -> str:
+    body = completion.model_dump_json(exclude={"id"})
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def store_completions(
+    session: Session, *, annotator_id: int, completions: Sequence[CompletionIn]
+) -> Stored:
+    """Store new completions; the same id with other content is a :class:`Conflict`."""
+    hashes: dict[uuid.UUID, str] = {}
+    rows: list[dict[str, Any]] = []
+    for i, c in enumerate(completions):
+        h = content_hash(c)
+        if hashes.setdefault(c.id, h) != h:
+            raise Conflict(f"completions[{i}]: id {c.id} appears twice with different content")
+        if len(hashes) > len(rows):
+            rows.append(_completion_row(c, annotator_id=annotator_id, content_hash=h))
+    if not rows:
+        return Stored(stored=0, duplicates=0)
+    _check_same_content(session, hashes, completions)
+    table = Completion.__table__
+    inserted = set(insert_ignoring_duplicates(session, table, rows, "id"))  # type: ignore[arg-type]
+    if len(inserted) < len(rows):  # a concurrent post won the race: same content, or 409
+        _check_same_content(session, hashes, completions)
+    return Stored(stored=len(inserted), duplicates=len(completions) - len(inserted))
+
+
+def _completion_row(c: CompletionIn, *, annotator_id: int, content_hash: str) -> dict[str, Any]:
+    return c.model_dump() | {
+        "annotator_id": annotator_id,
+        "n_lines": len(completion_lines(c.text)),
+        "content_hash": content_hash,
+        "is_honeypot": False,
+    }
+
+
+def _check_same_content(
+    session: Session, hashes: dict[uuid.UUID, str], completions: Sequence[CompletionIn]
+) -> None:
+    stored = dict(
+        session.execute(
+            select(Completion.id, Completion.content_hash).where(Completion.id.in_(hashes))
+        )
+        .tuples()
+        .all()
+    )
+    for i, c in enumerate(completions):
+        if c.id in stored and stored[c.id] != hashes[c.id]:
+            raise Conflict(
+                f"completions[{i}]: completion {c.id} already exists with different content; "
+                "a completion is immutable, post a new id"
+            )
+
+
+def _line_counts(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, int]:
+    query = select(Completion.id, Completion.n_lines).where(Completion.id.in_(ids))
+    return dict(session.execute(query).tuples().all())
+
+
+def store_events(session: Session, *, annotator_id: int, events: Sequence[EventIn]) -> Stored:
+    if not events:
+        return Stored(stored=0, duplicates=0)
+    known = _line_counts(session, {e.completion_id for e in events})
+    for i, e in enumerate(events):
+        if e.completion_id not in known:
+            raise Invalid(
+                f"unknown completion {e.completion_id}; post it to /v1/completions first",
+                loc=("body", "events", i, "completion_id"),
+            )
+    rows = [e.model_dump() | {"annotator_id": annotator_id} for e in events]
+    table = CompletionEvent.__table__
+    stored = len(insert_ignoring_duplicates(session, table, rows, "event_id"))  # type: ignore[arg-type]
+    return Stored(stored=stored, duplicates=len(events) - stored)
+
+
+def store_ratings(session: Session, *, annotator_id: int, ratings: Sequence[RatingIn]) -> Stored:
+    """All-or-nothing: an unknown completion or a line past its end stores nothing."""
+    if not ratings:
+        return Stored(stored=0, duplicates=0)
+    n_lines = _line_counts(session, {r.completion_id for r in ratings})
+    for i, r in enumerate(ratings):
+        if r.completion_id not in n_lines:
+            raise Invalid(
+                f"unknown completion {r.completion_id}; post it to /v1/completions first",
+                loc=("body", "ratings", i, "completion_id"),
+            )
+        if r.line >= n_lines[r.completion_id]:
+            raise Invalid(
+                f"line {r.line} is past the end of completion {r.completion_id}, "
+                f"which has {n_lines[r.completion_id]} lines (0-based)",
+                loc=("body", "ratings", i, "line"),
+            )
+    rows = [r.model_dump() | {"annotator_id": annotator_id} for r in ratings]
+    table = LineRating.__table__
+    stored = len(insert_ignoring_duplicates(session, table, rows, "event_id"))  # type: ignore[arg-type]
+    return Stored(stored=stored, duplicates=len(ratings) - stored)

@@ -1,0 +1,174 @@
+"""Aggregation runs and the adapter registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi.responses import StreamingResponse
+
+from crlhf_store import adapters, aggregation
+from crlhf_store.deps import AnnotatorDep, StoreDep, TrainerDep
+from crlhf_store.errors import Invalid
+from crlhf_store.routes import AUTH, BODY, CONFLICT, NOT_FOUND
+from crlhf_store.schemas import AdapterOut, AggregationRunIn, AggregationRunOut
+
+router = APIRouter(prefix="/v1")
+
+
+@router.post(
+    "/aggregation-runs",
+    response_model=AggregationRunOut,
+    tags=["aggregation"],
+    responses=AUTH | BODY,
+)
+def post_aggregation_run(
+    run: AggregationRunIn, principal: TrainerDep, store: StoreDep
+) -> AggregationRunOut:
+    """Record one aggregation: reliability per annotator, reward per completion."""
+    with store.db.writing() as session:
+        return aggregation.store_run(session, run=run, created_by=principal.name)
+
+
+@router.get(
+    "/aggregation-runs",
+    response_model=list[AggregationRunOut],
+    tags=["aggregation"],
+    responses=AUTH,
+)
+def list_aggregation_runs(
+    principal: TrainerDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[AggregationRunOut]:
+    with store.db.reading() as session:
+        return aggregation.list_runs(session, limit=limit)
+
+
+@router.post(
+    "/adapters", response_model=AdapterOut, tags=["adapters"], responses=AUTH | BODY | CONFLICT
+)
+def upload_adapter(
+    principal: TrainerDep,
+    store: StoreDep,
+    files: Annotated[list[UploadFile], File(description="one part per PEFT file")],
+    version: Annotated[str, Form()],
+    base_model: Annotated[str, Form(max_length=512)],
+    sha256: Annotated[str, Form(description="folder digest (crlhf_store.digest)")],
+    parent: Annotated[str | None, Form()] = None,
+    metrics: Annotated[str, Form(description="JSON object")] = "{}",
+    gguf: Annotated[UploadFile | None, File(description="optional GGUF LoRA")] = None,
+    gguf_sha256: Annotated[str | None, Form()] = None,
+) -> AdapterOut:
+    """Upload a candidate adapter; a checksum mismatch is refused and stores nothing."""
+    parts = [adapters.Part(name=f.filename or "", file=f.file) for f in files]
+    adapters.check_form(version=version, sha256=sha256, files=parts, parent=parent or None)
+    metrics_obj = _json_object(metrics)
+    gguf_part = adapters.Part(name=gguf.filename or "", file=gguf.file) if gguf else None
+    staged = adapters.stage(
+        store.storage, sha256=sha256, files=parts, gguf=gguf_part, gguf_sha256=gguf_sha256
+    )
+    try:
+        with store.db.writing() as session:
+            return adapters.register(
+                session,
+                store.storage,
+                staged=staged,
+                version=version,
+                parent=parent or None,
+                base_model=base_model,
+                sha256=sha256,
+                metrics=metrics_obj,
+                created_by=principal.name,
+            )
+    finally:
+        adapters.discard(store.storage, staged.key)
+
+
+def _json_object(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise Invalid(f"metrics is not JSON: {exc}", loc=("body", "metrics")) from exc
+    if not isinstance(value, dict):
+        raise Invalid("metrics must be a JSON object", loc=("body", "metrics"))
+    return value
+
+
+@router.get("/adapters", response_model=list[AdapterOut], tags=["adapters"], responses=AUTH)
+def list_adapters(principal: AnnotatorDep, store: StoreDep) -> list[AdapterOut]:
+    with store.db.reading() as session:
+        return adapters.list_all(session)
+
+
+@router.get(
+    "/adapters/latest", response_model=AdapterOut, tags=["adapters"], responses=AUTH | NOT_FOUND
+)
+def latest_adapter(principal: AnnotatorDep, store: StoreDep) -> AdapterOut:
+    """The most recently published adapter; 404 if none is published."""
+    with store.db.reading() as session:
+        return adapters.latest(session)
+
+
+@router.post(
+    "/adapters/{version}/publish",
+    response_model=AdapterOut,
+    tags=["adapters"],
+    responses=AUTH | NOT_FOUND,
+)
+def publish_adapter(version: str, principal: TrainerDep, store: StoreDep) -> AdapterOut:
+    with store.db.writing() as session:
+        return adapters.set_status(session, version=version, status="published")
+
+
+@router.post(
+    "/adapters/{version}/retire",
+    response_model=AdapterOut,
+    tags=["adapters"],
+    responses=AUTH | NOT_FOUND,
+)
+def retire_adapter(version: str, principal: TrainerDep, store: StoreDep) -> AdapterOut:
+    with store.db.writing() as session:
+        return adapters.set_status(session, version=version, status="retired")
+
+
+@router.get(
+    "/adapters/{version}/download",
+    tags=["adapters"],
+    response_class=Response,
+    responses=AUTH
+    | NOT_FOUND
+    | {
+        200: {
+            "description": "tar of the PEFT files, or the GGUF file; sha256 in X-Checksum-Sha256",
+            "content": {"application/x-tar": {}, "application/octet-stream": {}},
+        }
+    },
+)
+def download_adapter(
+    version: str,
+    principal: AnnotatorDep,
+    store: StoreDep,
+    artifact: Literal["peft", "gguf"] = "peft",
+) -> Response:
+    with store.db.reading() as session:
+        row = adapters.get(session, version=version)
+        if artifact == "gguf":
+            art = adapters.gguf_file(row)
+            return StreamingResponse(
+                store.storage.read(row.storage_key + adapters.GGUF, art.name),
+                media_type="application/octet-stream",
+                headers={
+                    "X-Checksum-Sha256": art.sha256,
+                    "Content-Disposition": f'attachment; filename="{art.name}"',
+                },
+            )
+    archive = adapters.peft_archive(store.storage, row)
+    return Response(
+        archive,
+        media_type="application/x-tar",
+        headers={
+            "X-Checksum-Sha256": hashlib.sha256(archive).hexdigest(),
+            "Content-Disposition": f'attachment; filename="{row.version}.tar"',
+        },
+    )
