@@ -6,9 +6,9 @@ Poisson–binomial (independent Bernoulli(qₗ)), so
 
     reward = E[K] / L = (1/L) Σₗ qₗ
 
-and its 90% interval is [k₀.₀₅, k₀.₉₅] / L, the 5% and 95% quantiles of K, from the
-exact distribution: pmf₀ = [1], pmfₗ(k) = pmfₗ₋₁(k)(1-qₗ) + pmfₗ₋₁(k-1)·qₗ.  Lines nobody
-rated get the class prior.  Items are named ``"<completion_id>:<line>"``; an item without
+and its 90% interval is [k₀.₀₅, k₀.₉₅] / L (widened to include the mean), the 5% and 95%
+quantiles of K, from the exact distribution:
+pmf₀ = [1], pmfₗ(k) = pmfₗ₋₁(k)(1-qₗ) + pmfₗ₋₁(k-1)·qₗ.  Lines nobody rated get the class prior.  Items are named ``"<completion_id>:<line>"``; an item without
 a ``:<line>`` suffix is a one-line completion of its own.
 
 >>> from crlhf_trainer.aggregation import AggregationResult
@@ -101,6 +101,9 @@ def completion_rewards(
         low = (cdf < tail - 1e-12).sum(axis=1) / n_lines
         high = (cdf < 1 - tail - 1e-12).sum(axis=1) / n_lines
         means = q.mean(axis=1)
+        # K is discrete: with near-certain lines both quantiles can land on one side of
+        # the mean; widen to the mean so that low <= mean <= high always holds.
+        low, high = np.minimum(low, means), np.maximum(high, means)
         for r, (cid, lines) in enumerate(group):
             rewards[cid] = Reward(cid, float(means[r]), float(low[r]), float(high[r]), lines)
     return rewards
