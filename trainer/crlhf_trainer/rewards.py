@@ -8,8 +8,10 @@ Poisson–binomial (independent Bernoulli(qₗ)), so
 
 and its 90% interval is [k₀.₀₅, k₀.₉₅] / L (widened to include the mean), the 5% and 95%
 quantiles of K, from the exact distribution:
-pmf₀ = [1], pmfₗ(k) = pmfₗ₋₁(k)(1-qₗ) + pmfₗ₋₁(k-1)·qₗ.  Lines nobody rated get the class prior.  Items are named ``"<completion_id>:<line>"``; an item without
-a ``:<line>`` suffix is a one-line completion of its own.
+pmf₀ = [1], pmfₗ(k) = pmfₗ₋₁(k)(1-qₗ) + pmfₗ₋₁(k-1)·qₗ.
+
+Lines nobody rated get the class prior.  Items are named ``"<completion_id>:<line>"``;
+an item without a ``:<line>`` suffix is a one-line completion of its own.
 
 >>> from crlhf_trainer.aggregation import AggregationResult
 >>> res = AggregationResult("em2", ["c:0", "c:1"], np.array([0.9, 0.5]), [], 0.7)
