@@ -1,0 +1,144 @@
+"""New adapters from the store's registry: poll, download, verify, swap, announce.
+
+``AdapterManager.check()`` (on a timer every ``adapterPollSeconds``, or the command
+``crlhf.checkAdapter``) asks ``GET /v1/adapters/latest``; a version it has not loaded is
+downloaded into the cache folder (``<cache>/<version>``), its archive sha256 and folder digest
+verified (:meth:`crlhf_store.client.StoreClient.download_adapter`), then checked against the
+base model by the backend (LoRA, safetensors only, target modules and shapes). The swap
+itself is handed to ``swap`` which runs it on the model thread, between two generations,
+never during one; a failed swap leaves the previous adapter in place (the backend rolls
+back) and the version is not tried again until the registry names another one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from crlhf_store.client import StoreClient, StoreError
+from crlhf_store.digest import folder_digest
+from crlhf_store.schemas import AdapterOut
+
+from crlhf_lsp.errors import AdapterError
+
+
+@dataclass(frozen=True)
+class Swapped:
+    version: str
+    previous: str | None
+    seconds: float
+
+
+class AdapterManager:
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        client: Callable[[], StoreClient | None],
+        swap: Callable[[Path, str], float],
+        announce: Callable[[Swapped], None],
+        log: Callable[[str, bool], None],
+        wants_files: Callable[[], bool] = lambda: True,
+        base_model: Callable[[], str] = lambda: "",
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.client = client
+        self.swap = swap
+        self.announce = announce
+        self.log = log
+        self.wants_files = wants_files
+        self.base_model = base_model
+        self.current: str | None = None
+        self.refused: set[str] = set()
+        self.poll_seconds = 0.0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, poll_seconds: float) -> None:
+        self.poll_seconds = poll_seconds
+        self._wake.set()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="crlhf-adapters", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if self.poll_seconds > 0:
+                try:
+                    self.check()
+                except Exception as exc:  # the poller must outlive any single failure
+                    self.log(f"crlhf: adapter check failed: {exc}", True)
+            self._wake.wait(timeout=self.poll_seconds if self.poll_seconds > 0 else None)
+            self._wake.clear()
+
+    def check(self) -> Swapped | None:
+        """Load the registry's latest adapter if it is new; what was swapped, if anything."""
+        with self._lock:
+            client = self.client()
+            if client is None:
+                return None
+            try:
+                latest = client.latest_adapter()
+            except StoreError as exc:
+                self.log(f"crlhf: could not ask the store for adapters: {exc}", False)
+                return None
+            if latest is None or latest.version == self.current or latest.version in self.refused:
+                return None
+            try:
+                return self._install(client, latest)
+            except (AdapterError, StoreError, OSError, ValueError) as exc:
+                self.refused.add(latest.version)
+                self.log(
+                    f"crlhf: adapter {latest.version} refused, keeping "
+                    f"{self.current or 'the base model'}: {exc}",
+                    True,
+                )
+                return None
+
+    def _install(self, client: StoreClient, adapter: AdapterOut) -> Swapped:
+        base = self.base_model()
+        if base and adapter.base_model and Path(base).name != Path(adapter.base_model).name:
+            self.log(
+                f"crlhf: adapter {adapter.version} was trained on {adapter.base_model}, "
+                f"the model here is {base}; loading it only if its shapes fit",
+                False,
+            )
+        folder = self._download(client, adapter) if self.wants_files() else self.cache_dir
+        seconds = self.swap(folder, adapter.version)
+        swapped = Swapped(adapter.version, self.current, seconds)
+        self.current = adapter.version
+        self.announce(swapped)
+        return swapped
+
+    def _download(self, client: StoreClient, adapter: AdapterOut) -> Path:
+        dest = self.cache_dir / adapter.version
+        if dest.is_dir():
+            names = [p.name for p in dest.iterdir() if p.is_file()]
+            if folder_digest(dest, names) == adapter.sha256:
+                return dest
+            shutil.rmtree(dest)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{adapter.version}.", dir=self.cache_dir))
+        try:
+            client.download_adapter(adapter, work)
+            work.rename(dest)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return dest
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
