@@ -1,0 +1,178 @@
+"""The alternative algorithm: TRL's GRPOTrainer, fed the logged completions.
+
+GRPO (Shao et al. 2024, "DeepSeekMath", arXiv:2402.03300) normalises each completion's
+reward within the group of completions of the same prompt: A = (r − mean_group) / std.
+A prompt with one rated completion has A = 0 and teaches nothing, so this path keeps only
+prompts with at least ``group_size`` rated completions (an editor re-asked for the same
+spot, or several developers at the same code). Where most prompts have one rating, use
+``pg``/``pg-line`` (:mod:`crlhf_trainer.train`), which need no groups.
+
+TRL generates on its own; its experimental ``rollout_func(prompts, trainer)`` replaces
+that step. Ours generates nothing: it looks each prompt up among the logged groups and
+returns the logged ``prompt_ids``/``completion_ids``/``logprobs`` (the sampling log-probs
+crlhf-lsp recorded) plus each completion's aggregated reward as an extra field, which the
+reward function passes through. TRL's sampler repeats every prompt ``num_generations``
+times in a row; the k-th repeat gets the group's k-th completion.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .dataset import Example
+from .errors import NoTrainingData
+from .train import TrainConfig, TrainReport, load_policy, peak_memory_mb, save_adapter
+
+__all__ = ["LoggedRollouts", "grpo_groups", "train_grpo"]
+
+
+def grpo_groups(examples: Sequence[Example], group_size: int) -> dict[str, list[Example]]:
+    """The prompts with at least ``group_size`` rated completions, each cut to that size."""
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for e in examples:
+        groups[e.prompt_key].append(e)
+    kept = {k: g[:group_size] for k, g in groups.items() if len(g) >= group_size}
+    if not kept:
+        raise NoTrainingData(
+            f"GRPO needs prompts with ≥ {group_size} rated completions; none of the "
+            f"{len(groups)} prompt(s) has that many — use --method pg or pg-line"
+        )
+    return kept
+
+
+class LoggedRollouts:
+    """A ``rollout_func`` serving logged completions instead of generating."""
+
+    def __init__(self, groups: dict[str, list[Example]]) -> None:
+        self.groups = groups
+
+    def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list]:
+        seen: dict[str, int] = defaultdict(int)
+        out: dict[str, list] = {"prompt_ids": [], "completion_ids": [], "logprobs": []}
+        out["crlhf_reward"] = []
+        for p in prompts:
+            group = self.groups[p]
+            e = group[seen[p] % len(group)]
+            seen[p] += 1
+            out["prompt_ids"].append(list(e.prompt_ids))
+            out["completion_ids"].append(list(e.completion_ids))
+            # Without logged log-probs there is nothing to correct for: say "on-policy".
+            out["logprobs"].append(
+                list(e.logprobs) if e.logprobs else [0.0] * len(e.completion_ids)
+            )
+            out["crlhf_reward"].append(e.reward)
+        return out
+
+
+def logged_reward(
+    prompts: list, completions: list, crlhf_reward: list[float], **_: Any
+) -> list[float]:
+    """The aggregated crowd reward, passed through from the rollout."""
+    return [float(r) for r in crlhf_reward]
+
+
+def train_grpo(
+    model: str,
+    examples: Sequence[Example],
+    config: TrainConfig,
+    out_dir: Path,
+    *,
+    init_adapter: Path | None = None,
+    base_model: str | None = None,
+    group_size: int = 2,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainReport:
+    """Train a LoRA adapter with TRL's GRPOTrainer on the logged groups."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from datasets import Dataset
+    from transformers import AutoTokenizer, TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    config.validate()
+    groups = grpo_groups(examples, group_size)
+    use_cpu = config.device == "cpu" or not torch.cuda.is_available()
+    device = torch.device("cpu" if use_cpu else "cuda")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    policy = load_policy(model, config, adapter=init_adapter, device=device)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    max_completion = max(len(e.completion_ids) for g in groups.values() for e in g)
+    # One micro-batch holds batch_size completions = batch_size / group_size prompts.
+    per_device = max(group_size, config.batch_size - config.batch_size % group_size)
+    args = GRPOConfig(
+        output_dir=str(Path(out_dir).parent / "grpo-trainer"),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=config.grad_accum,
+        num_generations=group_size,
+        max_completion_length=max_completion,
+        learning_rate=config.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        beta=config.kl_coef,
+        epsilon=config.clip,
+        seed=config.seed,
+        use_cpu=use_cpu,
+        bf16=config.mixed_precision == "bf16",
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+    )
+    tokens = {"n": 0}
+
+    class _Steps(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+            if on_step and logs and "loss" in logs:
+                on_step(
+                    state.global_step,
+                    {k: float(v) for k, v in logs.items() if isinstance(v, int | float)},
+                )
+
+    rollouts = LoggedRollouts(groups)
+
+    def counting_rollouts(prompts: list[str], trainer: Any) -> dict[str, list]:
+        out = rollouts(prompts, trainer)
+        tokens["n"] += sum(
+            len(p) + len(c) for p, c in zip(out["prompt_ids"], out["completion_ids"], strict=True)
+        )
+        return out
+
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=logged_reward,
+        args=args,
+        train_dataset=Dataset.from_dict({"prompt": list(groups)}),
+        processing_class=tokenizer,
+        rollout_func=counting_rollouts,
+        callbacks=[_Steps()],
+    )
+    trainer.remove_callback(PrinterCallback)  # our own progress bar reports the steps
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    save_adapter(trainer.model, Path(out_dir), base_model or model)
+    history = [
+        {k: float(v) for k, v in row.items() if isinstance(v, int | float)}
+        for row in trainer.state.log_history
+        if "loss" in row
+    ]
+    return TrainReport(
+        adapter_dir=Path(out_dir),
+        steps=trainer.state.global_step,
+        tokens=tokens["n"],
+        seconds=seconds,
+        tokens_per_s=tokens["n"] / max(seconds, 1e-9),
+        peak_memory_mb=peak_memory_mb(device),
+        history=history,
+    )

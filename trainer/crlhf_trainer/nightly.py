@@ -1,0 +1,361 @@
+"""The nightly job, stage by stage: pull → aggregate → train → evaluate → gate and publish.
+
+:func:`run_nightly` runs them all and returns a summary dict; each stage is also a function
+of its own (the CLI's subcommands). Stages hand over through files in the work dir::
+
+    WORK/labels.jsonl, completions.jsonl, cursor.json     pull (resumable)
+    WORK/runs/<run>/train.json                            train: config, parent, report
+    WORK/runs/<run>/heldout.jsonl                         rated completions kept out
+    WORK/runs/<run>/adapter/                              the PEFT files (+ README.md)
+    WORK/runs/<run>/eval.json                             candidate and baseline metrics
+    WORK/runs/<run>/publish.json                          gate decision, version, status
+
+Nothing is published unless every stage before it finished: an error anywhere raises
+from the :class:`~crlhf_trainer.errors.CrlhfTrainError` hierarchy before the upload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from crlhf_store.client import StoreClient, StoreError
+from crlhf_store.schemas import (
+    AggregationRunIn,
+    AnnotatorReliabilityIn,
+    CompletionRewardIn,
+    completion_lines,
+)
+
+from .dataset import Example, WorkDir, build_examples, pull
+from .errors import AdapterError, NoTrainingData, StoreGone, TrainConfigError
+from .evaluate import EvalConfig
+from .train import TrainConfig
+
+__all__ = [
+    "NightlyConfig",
+    "aggregate_work",
+    "evaluate_run",
+    "latest_run",
+    "new_run",
+    "publish_run",
+    "pull_work",
+    "run_nightly",
+    "split_examples",
+    "train_run",
+]
+
+Progress = Callable[[str, int, int | None], None]
+"""``progress(stage, advance, total)``: the CLI draws bars from it; ``None`` is silent."""
+
+
+@dataclass
+class NightlyConfig:
+    store_url: str
+    token: str | None
+    model: str  # the base model: hub id or local path (recorded in the adapter)
+    work_dir: Path = Path("crlhf-work")
+    aggregation: str = "em2"  # em2 | paper | paper-l1 | mv
+    method: str = "pg"  # pg | pg-line | grpo
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    heldout_fraction: float = 0.1  # rated completions kept out of training, by id hash
+    margin: float = 0.02  # the gate: largest allowed drop of a gated metric
+    publish: bool = True  # False: upload nothing, report only
+    continue_from_latest: bool = True  # train on top of the published adapter
+    gguf: Callable[[Path, Path], Path] | None = None  # (adapter dir, out dir) -> .gguf
+
+
+def _client(cfg: NightlyConfig) -> StoreClient:
+    return StoreClient(cfg.store_url, cfg.token)
+
+
+def _store_call(what: str, fn: Callable[[], Any]) -> Any:
+    try:
+        return fn()
+    except StoreError as exc:
+        raise StoreGone(f"the store failed while {what} ({exc}); nothing was published") from exc
+
+
+# --- runs ---------------------------------------------------------------------------
+
+
+def new_run(work: WorkDir) -> Path:
+    run = work.root / "runs" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    run.mkdir(parents=True)
+    return run
+
+
+def latest_run(work: WorkDir) -> Path:
+    runs = sorted((work.root / "runs").glob("*/train.json"))
+    if not runs:
+        raise TrainConfigError(f"no training run in {work.root}; run `crlhf-train train` first")
+    return runs[-1].parent
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# --- stages -------------------------------------------------------------------------
+
+
+def pull_work(cfg: NightlyConfig, progress: Progress | None = None) -> dict[str, int]:
+    work = WorkDir(cfg.work_dir)
+    with _client(cfg) as client:
+        stats = pull(client, work, on_page=lambda kind, n: progress and progress("pull", n, None))
+    return asdict(stats)
+
+
+def aggregate_work(cfg: NightlyConfig, *, post: bool = True) -> tuple[dict[str, Any], dict]:
+    """Aggregate every pulled label; returns (summary, rewards by completion id)."""
+    from .aggregation import aggregate
+    from .labels import LabelSet
+    from .rewards import completion_rewards
+
+    work = WorkDir(cfg.work_dir)
+    labels = LabelSet.from_export(work.label_pages())
+    if labels.n_labels == 0:
+        raise NoTrainingData(
+            f"no line ratings in {work.root} (is the store empty? run `crlhf-train pull`); "
+            "developers rate accepted lines with 👍/👎 in their editor"
+        )
+    result = aggregate(labels, cfg.aggregation)
+    completions = work.completions()
+    line_counts = {cid: len(completion_lines(c.get("text", ""))) for cid, c in completions.items()}
+    rated = {cid for cid, _ in (i.rsplit(":", 1) for i in labels.items)}
+    rewards = {
+        cid: r
+        for cid, r in completion_rewards(result, line_counts).items()
+        if cid in rated and cid in completions
+    }
+    summary = {
+        "method": result.method,
+        "labels": labels.n_labels,
+        "lines": labels.n_items,
+        "annotators": labels.n_annotators,
+        "flagged": sorted(a.annotator for a in result.annotators if a.flag != "ok"),
+        "rated_completions": len(rewards),
+    }
+    if post:
+        run = AggregationRunIn(
+            method=result.method,
+            n_labels=labels.n_labels,
+            n_items=labels.n_items,
+            annotators=[
+                AnnotatorReliabilityIn(**{k: _unit(v) for k, v in asdict(a).items()})
+                for a in result.annotators
+            ],
+            rewards=[
+                CompletionRewardIn(completion_id=cid, reward=r.mean, low=r.low, high=r.high)
+                for cid, r in rewards.items()
+            ],
+            metrics={"class_prior": result.class_prior},
+        )
+        with _client(cfg) as client:
+            _store_call("posting the aggregation run", lambda: client.post_aggregation_run(run))
+    return summary, rewards
+
+
+def _unit(v: Any) -> Any:
+    # Reliabilities are probabilities; float round-off must not fail the store's [0, 1].
+    return min(1.0, max(0.0, v)) if isinstance(v, float) else v
+
+
+def _is_heldout(cid: str, fraction: float) -> bool:
+    h = int.from_bytes(hashlib.sha256(cid.encode()).digest()[:4], "big")
+    return h / 2**32 < fraction
+
+
+def split_examples(examples: list[Example], fraction: float) -> tuple[list[Example], list[Example]]:
+    """Deterministic by completion id, so a completion stays on its side every night."""
+    held = [e for e in examples if _is_heldout(e.completion_id, fraction)]
+    train = [e for e in examples if not _is_heldout(e.completion_id, fraction)]
+    if not train:  # a tiny store: train on everything rather than on nothing
+        return examples, held
+    return train, held
+
+
+def _parent_adapter(cfg: NightlyConfig, run: Path) -> tuple[str | None, Path | None]:
+    """The published adapter to continue from, downloaded and verified, if any."""
+    if not cfg.continue_from_latest:
+        return None, None
+    with _client(cfg) as client:
+        latest = _store_call("asking for the latest adapter", client.latest_adapter)
+        if latest is None:
+            return None, None
+        if latest.base_model != cfg.model:
+            return None, None  # a new base model starts a new chain
+        dest = run / "parent"
+        try:
+            client.download_adapter(latest, dest)
+        except StoreError as exc:
+            raise StoreGone(f"downloading adapter {latest.version} failed: {exc}") from exc
+    return latest.version, dest
+
+
+def train_run(
+    cfg: NightlyConfig,
+    rewards: dict,
+    progress: Progress | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Build examples, train, save the adapter; returns (run dir, train summary)."""
+    from transformers import AutoTokenizer
+
+    work = WorkDir(cfg.work_dir)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    examples, skipped = build_examples(
+        work.completions(), rewards, tokenizer.decode, max_tokens=cfg.train.max_tokens
+    )
+    train_set, heldout = split_examples(examples, cfg.heldout_fraction)
+    run = new_run(work)
+    parent, parent_dir = _parent_adapter(cfg, run)
+    with open(run / "heldout.jsonl", "w") as f:
+        for e in heldout:
+            f.write(json.dumps(asdict(e)) + "\n")
+    tcfg = cfg.train
+    tcfg.method = cfg.method if cfg.method != "grpo" else tcfg.method
+    on_step = (lambda step, _: progress("train", 1, tcfg.max_steps)) if progress else None
+    if cfg.method == "grpo":
+        from .grpo import train_grpo
+
+        report = train_grpo(
+            cfg.model, train_set, tcfg, run / "adapter", init_adapter=parent_dir, on_step=on_step
+        )
+    else:
+        from .train import train
+
+        report = train(
+            cfg.model, train_set, tcfg, run / "adapter", init_adapter=parent_dir, on_step=on_step
+        )
+    summary = {
+        "method": cfg.method,
+        "examples": len(train_set),
+        "heldout": len(heldout),
+        "skipped": asdict(skipped),
+        "parent": parent,
+        "parent_dir": str(parent_dir) if parent_dir else None,
+        "model": cfg.model,
+        "config": asdict(tcfg),
+        "report": report.summary(),
+    }
+    _write_json(run / "train.json", summary)
+    return run, summary
+
+
+def _load_heldout(run: Path) -> list[Example]:
+    path = run / "heldout.jsonl"
+    if not path.exists():
+        return []
+    return [Example(**json.loads(line)) for line in path.read_text().splitlines() if line]
+
+
+def evaluate_run(
+    cfg: NightlyConfig, run: Path, progress: Progress | None = None
+) -> dict[str, dict[str, float]]:
+    """Candidate and baseline metrics on the same problems and held-out completions."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from .evaluate import evaluate
+    from .train import load_policy
+
+    info = json.loads((run / "train.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    heldout = _load_heldout(run)
+    n = len(cfg.eval.benchmarks) * (cfg.eval.limit or 0)
+    tick = (lambda: progress("eval", 1, 2 * n)) if progress and n else None
+    device = torch.device(
+        "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
+    )
+    results: dict[str, dict[str, float]] = {}
+    parent_dir = Path(info["parent_dir"]) if info.get("parent_dir") else None
+    for name, adapter in (("baseline", parent_dir), ("candidate", run / "adapter")):
+        if adapter is None:  # no parent: the base model with a zero adapter is the baseline
+            from transformers import AutoModelForCausalLM
+
+            model = AutoModelForCausalLM.from_pretrained(cfg.model).to(device)
+        else:
+            model = load_policy(
+                cfg.model, cfg.train, adapter=adapter, device=device, trainable=False
+            )
+        results[name] = evaluate(model, tokenizer, cfg.eval, heldout, on_problem=tick)
+        del model
+    _write_json(run / "eval.json", results)
+    return results
+
+
+def publish_run(cfg: NightlyConfig, run: Path) -> dict[str, Any]:
+    """Gate the run's adapter against its baseline; upload it, publish it if it passed."""
+    from .publish import gate, new_version, publish, verify_adapter, write_model_card
+
+    info = json.loads((run / "train.json").read_text())
+    eval_path = run / "eval.json"
+    if not eval_path.exists():
+        raise TrainConfigError(f"{run} has no eval.json; run `crlhf-train eval` before publishing")
+    metrics = json.loads(eval_path.read_text())
+    adapter = run / "adapter"
+    verify_adapter(adapter)
+    decision = gate(metrics["candidate"], metrics["baseline"], cfg.margin)
+    if not cfg.publish:
+        out = {"decision": decision.reason(), "passed": decision.passed, "status": "not uploaded"}
+        _write_json(run / "publish.json", out)
+        return out
+    version = new_version(adapter)
+    write_model_card(
+        adapter,
+        version=version,
+        base_model=cfg.model,
+        parent=info.get("parent"),
+        metrics=metrics["candidate"],
+        baseline=metrics["baseline"],
+        training={k: info[k] for k in ("method", "examples", "heldout")}
+        | {"steps": info["report"]["steps"]},
+    )
+    gguf = None
+    if cfg.gguf is not None:
+        try:
+            gguf = cfg.gguf(adapter, run)
+        except Exception as exc:  # the conversion is an extra: never publish half of it
+            raise AdapterError(f"converting {adapter} to GGUF failed: {exc}") from exc
+    with _client(cfg) as client:
+        result = publish(
+            client,
+            adapter,
+            version=version,
+            base_model=cfg.model,
+            parent=info.get("parent"),
+            metrics=metrics["candidate"],
+            decision=decision,
+            gguf=gguf,
+        )
+    out = {
+        "version": result.version,
+        "status": result.status,
+        "sha256": result.sha256,
+        "passed": decision.passed,
+        "decision": decision.reason(),
+        "parent": info.get("parent"),
+    }
+    _write_json(run / "publish.json", out)
+    return out
+
+
+def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> dict[str, Any]:
+    """The whole job; returns a summary dict (also written to ``<run>/summary.json``)."""
+    if cfg.method not in ("pg", "pg-line", "grpo"):
+        raise TrainConfigError(f"unknown method {cfg.method!r}; use pg, pg-line or grpo")
+    cfg.eval.validate()
+    summary: dict[str, Any] = {"pull": pull_work(cfg, progress)}
+    summary["aggregate"], rewards = aggregate_work(cfg)
+    run, summary["train"] = train_run(cfg, rewards, progress)
+    summary["run"] = str(run)
+    summary["eval"] = evaluate_run(cfg, run, progress)
+    summary["publish"] = publish_run(cfg, run)
+    _write_json(run / "summary.json", summary)
+    return summary
