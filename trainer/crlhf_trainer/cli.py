@@ -18,6 +18,7 @@ import csv
 import sys
 from collections.abc import Callable, Sequence
 
+from . import commands as C
 from .errors import CrlhfTrainError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -111,6 +112,12 @@ COMMANDS: dict[str, Command] = {
         add_aggregate_arguments,
         run_aggregate,
     ),
+    # The nightly stages live in commands.py (torch is imported only when they run).
+    "pull": ("pull new ratings and completions from the store", C.add_pull_arguments, C.run_pull),
+    "train": ("aggregate, then train a LoRA adapter", C.add_train_arguments, C.run_train),
+    "eval": ("pass@k and held-out reward: candidate vs baseline", C.add_eval_arguments, C.run_eval),
+    "publish": ("gate, upload, publish if no regression", C.add_publish_arguments, C.run_publish),
+    "run": ("the whole nightly job: pull → publish", C.add_run_arguments, C.run_run),
 }
 
 

@@ -1,0 +1,324 @@
+"""The nightly subcommands of ``crlhf-train``: pull, train, eval, publish, run.
+
+Each is ``add_<name>_arguments(parser)`` plus ``run_<name>(args) -> exit code``,
+registered in :data:`crlhf_trainer.cli.COMMANDS`. torch and transformers are imported
+inside the runners so ``crlhf-train --help`` stays fast.
+
+    crlhf-train run --store-url URL --token TOKEN --model MODEL [--work-dir DIR]
+        [--method pg|pg-line|grpo] [--max-steps N] [--eval humaneval,mbpp|none]
+        [--eval-limit N] [--publish/--no-publish] [--device auto|cpu|cuda]
+
+Exit status: 0 done (a refused gate included: the adapter stays a candidate), 2 an error
+from :class:`~crlhf_trainer.errors.CrlhfTrainError` (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "add_eval_arguments",
+    "add_publish_arguments",
+    "add_pull_arguments",
+    "add_run_arguments",
+    "add_train_arguments",
+    "run_eval",
+    "run_publish",
+    "run_pull",
+    "run_run",
+    "run_train",
+]
+
+
+# --- arguments ----------------------------------------------------------------------
+
+
+def _store(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store-url",
+        default=os.environ.get("CRLHF_STORE_URL"),
+        required=False,
+        help="the store, e.g. https://crlhf.example.com (env CRLHF_STORE_URL)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("CRLHF_TOKEN"),
+        help="a trainer-scope token (env CRLHF_TOKEN)",
+    )
+
+
+def _work(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("crlhf-work"),
+        help="pulled data, cursor and runs (default ./crlhf-work)",
+    )
+
+
+def _model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="base model: hub id or local folder")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--method",
+        choices=["pg", "pg-line", "grpo"],
+        default="pg",
+        help="pg: per-completion reward; pg-line: per-line credit; grpo: TRL GRPO",
+    )
+    p.add_argument("--aggregation", choices=["em2", "paper", "paper-l1", "mv"], default="em2")
+    p.add_argument("--max-steps", type=int, default=50, help="optimizer steps")
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--grad-accum", type=int, default=4)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--kl-coef", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--no-continue",
+        dest="continue_from_latest",
+        action="store_false",
+        help="start a fresh adapter instead of continuing the published one",
+    )
+
+
+def _eval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--eval",
+        default="humaneval,mbpp",
+        help="benchmarks, comma-separated, or none (default humaneval,mbpp)",
+    )
+    p.add_argument(
+        "--eval-limit", type=int, default=20, help="first N problems of each benchmark (0: all)"
+    )
+    p.add_argument("--eval-samples", type=int, default=1, help="samples per problem (n)")
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+
+
+def _publish_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=0.02,
+        help="largest allowed drop of pass@k or held-out reward (default 0.02)",
+    )
+    p.add_argument(
+        "--publish",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="upload and publish (--no-publish: evaluate and report only)",
+    )
+
+
+def add_pull_arguments(p: argparse.ArgumentParser) -> None:
+    _store(p)
+    _work(p)
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    _store(p)
+    _work(p)
+    _model(p)
+    _train_options(p)
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    _work(p)
+    _model(p)
+    _eval_options(p)
+    p.add_argument("--run", type=Path, help="run folder (default: the latest in the work dir)")
+
+
+def add_publish_arguments(p: argparse.ArgumentParser) -> None:
+    _store(p)
+    _work(p)
+    p.add_argument("--model", required=True, help="base model recorded with the adapter")
+    _publish_options(p)
+    p.add_argument("--run", type=Path, help="run folder (default: the latest in the work dir)")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    _store(p)
+    _work(p)
+    _model(p)
+    _train_options(p)
+    _eval_options(p)
+    _publish_options(p)
+
+
+# --- config from arguments ----------------------------------------------------------
+
+
+def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
+    from .errors import TrainConfigError
+    from .evaluate import EvalConfig
+    from .nightly import NightlyConfig
+    from .train import TrainConfig
+
+    if getattr(args, "store_url", None) is None and args.command != "eval":
+        raise TrainConfigError("no store: pass --store-url URL (or set CRLHF_STORE_URL)")
+    train = TrainConfig(
+        method=getattr(args, "method", "pg") if getattr(args, "method", "pg") != "grpo" else "pg",
+        max_steps=getattr(args, "max_steps", 50),
+        batch_size=getattr(args, "batch_size", 4),
+        grad_accum=getattr(args, "grad_accum", 4),
+        lr=getattr(args, "lr", 2e-4),
+        kl_coef=getattr(args, "kl_coef", 0.05),
+        seed=getattr(args, "seed", 0),
+        device=getattr(args, "device", "auto"),
+    )
+    benchmarks = getattr(args, "eval", "none")
+    names = () if benchmarks in ("none", "") else tuple(b.strip() for b in benchmarks.split(","))
+    ev = EvalConfig(
+        benchmarks=names,
+        limit=getattr(args, "eval_limit", 20) or None,
+        samples=getattr(args, "eval_samples", 1),
+        temperature=getattr(args, "temperature", 0.0),
+        max_new_tokens=getattr(args, "max_new_tokens", 256),
+    )
+    return NightlyConfig(
+        store_url=getattr(args, "store_url", None) or "",
+        token=getattr(args, "token", None),
+        model=_model_id(args.model) if getattr(args, "model", None) else "",
+        work_dir=args.work_dir,
+        aggregation=getattr(args, "aggregation", "em2"),
+        method=getattr(args, "method", "pg"),
+        train=train,
+        eval=ev.validate(),
+        margin=getattr(args, "margin", 0.02),
+        publish=getattr(args, "publish", True),
+        continue_from_latest=getattr(args, "continue_from_latest", True),
+    )
+
+
+def _model_id(model: str) -> str:
+    """A local folder becomes an absolute path (what adapters record); a hub id stays."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
+# --- progress and summary -----------------------------------------------------------
+
+
+@contextmanager
+def _bars() -> Iterator[Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console(),
+        transient=False,
+    ) as bars:
+        tasks: dict[str, Any] = {}
+
+        def advance(stage: str, n: int, total: int | None) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total)
+            bars.update(tasks[stage], advance=n, total=total)
+
+        yield advance
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title="crlhf-train", show_header=True)
+    table.add_column("stage")
+    table.add_column("result")
+    for stage, value in summary.items():
+        if stage == "eval":
+            for name, metrics in value.items():
+                shown = ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
+                table.add_row(f"eval ({name})", shown)
+        elif isinstance(value, dict):
+            shown = ", ".join(
+                f"{k} {_fmt(v)}"
+                for k, v in value.items()
+                if k not in ("config", "report", "skipped", "parent_dir")
+            )
+            if stage == "train" and "report" in value:
+                r = value["report"]
+                shown += f", {r['tokens_per_s']:.0f} tok/s, peak {r['peak_memory_mb']:.0f} MB"
+            table.add_row(stage, shown)
+        else:
+            table.add_row(stage, str(value))
+    _console().print(table)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+# --- runners ------------------------------------------------------------------------
+
+
+def run_pull(args: argparse.Namespace) -> int:
+    from .nightly import pull_work
+
+    cfg = config_from_args(args)
+    with _bars() as progress:
+        stats = pull_work(cfg, progress)
+    print_summary({"pull": stats})
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .nightly import aggregate_work, train_run
+
+    cfg = config_from_args(args)
+    agg, rewards = aggregate_work(cfg)
+    with _bars() as progress:
+        run, summary = train_run(cfg, rewards, progress)
+    print_summary({"aggregate": agg, "train": summary, "run": str(run)})
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from .dataset import WorkDir
+    from .nightly import evaluate_run, latest_run
+
+    cfg = config_from_args(args)
+    run = args.run or latest_run(WorkDir(cfg.work_dir))
+    with _bars() as progress:
+        metrics = evaluate_run(cfg, run, progress)
+    print_summary({"eval": metrics, "run": str(run)})
+    return 0
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from .dataset import WorkDir
+    from .nightly import latest_run, publish_run
+
+    cfg = config_from_args(args)
+    run = args.run or latest_run(WorkDir(cfg.work_dir))
+    print_summary({"publish": publish_run(cfg, run), "run": str(run)})
+    return 0
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from .nightly import run_nightly
+
+    cfg = config_from_args(args)
+    with _bars() as progress:
+        summary = run_nightly(cfg, progress)
+    print_summary(summary)
+    published = summary["publish"].get("status") == "published"
+    print(summary["publish"].get("version", "-") if published else "not published", file=sys.stdout)
+    return 0
