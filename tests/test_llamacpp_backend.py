@@ -1,0 +1,142 @@
+"""The llamacpp engine on a tiny GGUF written by the tests: tokens, log-probs, cache, cancel."""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("llama_cpp")
+pytest.importorskip("gguf")
+
+from crlhf_lsp.backends.llamacpp import LlamaCppEngine, LlamaCppError  # noqa: E402
+from tiny_gguf import build_tiny_gguf  # noqa: E402
+from tiny_model import build_tiny_model  # noqa: E402
+
+
+def code_samples() -> list[str]:
+    """Real code, plus the cases tokenizers get wrong: tabs, CRLF, non-ASCII."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    real = (stdlib / "textwrap.py").read_text(encoding="utf-8")[:4000]
+    return [
+        real,
+        real.replace("\n", "\r\n"),
+        real.replace("    ", "\t"),
+        "all:\n\tgcc -O2 -o app main.c\n\t@echo done\r\n",
+        "def grüße(name):\n    return f'Grüß Gott, {name} — ça va? 日本語 🙂'\n",
+        "s = 'naïve café'  # e\u0301 combining, ß, Ω, кириллица\n\n\n   \t \n",
+        "  leading spaces and trailing   ",
+        "x=1;y=2\r\n\r\nz = x+y\t# sum\n",
+    ]
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf() -> Path:
+    return build_tiny_gguf()
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_gguf: Path) -> LlamaCppEngine:
+    engine = LlamaCppEngine(tiny_gguf, n_ctx=2048, n_threads=2)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def hf_model():
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.set_num_threads(2)
+    return AutoModelForCausalLM.from_pretrained(build_tiny_model()).eval()
+
+
+def hf_logprobs(model, ids: list[int]) -> np.ndarray:
+    """Log-probs of the next token after every prefix of ``ids`` (rows), by transformers."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double()
+    return torch.log_softmax(logits, dim=-1).numpy()
+
+
+def test_token_ids_equal_the_transformers_tokenizer_from_the_same_gguf(engine, tiny_gguf):
+    from transformers import AutoTokenizer
+
+    hf = AutoTokenizer.from_pretrained(str(tiny_gguf.parent), gguf_file=tiny_gguf.name)
+    for text in code_samples():
+        ours = engine.tokenize(text)
+        assert ours == hf(text, add_special_tokens=False)["input_ids"], text[:60]
+        assert engine.detokenize(ours) == text
+    fim = "<|fim_prefix|>def add(a, b):\n\t<|fim_suffix|>\r\n<|fim_middle|>"
+    assert engine.tokenize(fim, special=True) == hf(fim, add_special_tokens=False)["input_ids"]
+    assert engine.token_id("<|fim_middle|>") == hf.convert_tokens_to_ids("<|fim_middle|>")
+
+
+def test_greedy_tokens_and_logprobs_match_transformers(engine, hf_model):
+    prompt = engine.tokenize("def fib(n):\n    if n < 2:\n")
+    result = engine.generate(prompt, max_tokens=12)
+    assert result.prompt_token_ids == prompt
+    assert len(result.token_ids) == len(result.logprobs) > 0
+    ids = prompt + result.token_ids
+    reference = hf_logprobs(hf_model, ids)
+    for i, (token, logprob) in enumerate(zip(result.token_ids, result.logprobs, strict=True)):
+        row = reference[len(prompt) - 1 + i]
+        assert token == int(np.argmax(row))  # greedy under both
+        assert logprob == pytest.approx(row[token], abs=1e-3)
+    assert result.text == engine.detokenize(result.token_ids)
+
+
+def test_prefix_reuse_evaluates_only_the_new_tokens_and_changes_nothing(engine):
+    base = engine.tokenize("class Stack:\n    def __init__(self):\n        self.items = []\n\n")
+    engine.generate(base, max_tokens=8)
+    typed = base + engine.tokenize("    def")
+    warm = engine.generate(typed, max_tokens=8)
+    assert warm.reused_tokens >= len(base)
+    engine.reset()
+    cold = engine.generate(typed, max_tokens=8)
+    assert cold.reused_tokens == 0
+    assert warm.token_ids == cold.token_ids
+    np.testing.assert_allclose(warm.logprobs, cold.logprobs, atol=1e-4)
+    # The same prompt again: everything but the last prompt token comes from the cache.
+    again = engine.generate(typed, max_tokens=8)
+    assert again.reused_tokens == len(typed) - 1
+    assert again.token_ids == cold.token_ids
+
+
+def test_cancellation_stops_between_tokens(engine):
+    prompt = engine.tokenize("def main():\n")
+    polls = 0
+
+    def cancelled() -> bool:
+        nonlocal polls
+        polls += 1
+        return polls > 4  # 1 poll before the prefill chunk, then 1 per token
+
+    result = engine.generate(prompt, max_tokens=50, cancelled=cancelled)
+    assert result.cancelled and result.finish_reason == "cancelled"
+    assert len(result.token_ids) == 3
+    before = engine.generate(prompt, max_tokens=3)
+    assert result.token_ids == before.token_ids  # the partial result is a true prefix
+
+
+def test_cancellation_before_the_prefill_evaluates_nothing(engine):
+    result = engine.generate(engine.tokenize("import os\n" * 300), cancelled=lambda: True)
+    assert result.cancelled and result.token_ids == [] and result.logprobs == []
+
+
+def test_stop_callback_and_bad_input(engine, tmp_path):
+    result = engine.generate(engine.tokenize("def add(a, b):\n"), stop=lambda t: "\n" in t)
+    assert result.finish_reason in {"stop", "eos", "length"}
+    if result.finish_reason == "stop":
+        assert result.text.endswith("\n") or "\n" in result.text
+    with pytest.raises(LlamaCppError, match="empty prompt"):
+        engine.generate([])
+    with pytest.raises(LlamaCppError, match="no GGUF model"):
+        LlamaCppEngine(tmp_path / "missing.gguf")
+    garbage = tmp_path / "garbage.gguf"
+    garbage.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(LlamaCppError, match="cannot load"):
+        LlamaCppEngine(garbage)
