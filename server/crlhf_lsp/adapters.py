@@ -123,6 +123,7 @@ class AdapterManager:
 
     def _download(self, client: StoreClient, adapter: AdapterOut) -> Path:
         dest = self.cache_dir / adapter.version
+        self._download_gguf(client, adapter, dest.with_name(dest.name + ".gguf"))
         if dest.is_dir():
             names = [p.name for p in dest.iterdir() if p.is_file()]
             if folder_digest(dest, names) == adapter.sha256:
@@ -136,6 +137,16 @@ class AdapterManager:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         return dest
+
+    @staticmethod
+    def _download_gguf(client: StoreClient, adapter: AdapterOut, path: Path) -> None:
+        """The GGUF LoRA artifact (llamacpp backend), verified, next to the PEFT folder."""
+        if path.is_file() or not any(a.kind == "gguf" for a in adapter.artifacts):
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        client.download_gguf(adapter, partial)
+        partial.replace(path)
 
 
 def timed(fn: Callable[[], object]) -> float:

@@ -34,7 +34,7 @@ import numpy as np
 
 from crlhf_trainer.errors import AdapterError
 
-__all__ = ["GGUF_ARCHITECTURES", "LoraConversion", "convert_peft_to_gguf"]
+__all__ = ["GGUF_ARCHITECTURES", "LoraConversion", "convert_peft_to_gguf", "gguf_artifact"]
 
 # transformers model_type -> llama.cpp architecture name (gguf.MODEL_ARCH_NAMES values).
 GGUF_ARCHITECTURES: dict[str, str] = {
@@ -126,6 +126,23 @@ def convert_peft_to_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return LoraConversion(Path(out_path), arch_name, alpha, count)
+
+
+def gguf_artifact(adapter_dir: Path, out_dir: Path) -> Path | None:
+    """The nightly job's hook (``NightlyConfig.gguf``): ``out_dir/adapter.gguf``, or ``None``
+    when the gguf package is missing or the base model has no GGUF form (then the PEFT
+    artifact is published alone). A conversion that fails raises, and nothing is published.
+    """
+    try:
+        import gguf  # noqa: F401
+    except ImportError:
+        return None
+    adapter_dir = Path(adapter_dir)
+    config = _config_dict(None, _read_json(adapter_dir / "adapter_config.json"), adapter_dir)
+    if config.get("model_type") not in GGUF_ARCHITECTURES:
+        return None
+    out = Path(out_dir) / "adapter.gguf"
+    return convert_peft_to_gguf(adapter_dir, out, base_config=config).path
 
 
 def _read_json(path: Path) -> dict[str, Any]:

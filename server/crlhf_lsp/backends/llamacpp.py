@@ -355,9 +355,10 @@ class LlamaCppBackend(Backend):
     """crlhf-lsp's ``llamacpp`` backend: one :class:`LlamaCppEngine` behind the Backend API.
 
     One llama.cpp context holds one KV cache: the last request's, whatever its document.
-    Adapters: ``load_adapter(folder)`` applies the folder's ``*.gguf`` (the registry's
-    ``gguf`` artifact); a folder with only PEFT files is converted on the spot with
-    :mod:`crlhf_trainer.gguf_lora` when the ``gguf`` package is installed.
+    Adapters: ``load_adapter(folder)`` applies the registry's ``gguf`` artifact, which
+    :class:`~crlhf_lsp.adapters.AdapterManager` saves as ``<folder>.gguf`` (or a ``*.gguf``
+    inside the folder); an adapter published with PEFT files only is converted on the spot
+    with :mod:`crlhf_trainer.gguf_lora` when the ``gguf`` package is installed.
     """
 
     adapter_artifact = "gguf"
@@ -418,7 +419,8 @@ class LlamaCppBackend(Backend):
     def gguf_file(self, folder: Path) -> Path:
         """The GGUF LoRA of the adapter in ``folder`` (converting PEFT files if need be)."""
         folder = Path(folder)
-        found = sorted(folder.glob("*.gguf"))
+        sibling = folder.with_name(folder.name + ".gguf")  # where AdapterManager puts it
+        found = [sibling] if sibling.is_file() else sorted(folder.glob("*.gguf"))
         if found:
             return found[0]
         if not (folder / "adapter_model.safetensors").is_file():
