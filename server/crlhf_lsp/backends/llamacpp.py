@@ -326,7 +326,8 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def from_settings(settings: Settings) -> LlamaCppBackend:
     path, name = resolve_gguf(settings.model)
-    return LlamaCppBackend(path, name=name)
+    threads = os.environ.get("CRLHF_LLAMACPP_THREADS", "")
+    return LlamaCppBackend(path, name=name, n_threads=int(threads) if threads.isdigit() else None)
 
 
 def resolve_gguf(spec: str | None) -> tuple[Path, str]:
@@ -413,6 +414,16 @@ class LlamaCppBackend(Backend):
             cancelled=out.cancelled or cancel.is_set(),
             cached_tokens=out.reused_tokens,
         )
+
+    def trim(self, generation: Generation, text: str) -> Generation:
+        """Keep the fewest tokens whose text covers ``text`` (the post-processed suggestion)."""
+        ids = generation.token_ids or []
+        n = len(ids)
+        while n > 0 and len(self.engine.detokenize(ids[: n - 1])) >= len(text):
+            n -= 1
+        generation.token_ids = ids[:n]
+        generation.token_logprobs = (generation.token_logprobs or [])[:n]
+        return generation
 
     # --- adapters -----------------------------------------------------------------------
 
