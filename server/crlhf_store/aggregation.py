@@ -33,9 +33,9 @@ def store_run(session: Session, *, run: AggregationRunIn, created_by: str) -> Ag
     names = {a.annotator for a in run.annotators}
     annotator_ids = (
         dict(
-            session.execute(select(Annotator.name, Annotator.id).where(Annotator.name.in_(names)))
-            .tuples()
-            .all()
+            session.execute(
+                select(Annotator.name, Annotator.id).where(Annotator.name.in_(names))
+            ).all()
         )
         if names
         else {}

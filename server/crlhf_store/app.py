@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from crlhf_store import dashboard, metrics
 from crlhf_store.db import Database
 from crlhf_store.deps import Store
 from crlhf_store.errors import StoreServerError
@@ -59,9 +60,11 @@ def create_app(
     app.include_router(meta.router)
     app.include_router(feedback.router)
     app.include_router(registry.router)
+    dashboard.mount(app)  # /dashboard pages and /v1/stats (crlhf_store.dashboard)
     app.add_middleware(
         BodySizeLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes
     )
+    metrics.instrument(app, db)  # outermost: times every request; GET /metrics
 
     @app.exception_handler(StoreServerError)
     async def _store_error(request: Request, exc: StoreServerError) -> JSONResponse:

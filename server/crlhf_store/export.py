@@ -91,7 +91,7 @@ def honeypot_truth(session: Session, ids: set[uuid.UUID]) -> dict[str, list[int]
     if not ids:
         return {}
     query = select(Honeypot.completion_id, Honeypot.truth).where(Honeypot.completion_id.in_(ids))
-    return {str(cid): list(truth) for cid, truth in session.execute(query).tuples()}
+    return {str(cid): list(truth) for cid, truth in session.execute(query)}
 
 
 def export_completions(session: Session, *, after: int, limit: int) -> CompletionExport:

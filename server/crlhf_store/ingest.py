@@ -77,9 +77,7 @@ def _check_same_content(
     stored = dict(
         session.execute(
             select(Completion.id, Completion.content_hash).where(Completion.id.in_(hashes))
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     for i, c in enumerate(completions):
         if c.id in stored and stored[c.id] != hashes[c.id]:
@@ -91,7 +89,7 @@ def _check_same_content(
 
 def _line_counts(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, int]:
     query = select(Completion.id, Completion.n_lines).where(Completion.id.in_(ids))
-    return dict(session.execute(query).tuples().all())
+    return dict(session.execute(query).all())
 
 
 def store_events(session: Session, *, annotator_id: int, events: Sequence[EventIn]) -> Stored:

@@ -10,6 +10,7 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
 from crlhf_store import adapters, aggregation
+from crlhf_store.dashboard.history import record_status_change
 from crlhf_store.deps import AnnotatorDep, StoreDep, TrainerDep
 from crlhf_store.errors import Invalid
 from crlhf_store.routes import AUTH, BODY, CONFLICT, NOT_FOUND
@@ -118,7 +119,9 @@ def latest_adapter(principal: AnnotatorDep, store: StoreDep) -> AdapterOut:
 )
 def publish_adapter(version: str, principal: TrainerDep, store: StoreDep) -> AdapterOut:
     with store.db.writing() as session:
-        return adapters.set_status(session, version=version, status="published")
+        out = adapters.set_status(session, version=version, status="published")
+        record_status_change(session, version=version, status="published", actor=principal.name)
+        return out
 
 
 @router.post(
@@ -129,7 +132,9 @@ def publish_adapter(version: str, principal: TrainerDep, store: StoreDep) -> Ada
 )
 def retire_adapter(version: str, principal: TrainerDep, store: StoreDep) -> AdapterOut:
     with store.db.writing() as session:
-        return adapters.set_status(session, version=version, status="retired")
+        out = adapters.set_status(session, version=version, status="retired")
+        record_status_change(session, version=version, status="retired", actor=principal.name)
+        return out
 
 
 @router.get(

@@ -1,0 +1,38 @@
+"""The team dashboard at ``/dashboard`` and its JSON endpoints at ``/v1/stats/...``.
+
+Modules: :mod:`~crlhf_store.dashboard.pages` (HTML, Jinja2 with autoescape),
+:mod:`~crlhf_store.dashboard.api` (the JSON behind each chart, admin scope),
+:mod:`~crlhf_store.dashboard.auth` (login sessions, CSRF),
+:mod:`~crlhf_store.dashboard.charts` (server-side SVG), :mod:`~crlhf_store.dashboard.models`
+and :mod:`~crlhf_store.dashboard.history` (its rows: sessions, adapter status history).
+The figures come from :mod:`crlhf_store.stats`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["mount"]
+
+STATIC = Path(__file__).parent / "static"
+
+
+def mount(app: FastAPI) -> None:
+    """Add the dashboard's pages, static files and ``/v1/stats`` endpoints to ``app``."""
+    from fastapi import Request
+    from fastapi.responses import RedirectResponse
+    from fastapi.staticfiles import StaticFiles
+
+    from crlhf_store.dashboard import api, auth, pages
+
+    app.include_router(pages.router)
+    app.include_router(api.router)
+    app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
+
+    @app.exception_handler(auth.LoginRequired)
+    async def _login(request: Request, exc: auth.LoginRequired) -> RedirectResponse:
+        return RedirectResponse("/dashboard/login", 303)
