@@ -184,4 +184,3 @@ def instrument(app: FastAPI, db: Database | None = None) -> StoreMetrics:
         | {200: {"description": "Prometheus exposition", "content": {CONTENT_TYPE_LATEST: {}}}},
     )
     return metrics
-

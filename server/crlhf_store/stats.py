@@ -116,11 +116,14 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
     completions = session.scalar(select(func.count()).select_from(Completion).where(model))
 
     def events(*kinds: str) -> int:
-        return session.scalar(
-            select(func.count(distinct(CompletionEvent.completion_id))).where(
-                CompletionEvent.kind.in_(kinds)
+        return (
+            session.scalar(
+                select(func.count(distinct(CompletionEvent.completion_id))).where(
+                    CompletionEvent.kind.in_(kinds)
+                )
             )
-        ) or 0
+            or 0
+        )
 
     shown, accepted = events("shown"), events("accepted", "partial")
     rated = session.scalar(
@@ -140,7 +143,11 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
     )
     count_completions = func.count(distinct(CompletionEvent.completion_id))
     per_shown = _per_day(
-        session, CompletionEvent.created_at, count_completions, since, CompletionEvent.kind == "shown"
+        session,
+        CompletionEvent.created_at,
+        count_completions,
+        since,
+        CompletionEvent.kind == "shown",
     )
     per_accepted = _per_day(
         session,
@@ -451,7 +458,7 @@ def adapters(session: Session) -> list[AdapterRow]:
     for r in rows:
         after = metrics[r.version]
         baseline = r.metrics.get("baseline") if isinstance(r.metrics, dict) else None
-        before = metrics.get(r.parent or "", None) or (
+        before = metrics.get(r.parent or "") or (
             _gated(baseline) if isinstance(baseline, dict) else {}
         )
         published = [c for c in history[r.id] if c.status == "published"]

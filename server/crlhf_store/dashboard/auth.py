@@ -110,4 +110,6 @@ def session_of(session: Session, *, session_id: str | None) -> AdminSession | No
 
 def close_session(session: Session, *, session_id: str | None) -> None:
     if session_id:
-        session.execute(delete(DashboardSession).where(DashboardSession.id_hash == _hash(session_id)))
+        session.execute(
+            delete(DashboardSession).where(DashboardSession.id_hash == _hash(session_id))
+        )

@@ -82,7 +82,9 @@ def _axes(ymax: float, labels: Sequence[str], plot_w: float, *, pct: bool = Fals
         y = H - BOTTOM - plot_h * i / 4
         text = f"{v:.0%}" if pct else (f"{v:g}" if v < 1000 else f"{v / 1000:g}k")
         out.append(f'<line class="grid" x1="{LEFT}" y1="{_f(y)}" x2="{W - RIGHT}" y2="{_f(y)}"/>')
-        out.append(f'<text class="tick" x="{LEFT - 4}" y="{_f(y + 4)}" text-anchor="end">{text}</text>')
+        out.append(
+            f'<text class="tick" x="{LEFT - 4}" y="{_f(y + 4)}" text-anchor="end">{text}</text>'
+        )
     step = max(1, len(labels) // 8)
     slot = plot_w / max(1, len(labels))
     for i in range(0, len(labels), step):
@@ -134,7 +136,8 @@ def lines(
     slot = plot_w / max(1, len(labels))
     for s in series:
         pts = [
-            (LEFT + slot * (i + 0.5), H - BOTTOM - plot_h * v / ymax) for i, v in enumerate(s.values)
+            (LEFT + slot * (i + 0.5), H - BOTTOM - plot_h * v / ymax)
+            for i, v in enumerate(s.values)
         ]
         path = " ".join(f"{_f(x)},{_f(y)}" for x, y in pts)
         body.append(f'<polyline class="line {escape(s.css)}" points="{path}"/>')
@@ -164,8 +167,13 @@ def scatter(name: str, title: str, points: Sequence[Point], x_label: str, y_labe
         f'<line class="diagonal" x1="{sx(0)}" y1="{sy(0)}" x2="{sx(1)}" y2="{sy(1)}"/>',
     ]
     for v in (0, 0.5, 1):
-        body.append(f'<text class="tick" x="{_f(sx(v))}" y="{size - pad + 14}" text-anchor="middle">{v:g}</text>')
-        body.append(f'<text class="tick" x="{pad - 4}" y="{_f(sy(v) + 4)}" text-anchor="end">{v:g}</text>')
+        body.append(
+            f'<text class="tick" x="{_f(sx(v))}" y="{size - pad + 14}" '
+            f'text-anchor="middle">{v:g}</text>'
+        )
+        body.append(
+            f'<text class="tick" x="{pad - 4}" y="{_f(sy(v) + 4)}" text-anchor="end">{v:g}</text>'
+        )
     body.append(
         f'<text class="axis-label" x="{size / 2}" y="{size - 8}" text-anchor="middle">'
         f"{escape(x_label)}</text>"

@@ -274,9 +274,7 @@ def adapters(store: StoreDep, admin: AdminDep) -> Response:
         "Adapter versions",
         [(r.version, r.created_at, r.status, r.parent) for r in rows],
     )
-    return render(
-        "adapters.html", admin=admin, page="adapters", rows=rows[::-1], timeline=figure
-    )
+    return render("adapters.html", admin=admin, page="adapters", rows=rows[::-1], timeline=figure)
 
 
 Action = Literal["publish", "retire"]

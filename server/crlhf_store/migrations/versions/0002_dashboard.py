@@ -45,9 +45,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["adapter_id"], ["adapters.id"]),
         sa.PrimaryKeyConstraint("id"),
     )
-    op.create_index(
-        "ix_adapter_status_changes_adapter", "adapter_status_changes", ["adapter_id"]
-    )
+    op.create_index("ix_adapter_status_changes_adapter", "adapter_status_changes", ["adapter_id"])
 
 
 def downgrade() -> None:
