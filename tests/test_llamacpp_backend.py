@@ -140,3 +140,19 @@ def test_stop_callback_and_bad_input(engine, tmp_path):
     garbage.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(LlamaCppError, match="cannot load"):
         LlamaCppEngine(garbage)
+
+
+def test_auto_picks_llamacpp_for_a_gguf_on_the_cpu(tiny_gguf, tmp_path):
+    from crlhf_lsp.backends import create_backend
+    from crlhf_lsp.backends.llamacpp import LlamaCppBackend
+    from crlhf_lsp.backends.local import LocalBackend
+    from crlhf_lsp.settings import Settings
+
+    settings = Settings(outboxPath=str(tmp_path / "outbox.sqlite3"))
+    assert settings.backend == "auto"
+    backend = create_backend(settings.merged({"model": str(tiny_gguf)}))
+    assert isinstance(backend, LlamaCppBackend)
+    assert backend.fim_tokens == ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>")
+    backend.close()
+    folder = create_backend(settings.merged({"model": str(build_tiny_model())}))
+    assert isinstance(folder, LocalBackend)

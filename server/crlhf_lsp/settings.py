@@ -6,8 +6,11 @@ key                    default                     meaning
 ``storeUrl``           ``$CRLHF_STORE_URL``        the team's crlhf-store; empty: events stay
                                                    in the outbox
 ``token``              ``$CRLHF_TOKEN``            the annotator's bearer token
-``backend``            ``local``                   ``local`` (transformers + peft) or
-                                                   ``openai`` (``/v1/completions`` server)
+``backend``            ``auto``                    ``local`` (transformers + peft),
+                                                   ``llamacpp`` (a GGUF on llama.cpp) or
+                                                   ``openai`` (``/v1/completions`` server);
+                                                   ``auto``: llamacpp for a GGUF model on
+                                                   the CPU when installed, else local
 ``model``              ``$CRLHF_MODEL``            hub id or local folder (local); the model
                                                    name sent to the server (openai)
 ``openaiUrl``          ``http://127.0.0.1:8000``   base URL of the OpenAI-compatible server
@@ -33,7 +36,7 @@ from typing import Any
 
 from crlhf_lsp.errors import SettingsError
 
-BACKENDS = ("local", "openai", "llamacpp")
+BACKENDS = ("auto", "local", "openai", "llamacpp")
 
 
 def _default_outbox() -> str:
@@ -46,7 +49,7 @@ def _default_outbox() -> str:
 class Settings:
     storeUrl: str = field(default_factory=lambda: os.environ.get("CRLHF_STORE_URL", ""))
     token: str = field(default_factory=lambda: os.environ.get("CRLHF_TOKEN", ""))
-    backend: str = "local"
+    backend: str = "auto"
     model: str = field(default_factory=lambda: os.environ.get("CRLHF_MODEL", ""))
     openaiUrl: str = "http://127.0.0.1:8000"
     maxTokens: int = 64

@@ -8,6 +8,7 @@ with a ``from_settings`` function and one line here.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -47,7 +48,18 @@ def _llamacpp(settings: Settings) -> Backend:
     return from_settings(settings)
 
 
+def _auto(settings: Settings) -> Backend:
+    """llamacpp for a GGUF model on the CPU when llama-cpp-python is installed, else local."""
+    if settings.device == "cpu" and importlib.util.find_spec("llama_cpp") is not None:
+        from crlhf_lsp.backends.llamacpp import gguf_model
+
+        if gguf_model(settings.model) is not None:
+            return _llamacpp(settings)
+    return _local(settings)
+
+
 BACKENDS: dict[str, Callable[[Settings], Backend]] = {
+    "auto": _auto,
     "local": _local,
     "openai": _openai,
     "llamacpp": _llamacpp,
