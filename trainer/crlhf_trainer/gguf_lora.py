@@ -157,7 +157,13 @@ def _config_dict(base_config: Any, lora_config: dict[str, Any], where: Path) -> 
         source = lora_config.get("base_model_name_or_path")
         if not source:
             raise AdapterError(f"{where}: no base_model_name_or_path; pass base_config")
-        base_config = _load_config(source)
+        try:
+            base_config = _load_config(source)
+        except Exception as exc:  # OSError, ValueError, crlhf_models.ModelError …
+            raise AdapterError(
+                f"{where}: cannot read the config of the base model {source!r} ({exc}); "
+                "pass base_config"
+            ) from exc
     config = base_config if isinstance(base_config, dict) else base_config.to_dict()
     # Multimodal wrappers keep the language model's settings in text_config.
     text = config.get("text_config")

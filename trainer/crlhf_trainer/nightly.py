@@ -35,6 +35,7 @@ from crlhf_store.schemas import (
 from .dataset import Example, WorkDir, build_examples, pull
 from .errors import AdapterError, NoTrainingData, StoreGone, TrainConfigError
 from .evaluate import EvalConfig
+from .gguf_lora import gguf_artifact
 from .train import TrainConfig
 
 __all__ = [
@@ -68,7 +69,8 @@ class NightlyConfig:
     margin: float = 0.02  # the gate: largest allowed drop of a gated metric
     publish: bool = True  # False: upload nothing, report only
     continue_from_latest: bool = True  # train on top of the published adapter
-    gguf: Callable[[Path, Path], Path] | None = None  # (adapter dir, out dir) -> .gguf
+    # (adapter dir, out dir) -> .gguf or None: the GGUF LoRA published next to the PEFT files
+    gguf: Callable[[Path, Path], Path | None] | None = gguf_artifact
 
 
 def _client(cfg: NightlyConfig) -> StoreClient:
