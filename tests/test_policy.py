@@ -1,0 +1,106 @@
+"""The policy loss: batch layout, log-probs, the KL estimator, the clipped ratio."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from crlhf_trainer.errors import TrainConfigError
+from crlhf_trainer.policy import (
+    advantage_fn,
+    advantages_pg,
+    advantages_pg_line,
+    clipped_surrogate,
+    collate,
+    kl_k3,
+    policy_loss,
+    reference_logprobs,
+    token_logprobs,
+)
+from crlhf_trainer.train import TrainConfig, load_policy
+from train_helpers import PROMPTS, examples, sample, tiny
+
+
+@pytest.fixture(scope="module")
+def logged():
+    model = tiny()
+    rows = sample(model, PROMPTS[:3], 1, max_new_tokens=8)
+    return model, examples(model, rows, [1.0, 0.0, 0.5], [[0.9, 0.1]] * 3)
+
+
+def test_the_batch_puts_every_completion_in_the_last_columns(logged):
+    ex = copy.deepcopy(logged[1])
+    ex[1].prompt_ids = ex[1].prompt_ids[1:]  # unequal prompt lengths
+    b = collate(ex, pad_id=0)
+    c = max(len(e.completion_ids) for e in ex)
+    assert b.completion_ids.shape == (3, c)
+    for i, e in enumerate(ex):
+        assert b.completion_ids[i, : len(e.completion_ids)].tolist() == e.completion_ids
+        row = b.input_ids[i][b.attention_mask[i].bool()].tolist()
+        assert row == e.prompt_ids + e.completion_ids
+        assert b.position_ids[i][b.attention_mask[i].bool()].tolist() == list(range(len(row)))
+
+
+def test_log_probs_in_a_padded_batch_equal_the_logged_sampling_log_probs(logged):
+    model_dir, ex = logged
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    lp = token_logprobs(model, collate(ex, 0))
+    for i, e in enumerate(ex):
+        got = lp[i, : len(e.completion_ids)]
+        assert torch.allclose(got, torch.tensor(e.logprobs), atol=1e-3)
+
+
+def test_the_reference_is_the_base_model_with_the_adapter_off(logged):
+    model_dir, ex = logged
+    policy = load_policy(str(model_dir), TrainConfig())
+    with torch.no_grad():
+        for p in (p for n, p in policy.named_parameters() if "lora_B" in n):
+            p.normal_(0, 0.5)  # a non-zero adapter
+    b = collate(ex, 0)
+    adapted = token_logprobs(policy, b).detach()
+    ref = reference_logprobs(policy, b)
+    assert not torch.allclose(adapted, ref)
+    assert torch.equal(token_logprobs(policy, b).detach(), adapted)  # the adapter is back on
+    for i, e in enumerate(ex):
+        assert torch.allclose(ref[i, : len(e.logprobs)], torch.tensor(e.logprobs), atol=1e-3)
+
+
+def test_the_kl_term_is_finite_and_not_negative(logged):
+    model_dir, ex = logged
+    g = torch.Generator().manual_seed(0)
+    logp, ref = -torch.rand(1000, generator=g) * 30, -torch.rand(1000, generator=g) * 30
+    k3 = kl_k3(logp, ref)
+    assert torch.isfinite(k3).all() and (k3 >= 0).all()
+    assert torch.equal(kl_k3(logp, logp), torch.zeros_like(logp))
+    policy = load_policy(str(model_dir), TrainConfig())
+    with torch.no_grad():
+        for p in (p for n, p in policy.named_parameters() if "lora_B" in n):
+            p.normal_(0, 0.5)
+    loss, stats = policy_loss(policy, collate(ex, 0), advantages_pg, 0.5, kl_coef=0.1)
+    assert torch.isfinite(loss)
+    assert stats["kl"] > 0 and torch.isfinite(torch.tensor(stats["kl"]))
+
+
+def test_the_clip_stops_the_gradient_once_the_ratio_left_the_trust_region():
+    old = torch.zeros(4)
+    logp = torch.tensor([0.0, 0.5, -0.5, 0.1], requires_grad=True)
+    adv = torch.tensor([1.0, 1.0, -1.0, -1.0])
+    clipped_surrogate(logp, old, adv, 0.2).sum().backward()
+    # ratio e^0.5 > 1.2 with A > 0, e^-0.5 < 0.8 with A < 0: clipped, no gradient
+    assert logp.grad[1] == 0 and logp.grad[2] == 0
+    assert logp.grad[0] < 0 and logp.grad[3] > 0
+
+
+def test_the_two_advantages(logged):
+    _, ex = logged
+    b = collate(ex, 0)
+    pg = advantages_pg(b, 0.5)
+    assert torch.allclose(pg[0][b.mask[0].bool()], torch.tensor(0.5))
+    assert torch.allclose(pg[1][b.mask[1].bool()], torch.tensor(-0.5))
+    line = advantages_pg_line(b, 0.5)
+    assert torch.allclose(line[b.mask.bool()], b.credit[b.mask.bool()] - 0.5)
+    with pytest.raises(TrainConfigError, match="unknown method"):
+        advantage_fn("ppo")
