@@ -1,0 +1,152 @@
+"""Pulling (resumable), token lines, and examples from logged token ids."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from crlhf_store.client import StoreClient
+from crlhf_trainer.dataset import WorkDir, build_examples, pull, token_lines
+from crlhf_trainer.errors import NoTrainingData, StoreGone
+from train_helpers import tiny
+
+NOW = "2026-11-28T00:00:00Z"
+
+
+class FakeStore:
+    """Serves label and completion export pages; can fail from the n-th request on."""
+
+    def __init__(self, n_label_pages: int = 3, fail_at: int | None = None) -> None:
+        self.cids = [str(uuid.uuid4()) for _ in range(n_label_pages)]
+        self.requests = 0
+        self.fail_at = fail_at
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests += 1
+        if self.fail_at is not None and self.requests >= self.fail_at:
+            raise httpx.ConnectError("store gone")
+        after = int(request.url.params.get("after", "0"))
+        if request.url.path == "/v1/labels/export":
+            if after >= len(self.cids):
+                return httpx.Response(200, json={"labels": [], "honeypots": {}, "next": None})
+            label = {
+                "rating_id": after + 1,
+                "completion_id": self.cids[after],
+                "line": 0,
+                "annotator": "alice",
+                "label": 1,
+                "created_at": NOW,
+            }
+            nxt = str(after + 1)
+            return httpx.Response(200, json={"labels": [label], "honeypots": {}, "next": nxt})
+        if request.url.path == "/v1/completions/export":
+            if after >= len(self.cids):
+                return httpx.Response(200, json={"completions": [], "next": None})
+            c = {
+                "id": self.cids[after],
+                "prompt": "p",
+                "text": "x",
+                "model": "m",
+                "annotator": "alice",
+                "created_at": NOW,
+                "seq": after + 1,
+            }
+            return httpx.Response(200, json={"completions": [c], "next": str(after + 1)})
+        return httpx.Response(404)
+
+    def client(self) -> StoreClient:
+        return StoreClient("http://store", "t", transport=httpx.MockTransport(self.handler))
+
+
+def test_pull_saves_every_page_then_stops(tmp_path):
+    store = FakeStore(3)
+    work = WorkDir(tmp_path)
+    stats = pull(store.client(), work, page_size=1)
+    assert (stats.labels, stats.completions) == (3, 3)
+    assert len(work.label_pages()) == 3 and set(work.completions()) == set(store.cids)
+    assert pull(store.client(), work).labels == 0  # nothing new
+
+
+def test_a_store_that_disappears_mid_pull_is_resumed_from_the_cursor(tmp_path):
+    work = WorkDir(tmp_path)
+    broken = FakeStore(3, fail_at=3)
+    with pytest.raises(StoreGone, match="re-run continues"):
+        pull(broken.client(), work, page_size=1)
+    assert len(work.label_pages()) == 2  # the two pages before the failure are kept
+    assert json.loads(work.cursor_file.read_text())["labels"] == "2"
+    healthy = FakeStore(3)
+    healthy.cids = broken.cids
+    stats = pull(healthy.client(), work, page_size=1)
+    assert stats.labels == 1  # only the missing page
+    assert len(work.label_pages()) == 3 and len(work.completions()) == 3
+
+
+def test_a_line_cut_short_by_a_crash_is_ignored(tmp_path):
+    work = WorkDir(tmp_path)
+    work.labels_file.write_text('{"labels": [], "honeypots": {}}\n{"labels": [')
+    assert len(work.label_pages()) == 1
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny())
+
+
+def test_token_lines_credit_each_token_to_the_line_of_its_code(tokenizer):
+    text = "x = 1\n    return x + 1\n\ty = 'é€😀'\r\nz = 2\n"
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    lines = token_lines(tokenizer.decode, ids)
+    assert len(lines) == len(ids) and lines == sorted(lines)
+    assert lines[0] == 0 and lines[-1] == 3
+    # every token that carries code sits on the line of that code
+    decoded = [tokenizer.decode(ids[: i + 1]) for i in range(len(ids))]
+    for i, line in enumerate(lines):
+        before = decoded[i - 1] if i else ""
+        new = decoded[i][len(before) :]
+        if new.strip() and "\ufffd" not in new:
+            first = len(before) + len(new) - len(new.lstrip())
+            assert decoded[i][:first].count("\n") == line, (new, line)
+
+
+def _completion(tokenizer, text, with_ids=True):
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return {
+        "id": str(uuid.uuid4()),
+        "prompt": "def f():\n",
+        "text": text,
+        "token_ids": ids if with_ids else None,
+        "token_logprobs": [-0.5] * len(ids) if with_ids else None,
+        "prompt_token_ids": [5, 6, 7, 8] if with_ids else None,
+    }
+
+
+def test_examples_come_from_logged_ids_with_line_credit(tokenizer):
+    c = _completion(tokenizer, "    a = 1\n    return a\n")
+    reward = SimpleNamespace(mean=0.5, line_posteriors=[0.9, 0.1])
+    ex, skipped = build_examples({c["id"]: c}, {c["id"]: reward}, tokenizer.decode, max_tokens=100)
+    (e,) = ex
+    assert e.completion_ids == c["token_ids"] and e.prompt_ids == [5, 6, 7, 8]
+    assert e.logprobs == c["token_logprobs"] and e.reward == 0.5
+    assert {e.token_credit[i] for i, ln in enumerate(e.token_line) if ln == 0} == {0.9}
+    assert {e.token_credit[i] for i, ln in enumerate(e.token_line) if ln == 1} == {0.1}
+    short, _ = build_examples(
+        {c["id"]: c}, {c["id"]: reward}, tokenizer.decode, max_tokens=len(c["token_ids"]) + 2
+    )
+    assert short[0].prompt_ids == [7, 8]  # long prompts keep the code next to the cursor
+
+
+def test_completions_without_token_ids_are_skipped_and_none_left_is_an_error(tokenizer):
+    good = _completion(tokenizer, "a = 1\n")
+    bare = _completion(tokenizer, "b = 2\n", with_ids=False)
+    reward = SimpleNamespace(mean=1.0, line_posteriors=[1.0])
+    rewards = {good["id"]: reward, bare["id"]: reward}
+    comps = {good["id"]: good, bare["id"]: bare}
+    ex, skipped = build_examples(comps, rewards, tokenizer.decode)
+    assert [e.completion_id for e in ex] == [good["id"]] and skipped.no_token_ids == 1
+    with pytest.raises(NoTrainingData, match="without logged token ids"):
+        build_examples({bare["id"]: bare}, {bare["id"]: reward}, tokenizer.decode)
