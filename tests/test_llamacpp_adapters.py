@@ -67,3 +67,19 @@ def test_an_unreadable_base_model_is_an_error_not_a_silent_skip(tmp_path: Path):
     )
     with pytest.raises(AdapterError, match="cannot read the config"):
         gguf_artifact(adapter, tmp_path)
+
+
+def test_check_refuses_a_gguf_that_is_not_a_lora_for_this_model(tmp_path: Path):
+    import shutil
+
+    from crlhf_lsp.errors import AdapterMismatch
+
+    backend = LlamaCppBackend(build_tiny_gguf(), n_threads=2)
+    folder = tmp_path / "v9"
+    folder.mkdir()
+    shutil.copy(build_tiny_gguf(), folder / "adapter.gguf")  # a model, not an adapter
+    with pytest.raises(AdapterMismatch):
+        backend.check_adapter(folder)
+    with pytest.raises(AdapterMismatch, match="neither"):
+        backend.check_adapter(tmp_path)
+    backend.close()

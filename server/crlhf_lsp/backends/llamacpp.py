@@ -474,12 +474,24 @@ class LlamaCppBackend(Backend):
         }
 
     def check_adapter(self, folder: Path) -> None:
+        """Locate (or convert) the GGUF LoRA and read its header; runs off the model thread,
+        so llama.cpp itself sees the file only in :meth:`load_adapter`."""
         path = self.gguf_file(folder)
-        lib, model = self.engine._lib, self.engine._llm.model
-        adapter = lib.llama_adapter_lora_init(model, str(path).encode())
-        if not adapter:
-            raise AdapterMismatch(f"llama.cpp refused {path}: not a LoRA for {self.name}")
-        lib.llama_adapter_lora_free(adapter)
+        try:
+            from gguf import GGUFReader
+        except ImportError:
+            return
+        try:
+            fields = GGUFReader(str(path)).fields
+            kind = fields["general.type"].contents()
+            arch = fields["general.architecture"].contents()
+        except Exception as exc:  # a truncated or foreign file: numpy / KeyError / ValueError
+            raise AdapterMismatch(f"{path} is not a readable GGUF LoRA: {exc}") from exc
+        if kind != "adapter" or arch != self.engine.architecture:
+            raise AdapterMismatch(
+                f"{path} is a GGUF {kind!r} for {arch!r}, not a LoRA adapter for "
+                f"{self.engine.architecture!r}"
+            )
 
     def load_adapter(self, folder: Path, version: str) -> None:
         path = self.gguf_file(folder)
