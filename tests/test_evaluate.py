@@ -57,7 +57,7 @@ def test_a_benchmark_run_on_the_tiny_model():
     model_dir = tiny()
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    cfg = EvalConfig(limit=2, max_new_tokens=16, timeout=5)
+    cfg = EvalConfig(limit=2, max_new_tokens=8, timeout=5)
     metrics = run_benchmark(model, tok, mbpp_problems(2), cfg)
     assert metrics["problems"] == 2 and 0.0 <= metrics["pass@1"] <= 1.0
 
