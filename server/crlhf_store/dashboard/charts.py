@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 
 __all__ = ["Box", "Point", "Series", "bars", "boxes", "lines", "scatter", "timeline"]
 
-W, H = 640, 240
+W, H = 600, 240
 LEFT, RIGHT, TOP, BOTTOM = 48, 12, 16, 36
 
 
@@ -220,28 +220,30 @@ def boxes(name: str, title: str, items: Sequence[Box]) -> Markup:
 def timeline(
     name: str, title: str, items: Sequence[tuple[str, datetime, str, str | None]]
 ) -> Markup:
-    """Adapter versions on a time axis (``(version, created, status, parent)``), a dot per
-    version coloured by status and a link from each parent."""
-    if not items:
-        return _svg(name, title, [])
-    height = 40 + 26 * len(items)
-    t0 = min(t for _, t, _, _ in items).timestamp()
-    t1 = max(t for _, t, _, _ in items).timestamp()
-    span = max(t1 - t0, 1.0)
-    x_of = {v: 180 + (W - 200) * (t.timestamp() - t0) / span for v, t, _, _ in items}
-    y_of = {v: 24 + 26 * i for i, (v, _, _, _) in enumerate(items)}
-    body = []
+    """Adapter versions in upload order (``(version, created, status, parent)``, oldest
+    first): a dot per version coloured by status, its upload date under it, and an arc from
+    its parent. Ordinal rather than to scale: nightly versions would crowd a time axis."""
+    step = 96
+    width = max(W, 40 + step * len(items))
+    height = 150
+    x_of = {v: 48 + step * i for i, (v, _, _, _) in enumerate(items)}
+    y = 70
+    body = [f'<line class="axis" x1="24" y1="{y}" x2="{width - 24}" y2="{y}"/>'] if items else []
     for version, _, _, parent in items:
         if parent in x_of:
+            x0, x1 = x_of[parent], x_of[version]
             body.append(
-                f'<line class="link" x1="{_f(x_of[parent])}" y1="{y_of[parent]}" '
-                f'x2="{_f(x_of[version])}" y2="{y_of[version]}"/>'
+                f'<path class="link" fill="none" d="M {x0} {y - 8} '
+                f'Q {(x0 + x1) / 2} {y - 56} {x1} {y - 8}"/>'
             )
     for version, created, status, _ in items:
+        x = x_of[version]
         body += [
-            f'<text class="legend" x="8" y="{y_of[version] + 4}">{escape(version)}</text>',
-            f'<circle class="dot {escape(status)}" cx="{_f(x_of[version])}" cy="{y_of[version]}" '
-            f'r="7"><title>{escape(version)}: {escape(status)}, '
-            f"{created:%Y-%m-%d %H:%M}</title></circle>",
+            f'<circle class="dot {escape(status)}" cx="{x}" cy="{y}" r="8"><title>'
+            f"{escape(version)}: {escape(status)}, {created:%Y-%m-%d %H:%M}</title></circle>",
+            f'<text class="legend" x="{x}" y="{y + 26}" text-anchor="middle">'
+            f"{escape(version[:14])}</text>",
+            f'<text class="tick" x="{x}" y="{y + 40}" text-anchor="middle">'
+            f"{created:%m-%d %H:%M}</text>",
         ]
-    return _svg(name, title, body, W, height)
+    return _svg(name, title, body, width, height)

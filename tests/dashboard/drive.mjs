@@ -1,0 +1,142 @@
+// Drives the crlhf dashboard in Debian's chromium (playwright-core): logs in with an admin
+// token, opens every page, checks each chart drew (an <svg class="chart"> with marks and a
+// non-zero size), sorts the annotators table by a click, publishes an adapter through the
+// confirmation page, and checks the XSS probe annotator renders as text. A screenshot per
+// step into ARTIFACTS.
+// Input (environment): URL, TOKEN, ARTIFACTS, PLAYWRIGHT (module path), XSS (the probe name),
+// VERSION (a candidate adapter to publish).
+// Output: one JSON line per step on stdout ({"step", "ok", ...}); exit code 0 when all passed.
+import { createRequire } from "node:module";
+import { join } from "node:path";
+
+const env = (name) => {
+  if (!process.env[name]) throw new Error(`${name} is not set`);
+  return process.env[name];
+};
+const require = createRequire(import.meta.url);
+const { chromium } = require(env("PLAYWRIGHT"));
+const url = env("URL");
+const token = env("TOKEN");
+const artifacts = env("ARTIFACTS");
+const xss = env("XSS");
+const version = env("VERSION");
+let failures = 0;
+const report = (step, ok, extra = {}) => {
+  if (!ok) failures += 1;
+  console.log(JSON.stringify({ step, ok, ...extra }));
+};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+const page = await context.newPage();
+page.setDefaultTimeout(30_000);
+const dialogs = [];
+page.on("dialog", async (d) => { dialogs.push(d.message()); await d.dismiss(); });
+const consoleErrors = [];
+page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+page.on("response", (r) => { if (r.status() >= 400) consoleErrors.push(`${r.status()} ${r.url()}`); });
+const shot = (name) => page.screenshot({ path: join(artifacts, `dashboard-${name}.png`), fullPage: true });
+
+/** Every chart on the page: its name, mark count and drawn size. */
+const charts = () => page.$$eval("svg.chart", (svgs) => svgs.map((svg) => {
+  const box = svg.getBoundingClientRect();
+  const marks = svg.querySelectorAll("rect:not(.frame), circle, polyline").length;
+  return { name: svg.dataset.chart, marks, width: box.width, height: box.height };
+}));
+
+async function step(name, fn) {
+  try {
+    const extra = (await fn()) ?? {};
+    report(name, extra.ok ?? true, extra);
+  } catch (err) {
+    report(name, false, { error: String(err).slice(0, 500) });
+    await shot(`failed-${name}`).catch(() => {});
+  }
+}
+
+try {
+  await step("login", async () => {
+    await page.goto(`${url}/dashboard`);
+    await page.waitForURL(/\/dashboard\/login$/);
+    await shot("login");
+    await page.fill("#token", token);
+    await Promise.all([page.waitForURL(/\/dashboard$/), page.click("#login")]);
+    const cookie = (await context.cookies()).find((c) => c.name === "crlhf_dashboard");
+    const ok = !!cookie && cookie.httpOnly && cookie.sameSite === "Strict" &&
+      !cookie.value.includes(token) && !page.url().includes(token);
+    return { ok, httpOnly: cookie?.httpOnly, sameSite: cookie?.sameSite, url: page.url() };
+  });
+
+  const pages = {
+    overview: ["/dashboard", 3],
+    annotators: ["/dashboard/annotators", 1],
+    rewards: ["/dashboard/rewards", 3],
+    adapters: ["/dashboard/adapters", 1],
+    honeypots: ["/dashboard/honeypots", 1],
+  };
+  for (const [name, [path, expected]] of Object.entries(pages)) {
+    await step(`page-${name}`, async () => {
+      await page.goto(`${url}${path}`);
+      await page.locator("svg.chart").first().waitFor();
+      const drawn = await charts();
+      await shot(name);
+      const ok = drawn.length >= expected &&
+        drawn.every((c) => c.marks > 0 && c.width > 0 && c.height > 0);
+      return { ok, charts: drawn };
+    });
+  }
+
+  await step("sort-annotators", async () => {
+    await page.goto(`${url}/dashboard/annotators`);
+    const column = async () => page.$$eval("#annotators tbody tr", (rows) =>
+      rows.map((r) => parseFloat(r.children[4].textContent)).filter((v) => !Number.isNaN(v)));
+    await Promise.all([
+      page.waitForURL(/sort=reliability&order=asc/),
+      page.click('a.sort[data-sort="reliability"]'),
+    ]);
+    const asc = await column();
+    await Promise.all([
+      page.waitForURL(/sort=reliability&order=desc/),
+      page.click('a.sort[data-sort="reliability"]'),
+    ]);
+    const desc = await column();
+    await shot("annotators-sorted");
+    const sorted = (xs, cmp) => xs.every((v, i) => i === 0 || cmp(xs[i - 1], v));
+    const ok = asc.length > 2 && sorted(asc, (a, b) => a <= b) && sorted(desc, (a, b) => a >= b);
+    return { ok, asc, desc };
+  });
+
+  await step("xss-probe", async () => {
+    await page.goto(`${url}/dashboard/annotators`);
+    const names = await page.$$eval("#annotators td.name", (tds) => tds.map((t) => t.textContent));
+    const injected = await page.$$eval("img", (imgs) => imgs.length);
+    const ok = names.includes(xss) && injected === 0 && dialogs.length === 0;
+    return { ok, shownAsText: names.includes(xss), injectedImages: injected, dialogs };
+  });
+
+  await step("publish-confirmation", async () => {
+    await page.goto(`${url}/dashboard/adapters`);
+    const row = page.locator("#adapters tbody tr", { hasText: version });
+    await Promise.all([
+      page.waitForURL(new RegExp(`/adapters/${version}/publish$`)),
+      row.locator('a[data-action="publish"]').click(),
+    ]);
+    await page.locator("#confirm").waitFor();
+    await shot("publish-confirm");
+    await Promise.all([page.waitForURL(/\/dashboard\/adapters$/), page.click("#confirm")]);
+    const status = (await page.locator("#adapters tbody tr", { hasText: version })
+      .locator(".badge").first().textContent()).trim();
+    await shot("adapters-published");
+    return { ok: status === "published", status };
+  });
+
+  report("no-console-errors", consoleErrors.length === 0, { consoleErrors });
+} finally {
+  await browser.close();
+}
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,77 @@
+"""The dashboard in a real browser: Debian's chromium driven by playwright-core.
+
+A real store filled by the crowd simulator (``dashboard/crowd.py``); ``dashboard/drive.mjs``
+logs in, opens every page, checks the charts drew, sorts the annotators, publishes adapter
+v2 through its confirmation page and checks the XSS probe annotator shows as text.
+Screenshots land in ``artifacts/dashboard/``. ``dashboard/setup.sh`` installs chromium if
+it is missing and playwright-core once, cached outside the repo (shared with the VS Code
+end-to-end test's cache when that has it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import start_live_store
+from dashboard.crowd import XSS, fill
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).parent / "dashboard"
+ARTIFACTS = ROOT / "artifacts" / "dashboard"
+
+
+@pytest.fixture(scope="module")
+def playwright() -> str:
+    if shutil.which("node") is None:
+        pytest.fail("node is not installed: the browser test drives chromium from Node")
+    out = subprocess.run(
+        ["bash", str(HERE / "setup.sh")], check=True, capture_output=True, text=True
+    ).stdout
+    return out.strip().splitlines()[-1].split("=", 1)[1]
+
+
+def test_dashboard_in_chromium(playwright: str, tmp_path: Path) -> None:
+    store = start_live_store(tmp_path / "store")
+    try:
+        fill(store)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        home = tmp_path / "home"
+        home.mkdir()
+        env = os.environ | {
+            "URL": store.url,
+            "TOKEN": store.admin_token,
+            "ARTIFACTS": str(ARTIFACTS),
+            "PLAYWRIGHT": playwright,
+            "XSS": XSS,
+            "VERSION": "v2",
+            # chromium writes crash reports and caches under HOME / XDG dirs
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+        }
+        run = subprocess.run(
+            ["node", str(HERE / "drive.mjs")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        steps = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+        failed = [s for s in steps if not s["ok"]]
+        assert run.returncode == 0 and not failed and len(steps) == 10, (
+            f"{failed or steps}\n{run.stderr[-3000:]}"
+        )
+        with store.client(store.admin_token) as admin:
+            v2 = next(a for a in admin.list_adapters() if a.version == "v2")
+        assert v2.status == "published"
+        for name in ("login", "overview", "annotators", "rewards", "adapters", "honeypots"):
+            assert (ARTIFACTS / f"dashboard-{name}.png").stat().st_size > 10_000
+    finally:
+        store.stop()
