@@ -10,8 +10,8 @@ their own sessions.
 from __future__ import annotations
 
 import re
-from contextlib import closing
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
