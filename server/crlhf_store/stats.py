@@ -224,7 +224,7 @@ def wilson_interval(correct: int, n: int, z: float = Z90) -> tuple[float, float]
 
 def _honeypot_scores(session: Session) -> dict[int, tuple[int, int]]:
     """annotator id → (correct, answered) on honeypot lines, newest label per line."""
-    truth = dict(session.execute(select(Honeypot.completion_id, Honeypot.truth)).tuples().all())
+    truth = dict(session.execute(select(Honeypot.completion_id, Honeypot.truth)).all())
     if not truth:
         return {}
     rows = session.execute(
@@ -260,7 +260,7 @@ def annotators(session: Session) -> AnnotatorStats:
             ).group_by(LineRating.annotator_id)
         )
     }
-    names = dict(session.execute(select(Annotator.id, Annotator.name)).tuples().all())
+    names = dict(session.execute(select(Annotator.id, Annotator.name)).all())
     run = _latest_run(session)
     reliabilities = (
         {
