@@ -62,6 +62,8 @@ from .base import (
 if TYPE_CHECKING:
     from scipy import sparse
 
+    Matrix = np.ndarray | sparse.csr_matrix
+
 __all__ = ["PaperEstimator", "PaperL1Estimator"]
 
 _Z90 = 1.6448536269514722  # standard normal 95th percentile
@@ -179,6 +181,8 @@ class PaperL1Estimator:
             (labels.label[on].astype(np.float64), (rows[on], labels.annotator_idx[on])),
             shape=(len(gold_idx), m),
         )
+        if x.shape[0] * x.shape[1] <= 4_000_000:
+            x = x.toarray()  # small enough: dense products are several times faster
         t = truth.astype(np.float64)
         b, w, lam = self._fit_path(x, t)
         self.lambda_, self.intercept_, self.coef_ = lam, b, w
@@ -202,7 +206,7 @@ class PaperL1Estimator:
             class_prior=float(expit(b)),
         )
 
-    def _fit_path(self, x: sparse.csr_matrix, t: np.ndarray) -> tuple[float, np.ndarray, float]:
+    def _fit_path(self, x: Matrix, t: np.ndarray) -> tuple[float, np.ndarray, float]:
         n, m = x.shape
         if n == 0:
             return 0.0, np.zeros(m), 0.0
@@ -251,7 +255,11 @@ class PaperL1Estimator:
         if x.shape[0] == 0:
             return np.full(m, 10.0)
         s = expit(b + x @ w)
-        h = (x.T @ sparse.diags(s * (1 - s)) @ x).toarray() + 1e-6 * np.eye(m)
+        if sparse.issparse(x):
+            h = (x.T @ sparse.diags(s * (1 - s)) @ x).toarray()
+        else:
+            h = (x * (s * (1 - s))[:, None]).T @ x
+        h = h + 1e-6 * np.eye(m)
         sd = 1.0 / np.sqrt(np.diag(h))
         active = np.flatnonzero(w)
         if active.size:

@@ -1,0 +1,206 @@
+"""Benchmark: crlhf's label aggregation against crowd-kit on the same simulated crowds.
+
+    .venv/bin/python bench/aggregate.py            # ~8k and 1M labels, every mix
+    .venv/bin/python bench/aggregate.py --quick    # ~8k labels only
+
+For every mix of annotators and every size, each estimator runs on the same labels:
+ours (em2, paper, paper-l1, mv) on a LabelSet, crowd-kit's (DawidSkene, OneCoinDawidSkene,
+GLAD at the small size only, MajorityVote) on the equivalent pandas frame, built before
+the clock starts.  DawidSkene gets the honeypots' truth (``true_labels``) like ours do.
+Printed per row: accuracy on the non-honeypot lines, mean |estimated - true| reliability
+over annotators, wall time of one fit, peak memory of one fit (tracemalloc, a second
+run) and the time ratio against DawidSkene.  It is a benchmark, not a test: one core,
+whatever else the machine is doing.  crowd-kit is a dev-only dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import time
+import tracemalloc
+from collections.abc import Callable
+
+import numpy as np
+from crlhf_trainer.aggregation import aggregate
+from crlhf_trainer.simulate import SimulatedCrowd, simulate_crowd
+
+MIXES = {
+    "honest": {"reliable": 0.6, "mediocre": 0.4},
+    "spammers": {"reliable": 0.4, "mediocre": 0.3, "spammer": 0.15, "always_up": 0.15},
+    "thumbs-up 40%": {"reliable": 0.4, "mediocre": 0.2, "always_up": 0.4},
+    "adversaries 30%": {"reliable": 0.4, "mediocre": 0.3, "adversary": 0.3},
+    "mixed": {
+        "reliable": 0.35,
+        "mediocre": 0.25,
+        "spammer": 0.1,
+        "always_up": 0.15,
+        "adversary": 0.15,
+    },
+}
+SIZES = {"8k": 2_000, "1M": 250_000}  # lines; 3-5 labels per line: ~4 labels per line
+N_ANNOTATORS = 50
+
+Fit = Callable[[], tuple[np.ndarray, np.ndarray | None]]  # -> (P(correct), reliability)
+
+
+def ours(crowd: SimulatedCrowd, method: str) -> Fit:
+    def fit():
+        r = aggregate(crowd.labels, method)
+        return r.p_correct, np.array([a.reliability for a in r.annotators])
+
+    return fit
+
+
+def crowdkit_fits(crowd: SimulatedCrowd, small: bool) -> dict[str, Fit]:
+    import pandas as pd
+    from crowdkit.aggregation import GLAD, DawidSkene, MajorityVote, OneCoinDawidSkene
+
+    ls = crowd.labels
+    # crowd-kit works on a frame of (task, worker, label); built outside the timings.
+    df = pd.DataFrame({"task": ls.item_idx, "worker": ls.annotator_idx, "label": ls.label})
+    gold_idx, gold_truth = ls.gold_arrays()
+    true_labels = pd.Series(gold_truth, index=gold_idx)
+    n, m = ls.n_items, ls.n_annotators
+
+    def proba(frame) -> np.ndarray:
+        # probas_: tasks x labels; tasks missing from it (none here) would stay at 0.5
+        p = np.full(n, 0.5)
+        p[frame.index.to_numpy()] = frame[1].to_numpy() if 1 in frame else 0.0
+        return p
+
+    def ds():
+        est = DawidSkene(n_iter=100).fit(df, true_labels)
+        prior = float(est.priors_[1])
+        err = est.errors_  # P(observed | true), index (worker, observed), columns true
+        sens = np.array([err.loc[(j, 1), 1] for j in range(m)])
+        spec = np.array([err.loc[(j, -1), -1] for j in range(m)])
+        return proba(est.probas_), prior * sens + (1 - prior) * spec
+
+    def one_coin():
+        est = OneCoinDawidSkene(n_iter=100).fit(df)
+        return proba(est.probas_), est.skills_.reindex(range(m)).to_numpy()
+
+    def glad():
+        est = GLAD(n_iter=100).fit(df)
+        return proba(est.probas_), None  # GLAD's abilities are not probabilities
+
+    def mv():
+        est = MajorityVote().fit(df)
+        return proba(est.probas_), est.skills_.reindex(range(m)).to_numpy()
+
+    fits = {"crowdkit DawidSkene": ds, "crowdkit OneCoinDawidSkene": one_coin}
+    if small:
+        fits["crowdkit GLAD"] = glad
+    fits["crowdkit MajorityVote"] = mv
+    return fits
+
+
+def measure(fit: Fit, memory: bool = True):
+    """Wall time of one fit, then peak traced memory (MB) of a second one."""
+    gc.collect()
+    t0 = time.perf_counter()
+    p, rel = fit()
+    wall = time.perf_counter() - t0
+    if not memory:
+        return wall, None, p, rel
+    del p, rel
+    gc.collect()
+    tracemalloc.start()
+    p, rel = fit()
+    peak = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    return wall, peak, p, rel
+
+
+def run(size: str, mix_name: str, seed: int) -> list[dict]:
+    crowd = simulate_crowd(SIZES[size], N_ANNOTATORS, MIXES[mix_name], seed=seed)
+    free = np.ones(crowd.labels.n_items, dtype=bool)
+    free[list(crowd.labels.gold)] = False
+    truth = crowd.truth[free] > 0
+    fits = {m: ours(crowd, m) for m in ("em2", "paper", "paper-l1", "mv")}
+    fits.update(crowdkit_fits(crowd, small=size == "8k"))
+    rows = []
+    for name, fit in fits.items():
+        # GLAD's M-step is pure Python: under tracemalloc it runs for many minutes.
+        wall, peak, p, rel = measure(fit, memory=name != "crowdkit GLAD")
+        print(f"#   {size} {mix_name} {name}: {wall:.2f} s, {peak} MB", flush=True)
+        rows.append(
+            {
+                "size": size,
+                "mix": mix_name,
+                "method": name,
+                "labels": crowd.labels.n_labels,
+                "accuracy": float(((p[free] > 0.5) == truth).mean()),
+                "rel_err": None
+                if rel is None
+                else float(np.abs(rel - crowd.true_reliability).mean()),
+                "wall": wall,
+                "peak": peak,
+            }
+        )
+    ds = next(r for r in rows if r["method"] == "crowdkit DawidSkene")
+    for r in rows:
+        r["ratio"] = r["wall"] / ds["wall"]
+        r["acc_vs_ds"] = r["accuracy"] - ds["accuracy"]
+        r["mem_ratio"] = None if r["peak"] is None else r["peak"] / ds["peak"]
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        "| size | mix | method | accuracy | Δacc vs DS | reliability error | wall s "
+        "| peak MB | time / DS | mem / DS |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        rel = "n/a" if r["rel_err"] is None else f"{r['rel_err']:.3f}"
+        peak = "n/a" if r["peak"] is None else f"{r['peak']:.1f}"
+        mem = "n/a" if r["mem_ratio"] is None else f"{r['mem_ratio']:.3f}"
+        print(
+            f"| {r['size']} | {r['mix']} | {r['method']} | {r['accuracy']:.4f} "
+            f"| {r['acc_vs_ds']:+.4f} | {rel} | {r['wall']:.3f} | {peak} "
+            f"| {r['ratio']:.3f} | {mem} |",
+            flush=True,
+        )
+
+
+def check_targets(rows: list[dict]) -> list[str]:
+    """em2's targets: accuracy >= DS - 0.002 everywhere; at 1M, <= 1/10 time, <= 1/3 memory."""
+    misses = []
+    for r in rows:
+        if r["method"] != "em2":
+            continue
+        where = f"{r['size']} {r['mix']}"
+        if r["acc_vs_ds"] < -0.002:
+            misses.append(f"{where}: accuracy {r['acc_vs_ds']:+.4f} vs DawidSkene")
+        if r["size"] == "1M" and r["ratio"] > 0.1:
+            misses.append(f"{where}: time ratio {r['ratio']:.3f} > 0.1")
+        if r["size"] == "1M" and r["mem_ratio"] > 1 / 3:
+            misses.append(f"{where}: memory ratio {r['mem_ratio']:.3f} > 1/3")
+    return misses
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the ~8k-label size only")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mix", action="append", choices=sorted(MIXES), help="repeatable")
+    args = parser.parse_args()
+    sizes = ["8k"] if args.quick else list(SIZES)
+    mixes = args.mix or list(MIXES)
+    rows = []
+    for size in sizes:
+        for mix_name in mixes:
+            new = run(size, mix_name, args.seed)
+            rows += new
+            print(f"# done {size} {mix_name}", flush=True)
+    print()
+    print_table(rows)
+    misses = check_targets(rows)
+    print()
+    print("em2 targets: " + ("all met" if not misses else "MISSED: " + "; ".join(misses)))
+
+
+if __name__ == "__main__":
+    main()
