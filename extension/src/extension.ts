@@ -92,7 +92,8 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
       else void pushSettings();
     }),
   );
-  await restart();
+  // Not awaited: commands run as soon as activation ends, even while the server starts.
+  void restart();
 }
 
 export async function deactivate(): Promise<void> {

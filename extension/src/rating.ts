@@ -14,9 +14,10 @@ export function rateCommands(reply: Array<Command | CodeAction> | null, vote: Vo
   for (const item of reply ?? []) {
     const command = "command" in item && typeof item.command === "object" ? item.command : (item as Command);
     if (command?.command !== "crlhf.rate") continue;
+    // Arguments are (completion id, line, vote) triples, one per line: the vote comes last.
     const args = command.arguments ?? [];
-    const votes = args.filter((arg) => arg === 1 || arg === -1);
-    const matches = votes.length ? votes[votes.length - 1] === vote : item.title.includes(mark);
+    const last = args[args.length - 1];
+    const matches = last === 1 || last === -1 ? last === vote : item.title.includes(mark);
     if (matches) commands.push(command);
   }
   return commands;

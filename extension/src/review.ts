@@ -3,6 +3,7 @@
 // with the same quick fixes and keys as accepted completions. Code lenses offer next / skip.
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
+import { type Marked, ReviewDecorations } from "./decorations";
 import type { Vote } from "./rating";
 
 export const SCHEME = "crlhf-review";
@@ -17,21 +18,13 @@ export interface ReviewTask {
   text: string;
 }
 
-interface OpenTask {
+interface OpenTask extends Marked {
   task: ReviewTask;
-  firstLine: number; // document line of the completion's line 0
-  lineCount: number;
-  votes: Map<number, Vote>;
 }
 
 export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.CodeActionProvider, vscode.CodeLensProvider {
   private readonly tasks = new Map<string, OpenTask>();
-  private readonly completionLine = vscode.window.createTextEditorDecorationType({
-    backgroundColor: new vscode.ThemeColor("diffEditor.insertedLineBackground"),
-    isWholeLine: true,
-  });
-  private readonly ratedUp = vscode.window.createTextEditorDecorationType({ after: { contentText: "  👍 rated", color: new vscode.ThemeColor("descriptionForeground") } });
-  private readonly ratedDown = vscode.window.createTextEditorDecorationType({ after: { contentText: "  👎 rated", color: new vscode.ThemeColor("descriptionForeground") } });
+  private readonly decorations = new ReviewDecorations();
 
   constructor(private readonly client: () => LanguageClient | undefined) {}
 
@@ -43,7 +36,7 @@ export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.C
       vscode.languages.registerCodeLensProvider(selector, this),
       vscode.commands.registerCommand("crlhf.review.rateLines", (uri: string, lines: number[], vote: Vote) => this.rateLines(uri, lines, vote)),
       vscode.window.onDidChangeVisibleTextEditors(() => this.decorateAll()),
-      this.completionLine, this.ratedUp, this.ratedDown,
+      this.decorations,
     );
   }
 
@@ -151,13 +144,7 @@ export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.C
   private decorateAll(): void {
     for (const editor of vscode.window.visibleTextEditors) {
       const open = this.tasks.get(editor.document.uri.toString());
-      if (!open) continue;
-      const line = (i: number) => new vscode.Range(open.firstLine + i, 0, open.firstLine + i, 0);
-      const all = Array.from({ length: open.lineCount }, (_, i) => line(i));
-      const byVote = (vote: Vote) => [...open.votes].filter(([, v]) => v === vote).map(([i]) => line(i));
-      editor.setDecorations(this.completionLine, all);
-      editor.setDecorations(this.ratedUp, byVote(1));
-      editor.setDecorations(this.ratedDown, byVote(-1));
+      if (open) this.decorations.apply(editor, open);
     }
   }
 }

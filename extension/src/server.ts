@@ -7,6 +7,7 @@ import {
   ErrorAction,
   LanguageClient,
   type LanguageClientOptions,
+  RevealOutputChannelOn,
   type ServerOptions,
 } from "vscode-languageclient/node";
 import { completionsEnabled, pythonPath, serverArgs, type ServerSettings } from "./settings";
@@ -51,8 +52,10 @@ export async function startServer(
     documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],
     initializationOptions: settings,
     outputChannel: log,
+    // Failed requests go to the log, not to a pop-up per keystroke.
+    revealOutputChannelOn: RevealOutputChannelOn.Never,
     middleware: {
-      // Toggling completions is the client's business: the server keeps tracking and rating.
+      // Off means off at once, before the server has heard of the setting.
       provideInlineCompletionItems: (document, position, context, token, next) =>
         completionsEnabled() ? next(document, position, context, token) : null,
     },

@@ -30,6 +30,7 @@ export async function serverSettings(secrets: vscode.SecretStorage): Promise<Ser
     const value = config.get<unknown>(key);
     if (value !== undefined && value !== null && value !== "") settings[key] = value;
   }
+  settings.enabled = completionsEnabled();
   const token = await secrets.get(TOKEN_SECRET);
   if (token) settings.token = token;
   return settings;

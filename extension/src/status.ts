@@ -10,6 +10,7 @@ export interface ServerStatus {
   adapterVersion?: string | null;
   outboxPending?: number | null;
   storeReachable?: boolean | null;
+  enabled?: boolean;
 }
 
 const MENU: Array<vscode.QuickPickItem & { command: string }> = [
@@ -40,13 +41,14 @@ export class StatusBar implements vscode.Disposable {
   setClient(client: LanguageClient | undefined, problem?: string): void {
     this.client = client;
     this.problem = problem;
+    client?.onNotification("crlhf/statusChanged", (status: ServerStatus) => this.render(status));
     void this.refresh();
   }
 
   async refresh(): Promise<void> {
     if (!this.client?.isRunning()) return this.render({});
     try {
-      this.render(await this.client.sendRequest<ServerStatus>("crlhf/status"));
+      this.render(await this.client.sendRequest<ServerStatus>("crlhf/status", {}));
     } catch (err) {
       this.log.debug(`crlhf/status failed: ${err}`);
       this.render({});
@@ -65,7 +67,7 @@ export class StatusBar implements vscode.Disposable {
     const pending = status.outboxPending ?? "?";
     const store = status.storeReachable === true ? "$(cloud)" : status.storeReachable === false ? "$(cloud-offline)" : "$(question)";
     const paused = completionsEnabled() ? "" : "$(circle-slash) ";
-    this.item.text = `${paused}crlhf ${model}@${adapter} $(thumbsup)${pending} ${store}`;
+    this.item.text = `${paused}crlhf ${model}@${adapter} · ${pending} to send · ${store}`;
     this.item.tooltip = new vscode.MarkdownString(
       [
         `**crlhf** — completions ${completionsEnabled() ? "on" : "off"}`,

@@ -62,7 +62,9 @@ if [ ! -f "$CS_DIR/.done" ]; then
   (cd "$CS_DIR" && echo '{"private":true}' >package.json &&
     PATH="$NODE24_BIN:$PATH" npm_config_nodedir="$NODE24_HEADERS" \
       npm install --no-save --unsafe-perm "code-server@$CODE_SERVER_VERSION" >&2)
-  PATH="$NODE24_BIN:$PATH" "$CS_DIR/node_modules/.bin/code-server" --version >&2
+  # code-server writes a config file into $XDG_CONFIG_HOME on any call without --config.
+  XDG_CONFIG_HOME="$CS_DIR/.config" PATH="$NODE24_BIN:$PATH" \
+    "$CS_DIR/node_modules/.bin/code-server" --version >&2
   touch "$CS_DIR/.done"
 fi
 

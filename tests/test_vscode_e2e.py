@@ -1,0 +1,311 @@
+"""The VS Code extension in a real VS Code: code-server driven by playwright-core in chromium.
+
+Builds and installs the .vsix into a fresh profile, starts a real store and code-server on
+127.0.0.1, then ``tests/vscode/drive.mjs`` types in a Python file, accepts crlhf-lsp's ghost
+text (tiny test model), rates one accepted line 👎 through the lightbulb and one 👍 through the
+keybinding, and rates a review task; this test then checks the ratings reached the store.
+Screenshots land in ``artifacts/vscode-e2e/``. ``tests/vscode/setup.sh`` installs the
+toolchain (chromium, Node 24, code-server, playwright-core) once and caches it outside the repo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from tiny_model import build_tiny_model
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTENSION = ROOT / "extension"
+VSCODE = ROOT / "tests" / "vscode"
+ARTIFACTS = ROOT / "artifacts" / "vscode-e2e"
+SLOW = os.environ.get("CRLHF_E2E_SLOW", "1")  # multiplies the browser's waits
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{proc.args[0]} exited with {proc.returncode} before {url} answered"
+            )
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def toolchain() -> Path:
+    out = subprocess.run(
+        ["bash", str(VSCODE / "setup.sh")], check=True, capture_output=True, text=True
+    ).stdout
+    cache = Path(out.strip().splitlines()[-1].split("=", 1)[1])
+    assert (cache / "code-server" / ".done").exists()
+    return cache
+
+
+@pytest.fixture(scope="module")
+def extension_deps() -> Path:
+    lock, installed = (
+        EXTENSION / "package-lock.json",
+        EXTENSION / "node_modules" / ".package-lock.json",
+    )
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=EXTENSION, check=True)
+    return EXTENSION
+
+
+@pytest.mark.timeout(600)
+def test_extension_lint_and_typecheck(extension_deps: Path) -> None:
+    subprocess.run(["npm", "test"], cwd=extension_deps, check=True)
+
+
+@pytest.fixture(scope="module")
+def vsix(extension_deps: Path) -> Path:
+    subprocess.run(["npm", "run", "package"], cwd=extension_deps, check=True)
+    return extension_deps / "crlhf.vsix"
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    ARTIFACTS.mkdir(parents=True)
+    return ARTIFACTS
+
+
+def _clean_env(tmp: Path) -> dict[str, str]:
+    """A private HOME (code-server, chromium and vsce write there) and no CRLHF_* leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRLHF_")}
+    home = tmp / "home"
+    home.mkdir(exist_ok=True)
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
+    tmp = tmp_path_factory.mktemp("store")
+    env = {**_clean_env(tmp), "CRLHF_DATA_DIR": str(tmp / "data")}
+    port = _free_port()
+
+    def cli(*args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "crlhf_store", *args],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip().splitlines()[-1]
+
+    with open(artifacts / "store.log", "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "crlhf_store", "serve", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_http(f"{url}/healthz", proc, 120)
+            tokens = {
+                "alice": cli("create-annotator", "alice"),
+                "bob": cli("create-annotator", "bob"),
+                "admin": cli("create-annotator", "admin", "--scope", "admin"),
+            }
+            yield url, tokens
+        finally:
+            _stop(proc)
+
+
+def _post_review_completion(url: str, token: str) -> str:
+    """Bob's completion, which the review queue then offers to alice."""
+    completion_id = str(uuid.uuid4())
+    body = {
+        "completions": [
+            {
+                "id": completion_id,
+                "prompt": "def mul(a, b):\n",
+                "suffix": "",
+                "language": "python",
+                "text": "    return a * b\n",
+                "model": "tiny",
+                "adapter_version": None,
+                "token_ids": None,
+                "token_logprobs": None,
+                "prompt_token_ids": None,
+            }
+        ]
+    }
+    headers = {"Authorization": f"Bearer {token}"}
+    response = httpx.post(f"{url}/v1/completions", json=body, headers=headers, timeout=30)
+    response.raise_for_status()
+    return completion_id
+
+
+def _labels(url: str, admin_token: str) -> list[dict]:
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    labels, after = [], None
+    while True:
+        params = {"limit": 1000, **({"after": after} if after else {})}
+        page = httpx.get(f"{url}/v1/labels/export", params=params, headers=headers, timeout=30)
+        page.raise_for_status()
+        data = page.json()
+        labels += data["labels"]
+        if not data["labels"] or not data.get("next"):
+            return labels
+        after = data["next"]
+
+
+def _user_settings(store_url: str, tmp: Path) -> dict:
+    return {
+        "crlhf.pythonPath": sys.executable,
+        "crlhf.storeUrl": store_url,
+        "crlhf.backend": "local",
+        "crlhf.model": str(build_tiny_model()),
+        "crlhf.maxTokens": 24,
+        "crlhf.temperature": 0,
+        "crlhf.device": "cpu",
+        "crlhf.outboxPath": str(tmp / "outbox.sqlite"),
+        "crlhf.adapterPollSeconds": 0,
+        "chat.disableAIFeatures": True,
+        "workbench.startupEditor": "none",
+        "workbench.tips.enabled": False,
+        "security.workspace.trust.enabled": False,
+        "extensions.ignoreRecommendations": True,
+        "telemetry.telemetryLevel": "off",
+        "update.mode": "none",
+        "editor.inlineSuggest.enabled": True,
+        # The suggest widget would take Tab from the ghost text.
+        "editor.quickSuggestions": {"other": "off", "comments": "off", "strings": "off"},
+        "editor.suggestOnTriggerCharacters": False,
+        "editor.wordBasedSuggestions": "off",
+        "editor.acceptSuggestionOnEnter": "off",
+        "editor.lightbulb.enabled": "on",
+        "files.autoSave": "off",
+        # A debugging knob: JSON merged over these, e.g. to try another crlhf-lsp.
+        **json.loads(os.environ.get("CRLHF_E2E_SETTINGS", "{}")),
+    }
+
+
+@pytest.mark.timeout(2400)
+def test_vscode_end_to_end(toolchain: Path, vsix: Path, store, artifacts: Path, tmp_path: Path):
+    store_url, tokens = store
+    review_completion = _post_review_completion(store_url, tokens["bob"])
+    env = _clean_env(tmp_path)
+    env["PATH"] = f"{toolchain / 'node24/node_modules/node/bin'}{os.pathsep}{env['PATH']}"
+    code_server = toolchain / "code-server/node_modules/.bin/code-server"
+    data, extensions = tmp_path / "data", tmp_path / "extensions"
+    (data / "User").mkdir(parents=True)
+    (data / "User" / "settings.json").write_text(json.dumps(_user_settings(store_url, tmp_path)))
+    port = _free_port()
+    config = tmp_path / "cs.yaml"
+    config.write_text(f"bind-addr: 127.0.0.1:{port}\nauth: none\ncert: false\n")
+    profile = [
+        "--config",
+        str(config),
+        "--user-data-dir",
+        str(data),
+        "--extensions-dir",
+        str(extensions),
+    ]
+    subprocess.run(
+        [str(code_server), *profile, "--install-extension", str(vsix)], env=env, check=True
+    )
+
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "calc.py").write_text("def sub(a, b):\n    return a - b\n\n\n")
+    flags = [
+        "--auth",
+        "none",
+        "--disable-telemetry",
+        "--disable-update-check",
+        "--disable-workspace-trust",
+    ]
+    with open(artifacts / "code-server.log", "w") as log:
+        server = subprocess.Popen(
+            [str(code_server), *profile, "--bind-addr", f"127.0.0.1:{port}", *flags],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_http(f"http://127.0.0.1:{port}/healthz", server, 120)
+            started = time.monotonic()
+            drive = subprocess.run(
+                ["node", str(VSCODE / "drive.mjs")],
+                capture_output=True,
+                text=True,
+                timeout=1500,
+                env={
+                    **env,
+                    "CS_URL": f"http://127.0.0.1:{port}",
+                    "WORKSPACE": str(workspace),
+                    "FILE": "calc.py",
+                    "TOKEN": tokens["alice"],
+                    "ARTIFACTS": str(artifacts),
+                    "SLOW": SLOW,
+                    "PLAYWRIGHT": str(toolchain / "tools/node_modules/playwright-core"),
+                },
+            )
+        finally:
+            _stop(server)
+            for log_file in data.glob("logs/**/*crlhf*.log"):
+                shutil.copy(log_file, artifacts / f"extension-{log_file.name}")
+    (artifacts / "drive.log").write_text(drive.stdout + "\n--- stderr ---\n" + drive.stderr)
+    steps = [json.loads(line) for line in drive.stdout.splitlines() if line.startswith("{")]
+    print(f"browser scenario: {time.monotonic() - started:.1f} s", *steps, sep="\n")
+    failed = [s for s in steps if not s["ok"]]
+    assert steps and steps[-1]["step"] == "done" and not failed, (failed, drive.stderr[-3000:])
+
+    # The ratings travel through crlhf-lsp's outbox: give it time to flush.
+    deadline = time.monotonic() + 120
+    while True:
+        labels = [x for x in _labels(store_url, tokens["admin"]) if x["annotator"] == "alice"]
+        own = {x["label"] for x in labels if x["completion_id"] != review_completion}
+        review = {x["label"] for x in labels if x["completion_id"] == review_completion}
+        if (own == {1, -1} and review == {1}) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    (artifacts / "labels.json").write_text(json.dumps(labels, indent=1))
+    assert own == {1, -1}, labels
+    assert review == {1}, labels
