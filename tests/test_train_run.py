@@ -1,0 +1,96 @@
+"""The whole nightly job against a real store process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from crlhf_trainer.cli import main
+from crlhf_trainer.errors import StoreGone
+from crlhf_trainer.evaluate import EvalConfig
+from crlhf_trainer.nightly import NightlyConfig, run_nightly
+from crlhf_trainer.train import TrainConfig
+from train_helpers import populate, tiny
+
+
+def _args(store, work: Path, *extra: str) -> list[str]:
+    return [
+        "run",
+        "--store-url",
+        store.url,
+        "--token",
+        store.trainer_token,
+        "--model",
+        str(tiny()),
+        "--work-dir",
+        str(work),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "1",
+        *extra,
+    ]
+
+
+def test_crlhf_train_run_publishes_an_adapter(live_store, tmp_path, capsys):
+    populate(live_store, tiny(), per_prompt=2)
+    work = tmp_path / "work"
+    args = _args(live_store, work, "--eval", "mbpp", "--eval-limit", "1", "--max-new-tokens", "8")
+    assert main(args) == 0
+    version = capsys.readouterr().out.strip().splitlines()[-1]
+    with live_store.client(live_store.trainer_token) as client:
+        latest = client.latest_adapter()
+    assert latest is not None and latest.version == version and latest.status == "published"
+    assert latest.base_model == str(tiny()) and "mbpp/pass@1" in latest.metrics
+    (run,) = (work / "runs").iterdir()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["publish"]["passed"] and summary["train"]["examples"] > 0
+    # the next night continues the chain
+    assert main(_args(live_store, work, "--eval", "none", "--method", "pg-line")) == 0
+    with live_store.client(live_store.trainer_token) as client:
+        child = client.latest_adapter()
+    assert child.version != version and child.parent == version
+
+
+def test_an_empty_store_is_a_clear_error_and_publishes_nothing(live_store, tmp_path, capsys):
+    assert main(_args(live_store, tmp_path / "w", "--eval", "none")) == 2
+    err = capsys.readouterr().err
+    assert "no line ratings" in err and "Traceback" not in err
+    with live_store.client(live_store.trainer_token) as client:
+        assert client.list_adapters() == []
+
+
+def test_completions_without_token_ids_are_a_clear_error(live_store, tmp_path, capsys):
+    populate(live_store, tiny(), per_prompt=1, with_token_ids=False)
+    assert main(_args(live_store, tmp_path / "w", "--eval", "none")) == 2
+    assert "without logged token ids" in capsys.readouterr().err
+
+
+def test_a_store_that_disappears_mid_run_is_resumed_by_the_next_run(live_store, tmp_path):
+    populate(live_store, tiny(), per_prompt=1)
+    cfg = NightlyConfig(
+        store_url=live_store.url,
+        token=live_store.trainer_token,
+        model=str(tiny()),
+        work_dir=tmp_path / "w",
+        train=TrainConfig(max_steps=1, batch_size=4, grad_accum=1),
+        eval=EvalConfig(benchmarks=()),
+    )
+
+    def vanish(stage, n, total):
+        if stage == "pull":
+            live_store.stop()
+
+    with pytest.raises(StoreGone, match="re-run"):
+        run_nightly(cfg, vanish)
+    cursor = json.loads((tmp_path / "w" / "cursor.json").read_text())
+    assert cursor["labels"] is not None  # the page before the failure is kept
+    live_store.start()
+    with live_store.client(live_store.trainer_token) as client:
+        assert client.list_adapters() == []  # nothing was published by mistake
+    summary = run_nightly(cfg)
+    assert summary["publish"]["status"] == "published"
+    assert summary["pull"]["labels"] == 0  # everything had been pulled before the failure
