@@ -188,6 +188,8 @@ def test_stats_endpoints_serve_the_crowd(crowd_store) -> None:  # type: ignore[n
         return reply.json()
 
     overview = get("overview", days=7)
+    typo = httpx.get(f"{store.url}/v1/stats/overview?day=7", headers=bearer(store.admin_token))
+    assert typo.status_code == 422 and "unknown query parameter 'day'" in typo.text
     assert overview["ratings"] == filled.ratings and len(overview["days"]) == 7
     assert overview["days"][-1]["ratings"] == filled.ratings
     assert overview["completions"] == filled.completions - filled.honeypots
@@ -243,6 +245,37 @@ def test_metrics(crowd_store) -> None:  # type: ignore[no-untyped-def]
     assert 'route="/v1/adapters/{version}/publish"' in text  # templates, not raw paths
     assert re.search(r"^crlhf_store_export_lag_seconds \S+", text, re.M)
     assert re.search(r"^crlhf_store_ratings_pending_export 0\.0$", text, re.M)
+
+
+@pytest.mark.parametrize("mode", ["positive", "negative"])
+def test_stats_and_metrics_keep_their_openapi_contract(crowd_store, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """schemathesis on /v1/stats/... and /metrics (the store's own run excludes them)."""
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis import GenerationMode
+
+    store, _ = crowd_store
+    schema = schemathesis.openapi.from_url(f"{store.url}/openapi.json")
+    ops = [r.ok() for r in schema.include(path_regex=r"^/(metrics|v1/stats)").get_all_operations()]
+    assert len(ops) == len(STATS) + 1
+    headers = bearer(store.admin_token)
+    for op in ops:
+
+        @given(case=op.as_strategy(generation_mode=GenerationMode(mode)))
+        @settings(
+            max_examples=5,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case) -> None:  # type: ignore[no-untyped-def]
+            case.call_and_validate(base_url=store.url, headers=headers)
+
+        try:
+            check()
+        except Exception as exc:
+            raise AssertionError(f"{op.method.upper()} {op.path}: {exc}") from exc
 
 
 def test_publish_through_the_confirmation_records_who(admin: httpx.Client, crowd_store) -> None:  # type: ignore[no-untyped-def]

@@ -40,6 +40,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crlhf_store.dashboard.api import strict_query
 from crlhf_store.db import Database
 from crlhf_store.deps import require
 from crlhf_store.models import AggregationRun, LineRating
@@ -180,6 +181,7 @@ def instrument(app: FastAPI, db: Database | None = None) -> StoreMetrics:
         summary="Prometheus metrics",
         description="Prometheus text format; needs an admin token.",
         response_class=Response,
+        dependencies=[Depends(strict_query)],
         responses=AUTH
         | {200: {"description": "Prometheus exposition", "content": {CONTENT_TYPE_LATEST: {}}}},
     )

@@ -1,20 +1,51 @@
 """``/v1/stats/...``: the JSON behind each dashboard chart (admin scope).
 
-Each endpoint returns exactly what :mod:`crlhf_store.stats` computes for the page.
+Each endpoint returns exactly what :mod:`crlhf_store.stats` computes for the page. A query
+parameter an endpoint does not declare is refused (422 naming it) rather than ignored, so a
+typo such as ``?day=7`` does not silently give the 30-day default.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from crlhf_store import stats
 from crlhf_store.deps import StoreDep, require
 from crlhf_store.routes import AUTH
 from crlhf_store.tokens import Principal
 
-router = APIRouter(prefix="/v1/stats", tags=["stats"], responses=AUTH)
+
+def strict_query(request: Request) -> None:
+    """Refuse query parameters the matched route does not declare."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    declared = _query_names(dependant) if dependant is not None else set()
+    for name in request.query_params:
+        if name not in declared:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", name),
+                        "msg": f"unknown query parameter {name!r}",
+                        "type": "extra_forbidden",
+                        "input": request.query_params[name],
+                    }
+                ]
+            )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+router = APIRouter(
+    prefix="/v1/stats", tags=["stats"], responses=AUTH, dependencies=[Depends(strict_query)]
+)
 AdminDep = Annotated[Principal, Depends(require("admin"))]
 
 
