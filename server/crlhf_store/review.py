@@ -75,12 +75,14 @@ def _pick_honeypot(annotator_id: int, redundancy: int) -> Select[tuple[Completio
 
 def _pick_completion(annotator_id: int, redundancy: int) -> Select[tuple[Completion]]:
     reviewers = union(
-        select(LineRating.annotator_id.label("who")).where(
-            LineRating.completion_id == Completion.id
-        ),
-        select(ReviewAssignment.annotator_id.label("who")).where(
-            ReviewAssignment.completion_id == Completion.id
-        ),
+        # correlate() explicitly: inside a FROM subquery SQLAlchemy would otherwise add
+        # `completions` to these FROMs and count the reviewers of every completion at once
+        select(LineRating.annotator_id.label("who"))
+        .where(LineRating.completion_id == Completion.id)
+        .correlate(Completion),
+        select(ReviewAssignment.annotator_id.label("who"))
+        .where(ReviewAssignment.completion_id == Completion.id)
+        .correlate(Completion),
     ).subquery()
     n_reviewers = (
         select(func.count())
