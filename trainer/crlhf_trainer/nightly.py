@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -88,9 +89,15 @@ def _store_call(what: str, fn: Callable[[], Any]) -> Any:
 
 
 def new_run(work: WorkDir) -> Path:
-    run = work.root / "runs" / datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
-    run.mkdir(parents=True)
+    # Under `accelerate launch` every rank runs this: CRLHF_RUN_ID gives them one folder.
+    name = os.environ.get("CRLHF_RUN_ID") or datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
+    run = work.root / "runs" / name
+    run.mkdir(parents=True, exist_ok=True)
     return run
+
+
+def _main_rank() -> bool:
+    return os.environ.get("RANK", "0") == "0"
 
 
 def latest_run(work: WorkDir) -> Path:
@@ -144,7 +151,7 @@ def aggregate_work(cfg: NightlyConfig, *, post: bool = True) -> tuple[dict[str, 
         "flagged": sorted(a.annotator for a in result.annotators if a.flag != "ok"),
         "rated_completions": len(rewards),
     }
-    if post:
+    if post and _main_rank():
         run = AggregationRunIn(
             method=result.method,
             n_labels=labels.n_labels,
