@@ -91,9 +91,14 @@ def _axes(ymax: float, labels: Sequence[str], plot_w: float, *, pct: bool = Fals
         x = LEFT + slot * (i + 0.5)
         out.append(
             f'<text class="tick" x="{_f(x)}" y="{H - BOTTOM + 14}" '
-            f'text-anchor="middle">{escape(labels[i])}</text>'
+            f'text-anchor="middle">{escape(_short(labels[i]))}</text>'
         )
     return out
+
+
+def _short(label: str, n: int = 12) -> str:
+    """A tick label that fits its slot; the mark's ``<title>`` has the whole of it."""
+    return label if len(label) <= n else label[: n - 1] + "…"
 
 
 def _legend(series: Sequence[Series]) -> list[str]:
@@ -153,7 +158,7 @@ def lines(
 
 def scatter(name: str, title: str, points: Sequence[Point], x_label: str, y_label: str) -> Markup:
     """Points in the unit square, with the diagonal y = x for reference."""
-    size, pad = 320, 44
+    size, pad = 360, 44
     span = size - 2 * pad
 
     def sx(v: float) -> float:

@@ -315,7 +315,7 @@ def _honeypot_page(store: StoreDep, admin: auth.AdminSession, status: int = 200,
         data = stats.honeypots(session)
     figure = charts.bars(
         "honeypot-coverage",
-        "Share of honeypots each annotator answered",
+        "Honeypots answered per annotator",
         [c.annotator for c in data.coverage],
         [charts.Series("answered", [c.answered for c in data.coverage], "s2")],
     )
