@@ -22,8 +22,9 @@ many adversaries cannot pull it into the mirror solution (every label flipped). 
 pass is two sparse matrix-vector products over the labels (see :func:`_design`).
 
 An annotator's single reliability is the accuracy on a random line, π = p·α + (1-p)·β;
-its 90% interval comes from the Beta posteriors of α, β and p (delta method for the
-variance, then the Beta with that mean and variance).  The
+its 90% interval comes from the Beta posteriors of α, β and p plus the uncertainty of
+the truth of the lines the annotator rated (delta method for the variance, then the
+Beta with that mean and variance).  The
 spammer score is |α + β - 1|: 0 for anyone whose labels ignore the truth (random
 clicks, always-👍), negative α + β - 1 marks an adversary.
 
@@ -153,6 +154,9 @@ class TwoCoinEM:
         self.p_correct_ = q
         self.counts_ = np.stack([tp, fn, fp, tn], axis=1)  # per annotator: TP FN FP TN
         self.n_labels_ = (n_pos + n_neg).astype(np.int64)
+        # Σ q(1-q) over each annotator's labels: how much of their record rests on lines
+        # whose truth is itself uncertain (widens the reliability interval, see result())
+        self.unsure_ = np.add(*np.split(design_t @ (q * (1 - q)), 2))
         self._q_free_sum = q_free_sum
         self._n_free = n_free
         self.class_prior_ = self._class_prior(self._q_free_sum, n_free)
@@ -200,6 +204,9 @@ class TwoCoinEM:
         # π = p·α + (1-p)·β with p, α, β independent: the delta method's variance
         var_p = p * (1 - p) / (2 * self.class_prior_strength + self._n_free + 1)
         var_pi = p * p * var_a + (1 - p) ** 2 * var_b + (alpha - beta) ** 2 * var_p
+        # The soft counts are not observed counts: whether a label on a line with posterior
+        # q was right is itself a Bernoulli(q) draw, adding Σ q(1-q) / n² to Var(π).
+        var_pi += self.unsure_ / (a + b + self.n_labels_) ** 2
         low, high = moment_beta_interval(pi, var_pi)
         annotators = []
         for j, name in enumerate(self.annotators_):
@@ -284,6 +291,7 @@ class TwoCoinEM:
         delta = np.stack([q * pos, q * ~pos, (1 - q) * pos, (1 - q) * ~pos], axis=1)
         np.add.at(self.counts_, anns, delta)
         np.add.at(self.n_labels_, anns, 1)
+        np.add.at(self.unsure_, anns, q * (1 - q))
         self.class_prior_ = self._class_prior(self._q_free_sum, self._n_free)
         self._n_absorbed += batch.n_labels
         self._batches.append(
@@ -332,6 +340,7 @@ class TwoCoinEM:
     def _grow_annotators(self, m: int) -> None:
         if m > len(self.counts_):
             self.counts_ = np.vstack([self.counts_, np.zeros((m - len(self.counts_), 4))])
+            self.unsure_ = np.concatenate([self.unsure_, np.zeros(m - len(self.unsure_))])
             self.n_labels_ = np.concatenate(
                 [self.n_labels_, np.zeros(m - len(self.n_labels_), dtype=np.int64)]
             )
