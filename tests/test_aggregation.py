@@ -259,3 +259,12 @@ def test_needs_refit_after_many_absorbed_labels_not_after_a_few():
     many.fit(ls.take(np.arange(n // 2)))
     many.partial_fit(ls.take(np.arange(n // 2, n)))
     assert many.needs_refit
+
+
+def test_em2_without_honeypots_still_beats_majority_vote_on_an_honest_crowd():
+    crowd = simulate_crowd(
+        2000, 30, {"reliable": 0.3, "mediocre": 0.5, "spammer": 0.2}, seed=12, honeypot_rate=0.0
+    )
+    assert not crowd.labels.gold
+    em = aggregate(crowd.labels, "em2")
+    assert accuracy(em, crowd) > accuracy(aggregate(crowd.labels, "mv"), crowd)

@@ -130,3 +130,12 @@ def test_entry_point_exit_status_and_usage_errors(tmp_path):
     with pytest.raises(SystemExit) as info:
         main(["aggregate", "--labels", labels, "--out", "p.csv", "--method", "glad"])
     assert info.value.code == 2
+
+
+def test_importing_the_cli_stays_light():
+    code = (
+        "import sys, crlhf_trainer.cli; "
+        "print(sorted({'numpy', 'torch', 'scipy'} & set(sys.modules)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]"

@@ -71,3 +71,39 @@ def test_reward_intervals_cover_the_true_share_near_90_percent():
             assert r.low <= r.mean <= r.high
             hits.append(r.low - 1e-9 <= share <= r.high + 1e-9)
     assert 0.85 <= np.mean(hits) <= 1.0
+
+
+def test_store_export_to_rewards_end_to_end():
+    from crlhf_trainer.labels import LabelSet
+
+    rows = []
+    for k, (cid, line, annotator, label) in enumerate(
+        [
+            ("c1", 0, "ann", 1),
+            ("c1", 0, "bob", 1),
+            ("c1", 1, "ann", -1),
+            ("c1", 1, "bob", -1),
+            ("hp", 0, "ann", 1),
+            ("hp", 0, "bob", -1),
+            ("hp", 1, "ann", -1),
+            ("hp", 1, "bob", 1),
+        ]
+    ):
+        rows.append(
+            {
+                "rating_id": k,
+                "completion_id": cid,
+                "line": line,
+                "annotator": annotator,
+                "label": label,
+                "created_at": "2026-01-01T00:00:00Z",
+            }
+        )
+    labels = LabelSet.from_export([{"labels": rows, "honeypots": {"hp": [1, -1]}, "next": None}])
+    result = aggregate(labels, "em2")
+    assert result.reliability("ann").reliability > result.reliability("bob").reliability
+    out = completion_rewards(result, {"c1": 3, "hp": 2})
+    assert out["hp"].mean == 0.5 and out["hp"].low == out["hp"].high == 0.5
+    c1 = out["c1"]
+    assert len(c1.line_posteriors) == 3 and c1.line_posteriors[2] == result.class_prior
+    assert c1.line_posteriors[0] > 0.5 > c1.line_posteriors[1]
