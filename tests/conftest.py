@@ -19,6 +19,9 @@ Stores for tests (reuse these rather than starting your own):
 
 ``db_url`` (function scope, parametrised ``sqlite`` / ``postgresql``)
     A fresh empty database URL on each backend: a test using it runs on both.
+
+``tiny_model`` (session scope)
+    Folder of a tiny Llama + tokenizer built offline and cached (``tests/tiny_model.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tiny_model import tiny_model  # noqa: F401 - fixture: the tiny model's folder (cached)
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_HOST, PG_PORT = "127.0.0.1", 5432

@@ -49,6 +49,8 @@ class Backend(ABC):
     name: str = ""
     fim_tokens: tuple[str, str, str] | None = None
     """(prefix, suffix, middle) special tokens when the model knows fill-in-the-middle."""
+    adapter_files: bool = True
+    """False: ``load_adapter`` needs only the version (the server loads it, e.g. vLLM)."""
 
     @abstractmethod
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> Generation: ...
@@ -66,6 +68,11 @@ class Backend(ABC):
 
     def check_adapter(self, folder: Path) -> None:  # noqa: B027 - optional hook
         """Raise :class:`~crlhf_lsp.errors.AdapterMismatch` if the adapter does not fit."""
+
+    def trim(self, generation: Generation, text: str) -> Generation:
+        """``generation`` with its tokens cut to those that produce ``text`` (a prefix of
+        its text after post-processing); backends without a tokenizer keep them all."""
+        return generation
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Free the model's memory."""

@@ -17,7 +17,9 @@ pickle), checked against the base model's module shapes before anything is touch
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -53,9 +55,12 @@ class LocalBackend(Backend):
     def __init__(self, model: str, *, device: str = "cpu") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        torch.set_num_threads(_threads())
+        local = Path(model).is_dir()  # a folder: never ask the hub
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
-            self.base = AutoModelForCausalLM.from_pretrained(model).to(device).eval()
+            self.tokenizer = AutoTokenizer.from_pretrained(model, local_files_only=local)
+            self.base = AutoModelForCausalLM.from_pretrained(model, local_files_only=local)
+            self.base = self.base.to(device).eval()
         except (OSError, ValueError) as exc:
             raise BackendError(f"could not load the model {model!r}: {exc}") from exc
         self.name = model
@@ -65,6 +70,8 @@ class LocalBackend(Backend):
         self.peft: Any = None  # a PeftModel once an adapter was loaded
         self.adapter: str | None = None
         self._caches: OrderedDict[str, _Cached] = OrderedDict()
+        params = inspect.signature(self.base.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in 5.x
 
     # --- generation -----------------------------------------------------------------
 
@@ -110,9 +117,20 @@ class LocalBackend(Backend):
             cached_tokens=reused,
         )
 
+    def trim(self, generation: Generation, text: str) -> Generation:
+        ids = generation.token_ids or []
+        n = len(ids)
+        while n > 0 and len(self.tokenizer.decode(ids[: n - 1], skip_special_tokens=True)) >= len(
+            text
+        ):
+            n -= 1
+        generation.token_ids = ids[:n]
+        generation.token_logprobs = (generation.token_logprobs or [])[:n]
+        return generation
+
     def _forward(self, ids: list[int], past: Any) -> torch.Tensor:
         input_ids = torch.tensor([ids], device=self.device)
-        out = self._model(input_ids=input_ids, past_key_values=past, use_cache=True)
+        out = self._model(input_ids=input_ids, **{self._cache_kw: past}, use_cache=True)
         return out.logits[0, -1]
 
     def _take_cache(self, key: str | None, ids: list[int]) -> tuple[Any, int]:
@@ -126,7 +144,9 @@ class LocalBackend(Backend):
         keep = min(common, len(ids) - 1)  # the last prompt token must run to give logits
         if keep <= 0:
             return DynamicCache(), 0
-        entry.past.crop(keep)
+        surplus = entry.past.get_seq_length() - keep
+        if surplus > 0:
+            entry.past.crop(-surplus)  # transformers ≥ 5: a negative count of tokens to drop
         return entry.past, keep
 
     def _keep_cache(self, key: str | None, ids: list[int], past: Any) -> None:
@@ -191,6 +211,15 @@ class LocalBackend(Backend):
         _strip_lora(self.base)
         self.adapter = None
         self._caches.clear()
+
+
+def _threads() -> int:
+    """Torch CPU threads: ``$CRLHF_TORCH_THREADS``, else half the cores (one on two cores:
+    a spinning second thread costs more than it gives on a shared two-core machine)."""
+    configured = os.environ.get("CRLHF_TORCH_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def _pick(logits: torch.Tensor, temperature: float, gen: torch.Generator) -> tuple[int, float]:

@@ -1,0 +1,116 @@
+"""The ``openai`` backend: any OpenAI-compatible ``/v1/completions`` server (vLLM, llama.cpp's
+server, TGI …), streamed so that a cancelled request stops reading at the next token.
+
+Adapters are not downloaded here: a vLLM server loads LoRA adapters at run time
+(``--enable-lora``, ``/v1/load_lora_adapter``) and selects one by its name as ``model``,
+so "loading" adapter ``v7`` means sending ``model: "v7"`` from then on.
+
+Token ids and log-probs are recorded when the server returns them (``logprobs: 1``; vLLM's
+``return_tokens_as_token_ids`` gives tokens as ``token_id:<n>``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from crlhf_lsp.backends.base import Backend, Generation, GenerationRequest
+from crlhf_lsp.errors import BackendError
+from crlhf_lsp.settings import Settings
+
+
+def from_settings(settings: Settings) -> OpenAIBackend:
+    return OpenAIBackend(settings.openaiUrl, settings.model or "default", token=settings.token)
+
+
+class OpenAIBackend(Backend):
+    adapter_files = False
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        token: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = model
+        self.adapter: str | None = None
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), headers=headers, timeout=60.0, transport=transport
+        )
+
+    def generate(self, request: GenerationRequest, cancel: threading.Event) -> Generation:
+        body: dict[str, Any] = {
+            "model": self.adapter or self.name,
+            "prompt": request.prompt,
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+            "logprobs": 1,
+            "stream": True,
+            "return_tokens_as_token_ids": True,
+        }
+        if request.stop:
+            body["stop"] = request.stop
+        text, tokens, logprobs = "", [], []
+        try:
+            with self._http.stream("POST", "/v1/completions", json=body) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise BackendError(
+                        f"{self._http.base_url}/v1/completions answered "
+                        f"{response.status_code}: {response.text[:300]}"
+                    )
+                for choice in _choices(response.iter_lines()):
+                    text += choice.get("text") or ""
+                    lp = choice.get("logprobs") or {}
+                    tokens += lp.get("tokens") or []
+                    logprobs += [x for x in lp.get("token_logprobs") or [] if x is not None]
+                    if cancel.is_set() or (request.should_stop and request.should_stop(text)):
+                        break
+        except httpx.HTTPError as exc:
+            raise BackendError(f"could not reach {self._http.base_url}: {exc!r}") from exc
+        ids = _token_ids(tokens)
+        return Generation(
+            text=text,
+            token_ids=ids,
+            token_logprobs=logprobs if ids is not None else None,
+            cancelled=cancel.is_set(),
+        )
+
+    def load_adapter(self, folder: Path, version: str) -> None:
+        self.adapter = version
+
+    def unload_adapter(self) -> None:
+        self.adapter = None
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def _choices(lines: Any) -> Any:
+    """The first choice of each server-sent event of a streamed completion."""
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        try:
+            event = json.loads(data)
+        except ValueError as exc:
+            raise BackendError(f"the completion server sent garbage: {data[:200]!r}") from exc
+        choices = event.get("choices") or []
+        if choices:
+            yield choices[0]
+
+
+def _token_ids(tokens: list[str]) -> list[int] | None:
+    if not tokens or not all(t.startswith("token_id:") for t in tokens):
+        return None
+    return [int(t.removeprefix("token_id:")) for t in tokens]
