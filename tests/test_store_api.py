@@ -141,6 +141,9 @@ BAD_ROWS = [
 ]
 MALFORMED = [
     b"{not json",
+    b"\xff\xfe{}",  # not UTF-8
+    b'{"ratings": [], "x": NaN}',  # no NaN/Infinity in a database
+    b'{"completions": [{"prompt": "\\ud800"}]}',  # an unpaired surrogate is no UTF-8
     b'{"ratings": "nope"}',
     b'{"ratings": [{"line": 1}]}',
     b"[]",
@@ -161,7 +164,8 @@ def test_a_batch_with_one_bad_row_stores_nothing(api: Api) -> None:
 
 def test_malformed_json_or_wrong_types_are_422_naming_the_field(api: Api) -> None:
     for body in MALFORMED:
-        r = api.post("/v1/ratings", content=body, headers={"Content-Type": "application/json"})
+        path = "/v1/completions" if b"completions" in body else "/v1/ratings"
+        r = api.post(path, content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 422, body
         assert r.json()["detail"][0]["loc"], body
 

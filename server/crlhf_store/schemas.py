@@ -47,6 +47,8 @@ Label = Literal[1, -1]
 
 MAX_BATCH = 1000
 """Most rows in one posted batch; larger batches get a 422 naming the field."""
+MAX_INT = 2**31 - 1
+"""Largest count or line number the database columns hold (32-bit)."""
 
 
 def completion_lines(text: str) -> list[str]:
@@ -120,7 +122,7 @@ class EventIn(_Strict):
     event_id: UUID
     completion_id: UUID
     kind: EventKind
-    accepted_chars: Annotated[int, Field(ge=0)] | None = None
+    accepted_chars: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
 
 
 class EventBatch(_Strict):
@@ -132,7 +134,7 @@ class RatingIn(_Strict):
 
     event_id: UUID
     completion_id: UUID
-    line: Annotated[int, Field(ge=0)]
+    line: Annotated[int, Field(ge=0, le=MAX_INT)]
     label: Label
 
 
@@ -174,7 +176,7 @@ class HoneypotIn(_Strict):
 
     prompt: str = ""
     text: str
-    language: str = "python"
+    language: str = Field(default="python", max_length=64)
     truth: list[Label]
 
 
@@ -182,15 +184,15 @@ class HoneypotIn(_Strict):
 
 
 class AnnotatorReliabilityIn(_Strict):
-    annotator: str
+    annotator: str = Field(max_length=128)
     reliability: float = Field(ge=0, le=1)
     low: float = Field(ge=0, le=1)
     high: float = Field(ge=0, le=1)
     spammer_score: float = Field(ge=0, le=1)
     flag: AnnotatorFlag
-    sensitivity: float | None = None
-    specificity: float | None = None
-    n_labels: int = 0
+    sensitivity: float | None = Field(default=None, ge=0, le=1)
+    specificity: float | None = Field(default=None, ge=0, le=1)
+    n_labels: int = Field(default=0, ge=0, le=MAX_INT)
 
 
 class CompletionRewardIn(_Strict):
@@ -201,9 +203,9 @@ class CompletionRewardIn(_Strict):
 
 
 class AggregationRunIn(_Strict):
-    method: str
-    n_labels: int = Field(ge=0)
-    n_items: int = Field(ge=0)
+    method: str = Field(max_length=128)
+    n_labels: int = Field(ge=0, le=MAX_INT)
+    n_items: int = Field(ge=0, le=MAX_INT)
     annotators: list[AnnotatorReliabilityIn]
     rewards: list[CompletionRewardIn] = []
     metrics: dict[str, Any] = {}

@@ -18,8 +18,9 @@ from crlhf_store.schemas import (
     ReviewTask,
     Stored,
 )
+from crlhf_store.strictjson import StrictJSONRoute
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
 Cursor = Annotated[
     str | None,
     Query(pattern=r"^[0-9]{1,18}$", description="`next` of the previous page; omit to start"),

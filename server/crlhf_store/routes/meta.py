@@ -9,8 +9,9 @@ from sqlalchemy import text
 from crlhf_store.deps import AnnotatorDep, StoreDep
 from crlhf_store.routes import AUTH
 from crlhf_store.schemas import Me
+from crlhf_store.strictjson import StrictJSONRoute
 
-router = APIRouter()
+router = APIRouter(route_class=StrictJSONRoute)
 
 
 @router.get("/healthz", tags=["meta"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
@@ -15,8 +14,9 @@ from crlhf_store.deps import AnnotatorDep, StoreDep, TrainerDep
 from crlhf_store.errors import Invalid
 from crlhf_store.routes import AUTH, BODY, CONFLICT, NOT_FOUND
 from crlhf_store.schemas import AdapterOut, AggregationRunIn, AggregationRunOut
+from crlhf_store.strictjson import StrictJSONRoute, loads_strict
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
 
 
 @router.post(
@@ -88,7 +88,7 @@ def upload_adapter(
 
 def _json_object(raw: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw)
+        value = loads_strict(raw)
     except ValueError as exc:
         raise Invalid(f"metrics is not JSON: {exc}", loc=("body", "metrics")) from exc
     if not isinstance(value, dict):
