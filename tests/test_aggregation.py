@@ -268,3 +268,14 @@ def test_em2_without_honeypots_still_beats_majority_vote_on_an_honest_crowd():
     assert not crowd.labels.gold
     em = aggregate(crowd.labels, "em2")
     assert accuracy(em, crowd) > accuracy(aggregate(crowd.labels, "mv"), crowd)
+
+
+def test_online_honeypot_truth_for_a_line_already_seen_clamps_it():
+    est = TwoCoinEM()
+    est.fit(LabelSet.from_records([("x", "a", 1), ("x", "b", 1), ("y", "a", -1)]))
+    before = est.result().class_prior
+    est.partial_fit(LabelSet.from_records([("y", "b", -1), ("x", "c", 1)], gold={"x": -1}))
+    # the crowd said 👍 on "x", but its truth arrived with the batch: it is clamped
+    result = est.result()
+    assert result.posterior("x") == 0.0 and result.items == ["x", "y"]
+    assert result.class_prior < before

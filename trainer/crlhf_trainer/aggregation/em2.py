@@ -247,24 +247,31 @@ class TwoCoinEM:
         """Absorb new labels (and new honeypot truths) in time proportional to the batch.
 
         Names in ``batch`` are matched to the fitted items and annotators; new ones are
-        added.  A label for an (item, annotator) pair already absorbed counts as one more
-        label until the next :meth:`refit`.
+        added.  Honeypot truths come in ``batch.gold`` (which, like any LabelSet's, holds
+        only lines the batch labels).  A label for an (item, annotator) pair already
+        absorbed counts as one more label until the next :meth:`refit`.
         """
         if self._item_index is None:
             self.items_, self.annotators_ = list(self.items_), list(self.annotators_)
             self._item_index = {name: i for i, name in enumerate(self.items_)}
             self._annotator_index = {name: j for j, name in enumerate(self.annotators_)}
-        item_map = self._extend(self.items_, self._item_index, batch.items)
-        ann_map = self._extend(self.annotators_, self._annotator_index, batch.annotators)
+        # Only the names the batch's labels use: its vocabulary may be much larger.
+        item_map = self._extend(self.items_, self._item_index, batch.items, batch.item_idx)
+        ann_map = self._extend(
+            self.annotators_, self._annotator_index, batch.annotators, batch.annotator_idx
+        )
         self._grow_items(len(self.items_))
         self._grow_annotators(len(self.annotators_))
         items = item_map[batch.item_idx]
         anns = ann_map[batch.annotator_idx]
         for i, truth in batch.gold.items():
-            gi = int(item_map[i])
-            if gi not in self.gold_:
-                self._q_free_sum -= self.p_correct_[gi] if gi < self._n_seen_items else 0.0
-                self._n_free -= 1 if gi < self._n_seen_items else 0
+            gi = int(item_map[i]) if item_map[i] >= 0 else self._item_index.get(batch.items[i])
+            if gi is None:
+                continue  # a honeypot nobody has labelled yet
+            if gi < self._n_seen_items and gi not in self.gold_:
+                self._q_free_sum -= self.p_correct_[gi]
+                self._n_free -= 1
+                self.p_correct_[gi] = 1.0 if truth > 0 else 0.0
             self.gold_[gi] = truth
 
         touched, inverse = np.unique(items, return_inverse=True)
@@ -320,13 +327,15 @@ class TwoCoinEM:
         return self.fit(merged)
 
     @staticmethod
-    def _extend(names: list[str], index: dict[str, int], new: list[str]) -> np.ndarray:
-        out = np.empty(len(new), dtype=np.intp)
-        for k, name in enumerate(new):
-            j = index.get(name)
+    def _extend(names: list[str], index: dict[str, int], new: list[str], used: np.ndarray):
+        """Map ``new[k]`` for every k in ``used`` to our index (appending unknown names);
+        -1 for names the batch does not use."""
+        out = np.full(len(new), -1, dtype=np.intp)
+        for k in np.unique(used).tolist():
+            j = index.get(new[k])
             if j is None:
-                j = index[name] = len(names)
-                names.append(name)
+                j = index[new[k]] = len(names)
+                names.append(new[k])
             out[k] = j
         return out
 
