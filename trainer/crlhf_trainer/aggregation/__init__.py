@@ -2,12 +2,10 @@
 
 Estimators (each a class with ``fit(labels) -> AggregationResult``):
 
-========== =================================================================
-``em2``    two-coin Dawid–Skene EM, honeypots clamped, online updates (default)
-``paper``  the source method: honeypot reliabilities + iterative logit update
-``paper-l1`` the source method's sparse (L1) logistic regression on honeypots
-``mv``     majority vote, the baseline
-========== =================================================================
+- ``em2``: two-coin Dawid–Skene EM, honeypots clamped, online updates (the default)
+- ``paper``: the source method, honeypot reliabilities and its iterative logit update
+- ``paper-l1``: the source method's sparse (L1) logistic regression on the honeypots
+- ``mv``: majority vote, the baseline
 
 >>> from crlhf_trainer.labels import LabelSet
 >>> ls = LabelSet.from_records([("x", "a", 1), ("x", "b", 1), ("y", "a", -1)])
