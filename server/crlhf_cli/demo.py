@@ -37,7 +37,7 @@ class DemoConfig:
     work_dir: Path = Path("crlhf-demo")
     model: str | None = None  # None: $CRLHF_MODEL, else gemma3-270m
     device: str = "cpu"  # cpu | cuda
-    backend: str = "local"  # crlhf-lsp's backend: local | llamacpp
+    backend: str = "auto"  # crlhf-lsp's backend: auto (llamacpp for a GGUF on a CPU) | local
     mode: str = "quick"
     mbpp: int = 20  # completions for MBPP training-split problems
     humaneval: int = 4  # completions for HumanEval problems (from its end)
@@ -104,9 +104,10 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument(
         "--backend",
-        choices=["local", "llamacpp"],
-        default="local",
-        help="crlhf-lsp's model backend",
+        choices=["auto", "local", "llamacpp"],
+        default="auto",
+        help="crlhf-lsp's model backend (auto: llama.cpp for a GGUF model on a CPU when "
+        "llama-cpp-python is installed, else transformers)",
     )
     p.add_argument("--json", dest="json_out", type=Path, help="write the summary here")
     p.add_argument(

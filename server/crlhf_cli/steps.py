@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -119,11 +120,13 @@ class Demo:
 
     def start_lsp(self) -> None:
         assert self.store is not None
+        backend, model = self.lsp_backend()
+        self.console.print(f"  crlhf-lsp backend: {backend}")
         settings = {
             "storeUrl": self.store.url,
             "token": self.tokens["developer"],
-            "backend": self.cfg.backend,
-            "model": self.lsp_model(),
+            "backend": backend,
+            "model": model,
             "maxTokens": self.cfg.max_tokens,
             "temperature": 0.0,
             "outboxPath": str(self.work / "lsp" / "outbox.sqlite3"),
@@ -135,10 +138,20 @@ class Demo:
         self.lsp.start()
         self.lsp.wait_ready()
 
-    def lsp_model(self) -> str:
-        if self.cfg.backend == "llamacpp" and self.model_ref.gguf is not None:
-            return str(self.model_ref.gguf)
-        return str(self.model_ref.path)
+    def lsp_backend(self) -> tuple[str, str]:
+        """(backend, model setting) for crlhf-lsp: llama.cpp reads the GGUF itself."""
+        gguf, backend = self.model_ref.gguf, self.cfg.backend
+        if backend == "auto":
+            llamacpp = importlib.util.find_spec("llama_cpp") is not None
+            on_cpu = self.cfg.device == "cpu"
+            backend = "llamacpp" if gguf is not None and llamacpp and on_cpu else "local"
+        if backend == "llamacpp":
+            if gguf is None:
+                raise DemoError(
+                    f"--backend llamacpp needs a GGUF model; {self.model_ref.model_id} has none"
+                )
+            return backend, str(gguf)
+        return backend, str(self.model_ref.path)
 
     def completions(self, problems: list[DemoProblem]) -> list[Rated]:
         from crlhf_trainer.sandbox import Sandbox
