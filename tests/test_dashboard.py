@@ -236,7 +236,7 @@ def test_metrics(crowd_store) -> None:  # type: ignore[no-untyped-def]
     text = reply.text
     assert f"crlhf_store_ratings_ingested_total {float(filled.ratings)}" in text
     served = float(re.search(r"^crlhf_store_review_tasks_served_total (\S+)", text, re.M)[1])  # type: ignore[index]
-    assert served >= 1
+    assert served == filled.review_tasks
     assert re.search(
         r'crlhf_store_request_duration_seconds_count\{method="POST",route="/v1/ratings",'
         r'status="200"\} [1-9]',

@@ -45,6 +45,7 @@ class Filled:
     honeypots: int
     completions: int
     ratings: int
+    review_tasks: int
     run_ids: list[int] = field(default_factory=list)
     adapters: list[str] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)
@@ -135,14 +136,14 @@ def fill(store: Any, *, completions: int = 48, honeypots: int = 8, seed: int = 7
             if owners[name]:
                 client.post_completions(owners[name])
                 client.post_events(events[name])
-    n_ratings = 0
+    n_ratings = review_tasks = 0
     for name in NAMES:
         with store.client(tokens[name]) as client:
             for start in range(0, len(ratings[name]), 500):
                 n_ratings += client.post_ratings(ratings[name][start : start + 500]).stored
-            client.review_next()  # a review task served, for the metrics
+            review_tasks += client.review_next() is not None  # served: counted by /metrics
 
-    filled = Filled(tokens, honeypots, completions, n_ratings, kinds=kinds)
+    filled = Filled(tokens, honeypots, completions, n_ratings, review_tasks, kinds=kinds)
     with store.client(store.trainer_token) as trainer:
         for method in ("mv", "em2"):
             filled.run_ids.append(_aggregate_and_post(trainer, method))
