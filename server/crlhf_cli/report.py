@@ -120,7 +120,8 @@ def pass_plot(before: dict[str, float], after: dict[str, float]) -> str:
         [i + 0.2 for i in x], [after.get(n, 0) for n in names], 0.4, label="after", color="#2a9d8f"
     )
     ax.set_xticks(list(x), names, fontsize=8)
-    ax.set(ylabel="pass rate", ylim=(0, max([0.1, *before.values(), *after.values()]) * 1.2))
+    top = max([0.1, *(before.get(n, 0) for n in names), *(after.get(n, 0) for n in names)])
+    ax.set(ylabel="pass rate", ylim=(0, min(1.0, top * 1.2)))
     ax.set_title("pass@k on held-out problems")
     ax.legend(fontsize=7)
     return _svg(fig)
@@ -139,8 +140,9 @@ th, td { border-bottom: 1px solid #ddd; padding: .25em .8em; text-align: left; }
 th { font-weight: 600; }
 .plots { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }
 .plots > div svg { width: 100%; height: auto; }
-pre { background: #f6f8fa; padding: .6em; overflow-x: auto; font-size: .85em; }
+pre { background: #f6f8fa; padding: .6em; white-space: pre-wrap; font-size: .85em; }
 .pair { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }
+.pair > div { min-width: 0; }
 """
 
 

@@ -252,6 +252,7 @@ def train_run(
         "model": cfg.model,
         "config": asdict(tcfg),
         "report": report.summary(),
+        "history": report.history,  # per optimizer step (loss, kl, …): the training curve
     }
     _write_json(run / "train.json", summary)
     return run, summary
