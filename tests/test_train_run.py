@@ -55,18 +55,17 @@ def test_crlhf_train_run_publishes_an_adapter(live_store, tmp_path, capsys):
     assert child.version != version and child.parent == version
 
 
-def test_an_empty_store_is_a_clear_error_and_publishes_nothing(live_store, tmp_path, capsys):
+def test_an_empty_store_then_completions_without_token_ids_are_clear_errors(
+    live_store, tmp_path, capsys
+):
     assert main(_args(live_store, tmp_path / "w", "--eval", "none")) == 2
     err = capsys.readouterr().err
     assert "no line ratings" in err and "Traceback" not in err
-    with live_store.client(live_store.trainer_token) as client:
-        assert client.list_adapters() == []
-
-
-def test_completions_without_token_ids_are_a_clear_error(live_store, tmp_path, capsys):
     populate(live_store, tiny(), per_prompt=1, with_token_ids=False)
     assert main(_args(live_store, tmp_path / "w", "--eval", "none")) == 2
     assert "without logged token ids" in capsys.readouterr().err
+    with live_store.client(live_store.trainer_token) as client:
+        assert client.list_adapters() == []  # nothing published by mistake
 
 
 def test_a_store_that_disappears_mid_run_is_resumed_by_the_next_run(live_store, tmp_path):
