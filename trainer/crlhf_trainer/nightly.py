@@ -228,7 +228,8 @@ def train_run(
         for e in heldout:
             f.write(json.dumps(asdict(e)) + "\n")
     tcfg = cfg.train
-    tcfg.method = cfg.method if cfg.method != "grpo" else tcfg.method
+    # GRPO has its own advantage; TrainConfig.method only names ours.
+    tcfg.method = cfg.method if cfg.method != "grpo" else "pg"
     on_step = (lambda step, _: progress("train", 1, tcfg.max_steps)) if progress else None
     if cfg.method == "grpo":
         from .grpo import train_grpo
