@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crlhf_store.client import StoreClient, StoreError
+from crlhf_store.client import ChecksumMismatch, StoreClient, StoreError
 from crlhf_store.schemas import (
     AggregationRunIn,
     AnnotatorReliabilityIn,
@@ -203,6 +203,11 @@ def _parent_adapter(cfg: NightlyConfig, run: Path) -> tuple[str | None, Path | N
         dest = run / "parent"
         try:
             client.download_adapter(latest, dest)
+        except ChecksumMismatch as exc:
+            raise AdapterError(
+                f"the published adapter {latest.version} fails its checksum ({exc}); retire it "
+                "or train from the base model with --no-continue"
+            ) from exc
         except StoreError as exc:
             raise StoreGone(f"downloading adapter {latest.version} failed: {exc}") from exc
     return latest.version, dest
