@@ -30,8 +30,9 @@ format: install
 test: install lint
 	$(BIN)/python -m pytest -q -ra
 
+# make demo DEMO_ARGS="--full" (or --model ID, --work-dir DIR, --device cuda; crlhf demo --help)
 demo: install
-	$(BIN)/crlhf demo
+	$(BIN)/crlhf demo $(DEMO_ARGS)
 
 bench: install
 	$(BIN)/python bench/store_ingest.py

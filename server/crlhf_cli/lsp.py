@@ -98,7 +98,7 @@ class LspDriver:
     async def _start(self) -> None:
         env = os.environ | {"PYTHONUNBUFFERED": "1", "CRLHF_DEMO_LSP_LOG": str(self.log_path)}
         # sh keeps the server's stderr (model loading bars, logs) out of an unread pipe
-        script = 'exec "$0" -m crlhf_lsp --stdio --log-level INFO 2>>"$CRLHF_DEMO_LSP_LOG"'
+        script = 'exec "$0" -m crlhf_lsp --stdio --log-level WARNING 2>>"$CRLHF_DEMO_LSP_LOG"'
         await self.client.start_io("sh", "-c", script, sys.executable, env=env)
         capabilities = types.ClientCapabilities(
             text_document=types.TextDocumentClientCapabilities(
