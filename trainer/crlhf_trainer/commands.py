@@ -134,7 +134,7 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
     _work(p)
     _model(p)
     _eval_options(p)
-    p.add_argument("--run", type=Path, help="run folder (default: the latest in the work dir)")
+    p.add_argument("--run-dir", type=Path, help="run folder (default: the latest in the work dir)")
 
 
 def add_publish_arguments(p: argparse.ArgumentParser) -> None:
@@ -142,7 +142,7 @@ def add_publish_arguments(p: argparse.ArgumentParser) -> None:
     _work(p)
     p.add_argument("--model", required=True, help="base model recorded with the adapter")
     _publish_options(p)
-    p.add_argument("--run", type=Path, help="run folder (default: the latest in the work dir)")
+    p.add_argument("--run-dir", type=Path, help="run folder (default: the latest in the work dir)")
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -251,7 +251,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             shown = ", ".join(
                 f"{k} {_fmt(v)}"
                 for k, v in value.items()
-                if k not in ("config", "report", "skipped", "parent_dir")
+                if k not in ("config", "report", "skipped", "parent_dir", "history")
             )
             if stage == "train" and "report" in value:
                 r = value["report"]
@@ -295,7 +295,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from .nightly import evaluate_run, latest_run
 
     cfg = config_from_args(args)
-    run = args.run or latest_run(WorkDir(cfg.work_dir))
+    run = args.run_dir or latest_run(WorkDir(cfg.work_dir))
     with _bars() as progress:
         metrics = evaluate_run(cfg, run, progress)
     print_summary({"eval": metrics, "run": str(run)})
@@ -307,7 +307,7 @@ def run_publish(args: argparse.Namespace) -> int:
     from .nightly import latest_run, publish_run
 
     cfg = config_from_args(args)
-    run = args.run or latest_run(WorkDir(cfg.work_dir))
+    run = args.run_dir or latest_run(WorkDir(cfg.work_dir))
     print_summary({"publish": publish_run(cfg, run), "run": str(run)})
     return 0
 
