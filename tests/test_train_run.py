@@ -48,8 +48,14 @@ def test_crlhf_train_run_publishes_an_adapter(live_store, tmp_path, capsys):
     (run,) = (work / "runs").iterdir()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["publish"]["passed"] and summary["train"]["examples"] > 0
-    # the next night continues the chain
-    assert main(_args(live_store, work, "--eval", "none", "--method", "pg-line")) == 0
+    # the next night, stage by stage, continues the chain
+    store = ["--store-url", live_store.url, "--token", live_store.trainer_token]
+    common = ["--work-dir", str(work), "--model", str(tiny())]
+    assert main(["pull", *store, "--work-dir", str(work)]) == 0
+    train = ["--max-steps", "1", "--batch-size", "4", "--grad-accum", "1", "--method", "pg-line"]
+    assert main(["train", *store, *common, *train]) == 0
+    assert main(["eval", *common, "--eval", "none"]) == 0
+    assert main(["publish", *store, *common]) == 0
     with live_store.client(live_store.trainer_token) as client:
         child = client.latest_adapter()
     assert child.version != version and child.parent == version
