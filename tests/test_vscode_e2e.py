@@ -284,6 +284,7 @@ def test_vscode_end_to_end(toolchain: Path, vsix: Path, store, artifacts: Path, 
                     "TOKEN": tokens["alice"],
                     "ARTIFACTS": str(artifacts),
                     "SLOW": SLOW,
+                    "SETTINGS": str(data / "User" / "settings.json"),
                     "PLAYWRIGHT": str(toolchain / "tools/node_modules/playwright-core"),
                 },
             )

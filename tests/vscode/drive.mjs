@@ -1,8 +1,10 @@
 // Drives a real VS Code (code-server) in Debian's chromium through the crlhf scenario:
 // set the token, open a Python file, type, see crlhf-lsp's ghost text, accept it with Tab,
 // rate an accepted line 👎 through the lightbulb and another 👍 through the keybinding,
-// open the status bar menu, open a review task and rate it. A screenshot per step.
-// Input (environment): CS_URL, WORKSPACE, FILE, TOKEN, ARTIFACTS, PLAYWRIGHT (module path).
+// open the status bar menu, open a review task and rate it, then point crlhf.pythonPath at
+// nothing and expect an actionable error. A screenshot per step.
+// Input (environment): CS_URL, WORKSPACE, FILE, TOKEN, ARTIFACTS, SETTINGS (user settings.json),
+// PLAYWRIGHT (module path).
 // Output: one JSON line per step on stdout ({"step", "ok", ...}); exit code 0 when all passed.
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
@@ -184,6 +186,37 @@ await step("review-task", async () => {
   await page.locator(".view-lines", { hasText: "rated" }).first().waitFor({ timeout: 20_000 * slow }).catch(() => {});
   await screenshot("review-rated");
   return { ok };
+});
+
+await step("server-cannot-start", async () => {
+  // A wrong interpreter must be named, with a way to the log: not "client is not running".
+  // First let the outbox drain, so that no rating waits in it while the server is gone.
+  const drained = page.locator(".statusbar-item", { hasText: "· 0 to send ·" }).first();
+  await drained.waitFor({ timeout: 90_000 * slow });
+  const setPythonPath = async (value) => {
+    await page.keyboard.press("Control+Comma");
+    // The search box (a small Monaco editor) has the focus when the settings editor opens.
+    await page.locator(".settings-editor .suggest-input-container").first().waitFor();
+    await sleep(1_000);
+    await page.keyboard.press("Control+A");
+    await page.keyboard.type("crlhf.pythonPath", { delay: 20 });
+    // code-server is a remote window: a machine-overridable setting lives in the Remote tab.
+    await page.locator(".settings-editor .settings-tabs-widget .action-label", { hasText: "Remote" }).first().click();
+    const input = page.locator(".settings-editor .setting-item-contents", { hasText: "Python Path" }).locator("input").first();
+    await input.waitFor();
+    await input.fill(value);
+    await input.press("Tab"); // the settings editor saves on change
+    await sleep(1_000);
+  };
+  const original = JSON.parse(readFileSync(env("SETTINGS"), "utf8"))["crlhf.pythonPath"];
+  await setPythonPath("/nonexistent/python3");
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "was not found" });
+  await toast.waitFor({ timeout: 60_000 * slow });
+  const buttons = await toast.locator(".monaco-button").allInnerTexts();
+  await screenshot("server-cannot-start");
+  await setPythonPath(original);
+  await page.locator(".statusbar-item", { hasText: /crlhf \S+@/ }).first().waitFor({ timeout: 180_000 * slow });
+  return { ok: buttons.some((b) => b.includes("Open the log")), buttons };
 });
 
 await context.close();
