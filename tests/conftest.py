@@ -42,7 +42,9 @@ import pytest
 from tiny_model import tiny_model  # noqa: F401 - fixture: the tiny model's folder (cached)
 
 ROOT = Path(__file__).resolve().parents[1]
-PG_HOST, PG_PORT = "127.0.0.1", 5432
+# $CRLHF_TEST_PG=host:port points the PostgreSQL tests elsewhere (default 127.0.0.1:5432).
+PG_HOST, _, _port = os.environ.get("CRLHF_TEST_PG", "127.0.0.1:5432").partition(":")
+PG_PORT = int(_port or 5432)
 _PG_STATUS: dict[str, str] = {}
 
 
@@ -225,7 +227,8 @@ def pg_url() -> Iterator[str]:
     try:
         conn, user = _pg_admin_connect()
     except ConnectionError as exc:
-        _PG_STATUS["skipped"] = f"{PG_HOST}:{PG_PORT} unreachable ({exc})".strip()
+        reason = (str(exc).splitlines() or ["no reason"])[0]
+        _PG_STATUS["skipped"] = f"{PG_HOST}:{PG_PORT} unreachable ({reason})"
         pytest.skip(f"PostgreSQL unreachable at {PG_HOST}:{PG_PORT}: {exc}")
     name = f"crlhf_t_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with conn:
