@@ -166,7 +166,7 @@ def _post_review_completion(url: str, token: str) -> str:
                 "prompt": "def mul(a, b):\n",
                 "suffix": "",
                 "language": "python",
-                "text": "    return a * b\n",
+                "text": "    product = a * b\n    return product\n",
                 "model": "tiny",
                 "adapter_version": None,
                 "token_ids": None,
@@ -302,11 +302,16 @@ def test_vscode_end_to_end(toolchain: Path, vsix: Path, store, artifacts: Path, 
     deadline = time.monotonic() + 120
     while True:
         labels = [x for x in _labels(store_url, tokens["admin"]) if x["annotator"] == "alice"]
-        own = {x["label"] for x in labels if x["completion_id"] != review_completion}
-        review = {x["label"] for x in labels if x["completion_id"] == review_completion}
-        if (own == {1, -1} and review == {1}) or time.monotonic() > deadline:
+        own = {(x["line"], x["label"]) for x in labels if x["completion_id"] != review_completion}
+        review = {
+            (x["line"], x["label"]) for x in labels if x["completion_id"] == review_completion
+        }
+        done = (0, -1) in own and any(label == 1 for _, label in own) and len(review) == 2
+        if done or time.monotonic() > deadline:
             break
         time.sleep(2)
     (artifacts / "labels.json").write_text(json.dumps(labels, indent=1))
-    assert own == {1, -1}, labels
-    assert review == {1}, labels
+    # 👎 on the accepted completion's first line (lightbulb), 👍 on its last (keys).
+    assert (0, -1) in own and any(label == 1 for _, label in own), labels
+    # The review task: line 0 👍 (lightbulb), line 1 👎 (keys).
+    assert review == {(0, 1), (1, -1)}, labels

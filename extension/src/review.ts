@@ -83,15 +83,8 @@ export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.C
     const editor = vscode.window.activeTextEditor;
     const open = editor && this.tasks.get(editor.document.uri.toString());
     if (!editor || !open) return 0;
-    let rated = 0;
-    for (const selection of editor.selections) {
-      for (const line of this.linesIn(open, selection.start.line, selection.end.line)) {
-        await this.rate(editor.document.uri.toString(), line, vote);
-        rated += 1;
-      }
-    }
-    vscode.window.setStatusBarMessage(`crlhf: rated ${rated} review line(s) ${vote === 1 ? "👍" : "👎"}`, 4000);
-    return rated;
+    const lines = editor.selections.flatMap((s) => this.linesIn(open, s.start.line, s.end.line));
+    return this.rateLines(editor.document.uri.toString(), [...new Set(lines)], vote);
   }
 
   private linesIn(open: OpenTask, from: number, to: number): number[] {
@@ -126,8 +119,10 @@ export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.C
     });
   }
 
-  async rateLines(uri: string, lines: number[], vote: Vote): Promise<void> {
+  async rateLines(uri: string, lines: number[], vote: Vote): Promise<number> {
     for (const line of lines) await this.rate(uri, line, vote);
+    vscode.window.setStatusBarMessage(`crlhf: rated ${lines.length} review line(s) ${vote === 1 ? "👍" : "👎"}`, 4000);
+    return lines.length;
   }
 
   provideCodeLenses(document: vscode.TextDocument): vscode.CodeLens[] {

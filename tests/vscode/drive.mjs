@@ -183,7 +183,12 @@ await step("review-task", async () => {
   await sleep(1_000);
   await screenshot("review-task");
   const ok = await quickFix("line is correct", "review-lightbulb");
-  await page.locator(".view-lines", { hasText: "rated" }).first().waitFor({ timeout: 20_000 * slow }).catch(() => {});
+  await page.locator(".statusbar-item", { hasText: "rated 1 review line(s) 👍" }).first().waitFor({ timeout: 20_000 * slow });
+  // The task's second line (document line 3, under a one-line prompt) 👎 through the keys.
+  await gotoLine(3);
+  await page.keyboard.press("Control+Alt+KeyK");
+  await page.keyboard.press("Control+Alt+ArrowDown");
+  await page.locator(".statusbar-item", { hasText: "rated 1 review line(s) 👎" }).first().waitFor({ timeout: 20_000 * slow });
   await screenshot("review-rated");
   return { ok };
 });
