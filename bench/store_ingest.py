@@ -184,11 +184,23 @@ async def drive(url: str, tokens: list[str], trainer: str, args: argparse.Namesp
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux), to judge a loaded machine's numbers."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_backend(name: str, database_url: str, data_dir: Path, args: argparse.Namespace) -> dict:
     tokens, trainer = make_tokens(database_url, args.clients)
     proc, url = start_server(database_url, data_dir)
     try:
-        return asyncio.run(drive(url, tokens, trainer, args))
+        cpu0 = cpu_seconds(proc.pid)
+        result = asyncio.run(drive(url, tokens, trainer, args))
+        cpu = cpu_seconds(proc.pid) - cpu0
+        # Server CPU per stored rating (ingest, completions and the export included): what
+        # the store would do on one idle core, whatever else the machine is running.
+        result["ratings_per_cpu_s"] = result["ratings"] / cpu if cpu else float("nan")
+        return result
     finally:
         proc.terminate()
         proc.wait(15)
@@ -244,13 +256,15 @@ def main(argv: list[str] | None = None) -> int:
                     results["postgresql"] = run_backend("postgresql", url, data, args)
     print(
         f"{'backend':<11} {'ratings/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'requests':>9} "
-        f"{'lost':>5} {'dup':>5}"
+        f"{'lost':>5} {'dup':>5} {'ratings/server-CPU-s':>21}"
     )
     for name, r in results.items():
         print(
             f"{name:<11} {r['ratings_per_s']:>10.0f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-            f"{r['requests']:>9} {r['lost']:>5} {r['duplicated']:>5}"
+            f"{r['requests']:>9} {r['lost']:>5} {r['duplicated']:>5} "
+            f"{r['ratings_per_cpu_s']:>21.0f}"
         )
+    print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0 if all(r["lost"] == 0 and r["duplicated"] == 0 for r in results.values()) else 1
 
 
