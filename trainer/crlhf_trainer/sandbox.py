@@ -23,8 +23,10 @@ filesystem          only the working directory is fresh; the program can read
                     unprivileged user, or in a container, for untrusted models
 ==================  ==========================================================  =========
 
-``python -I`` ignores ``PYTHON*`` variables and the user's site-packages and does not put
-the script's directory on ``sys.path``.
+The limits are set by a two-line launcher that then ``exec``s the program (no
+``preexec_fn``, which is unsafe in a process with threads). ``python -I`` ignores
+``PYTHON*`` variables and the user's site-packages and does not put the script's
+directory on ``sys.path``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -90,15 +91,20 @@ class Sandbox:
     def isolated(self) -> bool:
         return self.isolate_network and bool(network_isolation_prefix())
 
-    def _limits(self) -> None:  # runs in the child, between fork and exec
-        cpu = (self.cpu_seconds, self.cpu_seconds + 1)
-        resource.setrlimit(resource.RLIMIT_CPU, cpu)
-        mem = self.memory_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
-        size = self.max_file_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    def _launcher(self) -> list[str]:
+        # The limits are set by a tiny launcher that then execs the program, not by a
+        # preexec_fn: the trainer holds torch's threads, and code between fork and exec in
+        # a threaded process can deadlock.
+        limits = (
+            f"C=({self.cpu_seconds},{self.cpu_seconds + 1});M={self.memory_mb * 2**20};"
+            f"N={self.max_files};F={self.max_file_mb * 2**20};"
+            "r.setrlimit(r.RLIMIT_CPU,C);r.setrlimit(r.RLIMIT_AS,(M,M));"
+            "r.setrlimit(r.RLIMIT_NOFILE,(N,N));r.setrlimit(r.RLIMIT_FSIZE,(F,F));"
+            "r.setrlimit(r.RLIMIT_CORE,(0,0));"
+        )
+        run = "os.execv(sys.executable,[sys.executable,'-I','program.py'])"
+        code = f"import os,sys,resource as r;{limits}{run}"
+        return [sys.executable, "-I", "-S", "-c", code]
 
     def run(self, code: str) -> SandboxResult:
         prefix = network_isolation_prefix() if self.isolate_network else ()
@@ -108,14 +114,13 @@ class Sandbox:
                 f.write(code)
             env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": cwd, "TMPDIR": cwd}
             proc = subprocess.Popen(
-                [*prefix, sys.executable, "-I", "program.py"],
+                [*prefix, *self._launcher()],
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                start_new_session=True,
-                preexec_fn=self._limits,
+                start_new_session=True,  # its own process group, killed as a whole
             )
             try:
                 _, err = proc.communicate(timeout=self.timeout)
