@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -299,7 +300,13 @@ class Demo:
         from crlhf_trainer.evaluate import EvalConfig
         from crlhf_trainer.nightly import NightlyConfig, run_nightly
         from crlhf_trainer.train import TrainConfig
+        from transformers.utils import logging as hf_logging
 
+        # the demo draws its own bars: transformers' per-load bars and deprecation notes
+        # would interleave with them
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        warnings.filterwarnings("ignore", category=FutureWarning)
         assert self.store is not None
         cfg = self.cfg
         self.train_started = time.monotonic()
