@@ -193,10 +193,11 @@ def check_targets(rows: list[dict]) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the ~8k-label size only")
+    parser.add_argument("--size", action="append", choices=sorted(SIZES), help="repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mix", action="append", choices=sorted(MIXES), help="repeatable")
     args = parser.parse_args()
-    sizes = ["8k"] if args.quick else list(SIZES)
+    sizes = ["8k"] if args.quick else (args.size or list(SIZES))
     mixes = args.mix or list(MIXES)
     rows = []
     for size in sizes:

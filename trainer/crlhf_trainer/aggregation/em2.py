@@ -97,9 +97,9 @@ class TwoCoinEM:
         """Run EM to convergence on ``labels``; returns :meth:`result`."""
         self._labels = labels
         self._batches: list[LabelSet] = []
-        n = labels.n_items
+        n, m = labels.n_items, labels.n_annotators
         design, design_t = _design(labels)
-        n_pos, n_neg = np.split(np.diff(design_t.indptr).astype(np.float64), 2)
+        n_pos, n_neg = np.split(np.bincount(design.indices, minlength=2 * m).astype(float), 2)
         gold_idx, gold_truth = labels.gold_arrays()
         gold_q = (gold_truth > 0).astype(np.float64)
         free = np.ones(n, dtype=bool)
@@ -356,7 +356,7 @@ class TwoCoinEM:
 
 
 def _design(labels: LabelSet):
-    """The labels as a sparse 0/1 matrix D (lines x 2·annotators) and its transpose.
+    """The labels as a sparse 0/1 matrix D (lines x 2·annotators) and its transpose (a view).
 
     Column j holds annotator j's +1 labels, column M + j their -1 labels, so one E-step
     is ``D @ [w(+1); w(-1)]`` and one M-step ``Dᵀ @ q``: two sparse matrix-vector
@@ -368,7 +368,7 @@ def _design(labels: LabelSet):
     col = labels.annotator_idx.astype(np.int32) + np.where(labels.label > 0, 0, m).astype(np.int32)
     ones = np.ones(labels.n_labels)
     design = sparse.csr_matrix((ones, (labels.item_idx, col)), shape=(n, 2 * m))
-    return design, design.T.tocsr()
+    return design, design.T  # CSC view: Dᵀ @ q without a second copy of the labels
 
 
 def _weights(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
