@@ -3,13 +3,16 @@
 Builds and installs the .vsix into a fresh profile, starts a real store and code-server on
 127.0.0.1, then ``tests/vscode/drive.mjs`` types in a Python file, accepts crlhf-lsp's ghost
 text (tiny test model), rates one accepted line 👎 through the lightbulb and one 👍 through the
-keybinding, and rates a review task; this test then checks the ratings reached the store.
+keybinding, checks the status bar and its menu, rates a two-line review task both ways, and
+points ``crlhf.pythonPath`` at nothing to see the actionable error; this test then checks
+that every rating reached the store. ``npm test`` (lint + type-check) runs here too.
 Screenshots land in ``artifacts/vscode-e2e/``. ``tests/vscode/setup.sh`` installs the
 toolchain (chromium, Node 24, code-server, playwright-core) once and caches it outside the repo.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,7 +25,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tiny_model import build_tiny_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -120,42 +122,6 @@ def _clean_env(tmp: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory, artifacts: Path):
-    tmp = tmp_path_factory.mktemp("store")
-    env = {**_clean_env(tmp), "CRLHF_DATA_DIR": str(tmp / "data")}
-    port = _free_port()
-
-    def cli(*args: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "-m", "crlhf_store", *args],
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return out.stdout.strip().splitlines()[-1]
-
-    with open(artifacts / "store.log", "w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "crlhf_store", "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_http(f"{url}/healthz", proc, 120)
-            tokens = {
-                "alice": cli("create-annotator", "alice"),
-                "bob": cli("create-annotator", "bob"),
-                "admin": cli("create-annotator", "admin", "--scope", "admin"),
-            }
-            yield url, tokens
-        finally:
-            _stop(proc)
-
-
 def _post_review_completion(url: str, token: str) -> str:
     """Bob's completion, which the review queue then offers to alice."""
     completion_id = str(uuid.uuid4())
@@ -195,12 +161,12 @@ def _labels(url: str, admin_token: str) -> list[dict]:
         after = data["next"]
 
 
-def _user_settings(store_url: str, tmp: Path) -> dict:
+def _user_settings(store_url: str, model: Path, tmp: Path) -> dict:
     return {
         "crlhf.pythonPath": sys.executable,
         "crlhf.storeUrl": store_url,
         "crlhf.backend": "local",
-        "crlhf.model": str(build_tiny_model()),
+        "crlhf.model": str(model),
         "crlhf.maxTokens": 24,
         "crlhf.temperature": 0,
         "crlhf.device": "cpu",
@@ -226,92 +192,98 @@ def _user_settings(store_url: str, tmp: Path) -> dict:
     }
 
 
-@pytest.mark.timeout(2400)
-def test_vscode_end_to_end(toolchain: Path, vsix: Path, store, artifacts: Path, tmp_path: Path):
-    store_url, tokens = store
-    review_completion = _post_review_completion(store_url, tokens["bob"])
-    env = _clean_env(tmp_path)
+@contextlib.contextmanager
+def _code_server(toolchain: Path, vsix: Path, settings: dict, tmp: Path, artifacts: Path):
+    """A fresh profile with the .vsix and ``settings``; yields (url, env, settings file)."""
+    env = _clean_env(tmp)
     env["PATH"] = f"{toolchain / 'node24/node_modules/node/bin'}{os.pathsep}{env['PATH']}"
-    code_server = toolchain / "code-server/node_modules/.bin/code-server"
-    data, extensions = tmp_path / "data", tmp_path / "extensions"
-    (data / "User").mkdir(parents=True)
-    (data / "User" / "settings.json").write_text(json.dumps(_user_settings(store_url, tmp_path)))
+    code_server = str(toolchain / "code-server/node_modules/.bin/code-server")
+    data = tmp / "data"
+    settings_file = data / "User" / "settings.json"
+    settings_file.parent.mkdir(parents=True)
+    settings_file.write_text(json.dumps(settings))
     port = _free_port()
-    config = tmp_path / "cs.yaml"
+    config = tmp / "cs.yaml"
     config.write_text(f"bind-addr: 127.0.0.1:{port}\nauth: none\ncert: false\n")
-    profile = [
-        "--config",
-        str(config),
-        "--user-data-dir",
-        str(data),
-        "--extensions-dir",
-        str(extensions),
-    ]
-    subprocess.run(
-        [str(code_server), *profile, "--install-extension", str(vsix)], env=env, check=True
-    )
-
-    workspace = tmp_path / "workspace"
-    workspace.mkdir()
-    (workspace / "calc.py").write_text("def sub(a, b):\n    return a - b\n\n\n")
-    flags = [
-        "--auth",
-        "none",
-        "--disable-telemetry",
-        "--disable-update-check",
-        "--disable-workspace-trust",
-    ]
+    profile = ["--config", str(config), "--user-data-dir", str(data)]
+    profile += ["--extensions-dir", str(tmp / "extensions")]
+    install = [code_server, *profile, "--install-extension", str(vsix)]
+    subprocess.run(install, env=env, check=True)
+    flags = ["--auth", "none", "--disable-telemetry", "--disable-update-check"]
+    flags += ["--disable-workspace-trust", "--bind-addr", f"127.0.0.1:{port}"]
     with open(artifacts / "code-server.log", "w") as log:
         server = subprocess.Popen(
-            [str(code_server), *profile, "--bind-addr", f"127.0.0.1:{port}", *flags],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            [code_server, *profile, *flags], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-        try:
-            _wait_http(f"http://127.0.0.1:{port}/healthz", server, 120)
-            started = time.monotonic()
-            drive = subprocess.run(
-                ["node", str(VSCODE / "drive.mjs")],
-                capture_output=True,
-                text=True,
-                timeout=1500,
-                env={
-                    **env,
-                    "CS_URL": f"http://127.0.0.1:{port}",
-                    "WORKSPACE": str(workspace),
-                    "FILE": "calc.py",
-                    "TOKEN": tokens["alice"],
-                    "ARTIFACTS": str(artifacts),
-                    "SLOW": SLOW,
-                    "SETTINGS": str(data / "User" / "settings.json"),
-                    "PLAYWRIGHT": str(toolchain / "tools/node_modules/playwright-core"),
-                },
-            )
-        finally:
-            _stop(server)
-            for log_file in data.glob("logs/**/*crlhf*.log"):
-                shutil.copy(log_file, artifacts / f"extension-{log_file.name}")
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/healthz", server, 120)
+        yield f"http://127.0.0.1:{port}", env, settings_file
+    finally:
+        _stop(server)
+        for log_file in data.glob("logs/**/*crlhf*.log"):
+            shutil.copy(log_file, artifacts / f"extension-{log_file.name}")
+
+
+def _drive(env: dict[str, str], artifacts: Path, **inputs: str) -> list[dict]:
+    """Runs drive.mjs; returns its step reports (and leaves its output in drive.log)."""
+    drive = subprocess.run(
+        ["node", str(VSCODE / "drive.mjs")],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        env={**env, **inputs, "ARTIFACTS": str(artifacts), "SLOW": SLOW},
+    )
     (artifacts / "drive.log").write_text(drive.stdout + "\n--- stderr ---\n" + drive.stderr)
     steps = [json.loads(line) for line in drive.stdout.splitlines() if line.startswith("{")]
-    print(f"browser scenario: {time.monotonic() - started:.1f} s", *steps, sep="\n")
+    print(*steps, sep="\n")
     failed = [s for s in steps if not s["ok"]]
     assert steps and steps[-1]["step"] == "done" and not failed, (failed, drive.stderr[-3000:])
+    return steps
 
+
+def _ratings(live_store, review_completion: str, artifacts: Path) -> tuple[set, set]:
+    """Alice's (line, label) pairs on her own completion and on the review task."""
     # The ratings travel through crlhf-lsp's outbox: give it time to flush.
     deadline = time.monotonic() + 120
     while True:
-        labels = [x for x in _labels(store_url, tokens["admin"]) if x["annotator"] == "alice"]
+        labels = _labels(live_store.url, live_store.admin_token)
+        labels = [x for x in labels if x["annotator"] == "alice"]
         own = {(x["line"], x["label"]) for x in labels if x["completion_id"] != review_completion}
-        review = {
-            (x["line"], x["label"]) for x in labels if x["completion_id"] == review_completion
-        }
-        done = (0, -1) in own and any(label == 1 for _, label in own) and len(review) == 2
-        if done or time.monotonic() > deadline:
-            break
+        task = {(x["line"], x["label"]) for x in labels if x["completion_id"] == review_completion}
+        if (len(own) >= 2 and len(task) >= 2) or time.monotonic() > deadline:
+            (artifacts / "labels.json").write_text(json.dumps(labels, indent=1))
+            return own, task
         time.sleep(2)
-    (artifacts / "labels.json").write_text(json.dumps(labels, indent=1))
+
+
+@pytest.mark.timeout(2400)
+def test_vscode_end_to_end(
+    toolchain: Path, vsix: Path, live_store, tiny_model: Path, artifacts: Path, tmp_path: Path
+):
+    review_completion = _post_review_completion(live_store.url, live_store.new_token("bob"))
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / "calc.py").write_text("def sub(a, b):\n    return a - b\n\n\n")
+    settings = _user_settings(live_store.url, tiny_model, tmp_path)
+    try:
+        with _code_server(toolchain, vsix, settings, tmp_path, artifacts) as (url, env, file):
+            started = time.monotonic()
+            _drive(
+                env,
+                artifacts,
+                CS_URL=url,
+                WORKSPACE=str(workspace),
+                FILE="calc.py",
+                TOKEN=live_store.annotator_token,
+                SETTINGS=str(file),
+                PLAYWRIGHT=str(toolchain / "tools/node_modules/playwright-core"),
+            )
+            print(f"browser scenario: {time.monotonic() - started:.1f} s")
+    finally:
+        (artifacts / "store.log").write_text(live_store.log())
+
+    own, task = _ratings(live_store, review_completion, artifacts)
     # 👎 on the accepted completion's first line (lightbulb), 👍 on its last (keys).
-    assert (0, -1) in own and any(label == 1 for _, label in own), labels
+    assert (0, -1) in own and any(label == 1 for _, label in own), own
     # The review task: line 0 👍 (lightbulb), line 1 👎 (keys).
-    assert review == {(0, 1), (1, -1)}, labels
+    assert task == {(0, 1), (1, -1)}, task
