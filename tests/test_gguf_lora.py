@@ -2,10 +2,18 @@
 
 The delta check: for the same token ids, the change the LoRA makes to the next-token
 log-probs under llama.cpp (adapter on − off) must equal the change under transformers + peft
-(adapter on − ``disable_adapter()``). On the tiny model both bases are the same f32 weights,
-so the only differences are float summation order: tolerance 2e-3 nats over the whole
-vocabulary, while the LoRA itself moves log-probs by ~0.1–1 nats. (On the quantised default
-model the tolerance follows the bases' own gap; see test_llamacpp_default_model.py.)
+(adapter on − ``disable_adapter()``), over the whole vocabulary. On the tiny model both bases
+are the same f32 weights, so:
+
+- with an f32 KV cache the two agree to float rounding: tolerance 1e-4 nats (measured
+  ≤ 1e-5 for deltas of 3–8 nats), which pins the conversion itself (names, A/B layout,
+  q/k row permutation, rsLoRA and per-module rank folding);
+- with llama.cpp's default f16 KV cache (what crlhf-lsp runs), keys and values are rounded
+  to 11 significant bits, about 5e-4 relative, which moves log-probs by up to ~1e-2 nats
+  for these deliberately strong adapters: tolerance 0.02 nats.
+
+(On the quantised default model the tolerance follows the bases' own gap; see
+test_llamacpp_default_model.py.)
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from tiny_gguf import build_tiny_gguf  # noqa: E402
 from tiny_model import build_tiny_model  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-DELTA_TOLERANCE = 2e-3
+DELTA_TOLERANCE = 1e-4  # f32 KV cache
+F16_KV_TOLERANCE = 0.02  # llama.cpp's default f16 KV cache
 PROMPTS = [
     "def fib(n):\n    if n < 2:\n        return n\n",
     "class Point:\n\tdef __init__(self, x, y):\r\n",
@@ -54,6 +63,13 @@ def make_adapter(out: Path, *, seed: int, **lora) -> Path:
 @pytest.fixture(scope="module")
 def engine():
     engine = LlamaCppEngine(build_tiny_gguf(), n_ctx=1024, n_threads=2)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture(scope="module")
+def exact_engine():
+    engine = LlamaCppEngine(build_tiny_gguf(), n_ctx=1024, n_threads=2, kv_f32=True)
     yield engine
     engine.close()
 
@@ -109,21 +125,27 @@ def test_gguf_lora_metadata_and_tensors(adapters, tmp_path):
     assert names["blk.1.ffn_down.weight.lora_a"] == (128, 4)
 
 
-@pytest.mark.parametrize("kind", ["plain", "rslora"])
-def test_delta_check_llamacpp_matches_peft(engine, adapters, tmp_path, kind):
-    gguf_path = convert_peft_to_gguf(adapters[kind], tmp_path / f"{kind}.gguf").path
-    prompts = [engine.tokenize(p) for p in PROMPTS]
-    expected = peft_deltas(adapters[kind], prompts)
+def lora_deltas(engine: LlamaCppEngine, gguf_path: Path, prompts) -> list[np.ndarray]:
     engine.set_adapter(None)
     base = [engine.next_token_logprobs(ids) for ids in prompts]
     engine.set_adapter(gguf_path)
     try:
-        adapted = [engine.next_token_logprobs(ids) for ids in prompts]
+        return [engine.next_token_logprobs(ids) - b for ids, b in zip(prompts, base, strict=True)]
     finally:
         engine.set_adapter(None)
-    for want, on, off in zip(expected, adapted, base, strict=True):
-        assert np.abs(want).max() > 0.05  # the LoRA really changes the distribution
-        np.testing.assert_allclose(on - off, want, atol=DELTA_TOLERANCE)
+
+
+@pytest.mark.parametrize("kind", ["plain", "rslora"])
+def test_delta_check_llamacpp_matches_peft(engine, exact_engine, adapters, tmp_path, kind):
+    gguf_path = convert_peft_to_gguf(adapters[kind], tmp_path / f"{kind}.gguf").path
+    prompts = [engine.tokenize(p) for p in PROMPTS]
+    expected = peft_deltas(adapters[kind], prompts)
+    exact = lora_deltas(exact_engine, gguf_path, prompts)
+    served = lora_deltas(engine, gguf_path, prompts)
+    for want, got, got_f16 in zip(expected, exact, served, strict=True):
+        assert np.abs(want).max() > 0.5  # the LoRA really changes the distribution
+        np.testing.assert_allclose(got, want, atol=DELTA_TOLERANCE)
+        np.testing.assert_allclose(got_f16, want, atol=F16_KV_TOLERANCE)
 
 
 def test_swap_at_run_time_rolls_back_and_returns_to_base(engine, adapters, tmp_path):

@@ -93,6 +93,7 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         n_batch: int = 512,
         seed: int = 0,
+        kv_f32: bool = False,
     ) -> None:
         try:
             from llama_cpp import Llama
@@ -115,6 +116,9 @@ class LlamaCppEngine:
                 seed=seed,
                 logits_all=False,
                 verbose=False,
+                # llama.cpp's default f16 KV cache rounds keys/values (~5e-4 relative); f32
+                # is for exact comparisons with transformers.
+                **({"type_k": 0, "type_v": 0} if kv_f32 else {}),
             )
         except (ValueError, RuntimeError) as exc:
             raise LlamaCppError(f"llama.cpp cannot load {path}: {exc}") from exc
