@@ -84,7 +84,7 @@ def test_export_cursors_neither_skip_nor_repeat_while_ratings_are_written(
     store = server
     c = completion(text="\n".join(f"line {i}" for i in range(50)))
     _post(store.url, store.annotator_token, "/v1/completions", {"completions": [c]})
-    writers, batches, per_batch = 4, 15, 20
+    writers, batches, per_batch = 4, 10, 25
     stop = threading.Event()
     seen: list[int] = []
     start = _export_all(store)[1]  # rows of earlier tests are not this test's business
@@ -98,9 +98,9 @@ def test_export_cursors_neither_skip_nor_repeat_while_ratings_are_written(
     def read() -> None:
         after = start
         while not stop.is_set():
-            labels, after = _export_all(store, after, limit=7)
+            labels, after = _export_all(store, after, limit=40)
             seen.extend(x.rating_id for x in _mine(labels, [c]))
-        labels, after = _export_all(store, after, limit=7)
+        labels, after = _export_all(store, after, limit=40)
         seen.extend(x.rating_id for x in _mine(labels, [c]))
 
     reader = threading.Thread(target=read)

@@ -18,7 +18,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from store_helpers import completion
 
-EXAMPLES = 10
+EXAMPLES = 6
 EXCLUDED = [
     # A schema-valid batch may still name an unknown completion: the contract says 422.
     schemathesis.checks.positive_data_acceptance,
