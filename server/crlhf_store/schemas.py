@@ -17,6 +17,7 @@ GET  /v1/review/next                  —                          :class:`Revie
 GET  /v1/labels/export                ?after=&limit=             :class:`LabelExport`
 GET  /v1/completions/export           ?after=&limit=             :class:`CompletionExport`
 POST /v1/aggregation-runs             :class:`AggregationRunIn`  :class:`AggregationRunOut`
+GET  /v1/aggregation-runs             ?limit=                    list[:class:`AggregationRunOut`]
 POST /v1/adapters                     multipart (see below)      :class:`AdapterOut`
 GET  /v1/adapters                     —                          list[:class:`AdapterOut`]
 GET  /v1/adapters/latest              —                          :class:`AdapterOut` or 404
