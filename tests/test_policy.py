@@ -104,3 +104,14 @@ def test_the_two_advantages(logged):
     assert torch.allclose(line[b.mask.bool()], b.credit[b.mask.bool()] - 0.5)
     with pytest.raises(TrainConfigError, match="unknown method"):
         advantage_fn("ppo")
+
+
+def test_logged_log_probs_of_another_distribution_can_be_ignored(logged):
+    model_dir, ex = logged
+    policy = load_policy(str(model_dir), TrainConfig())
+    b = collate(ex, 0)
+    b.old_logprobs = b.old_logprobs - 1.0  # as if a quantised model had logged them
+    _, stats = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0)
+    assert stats["clip_frac"] == 1.0  # every ratio e^1 is outside the trust region
+    _, stats = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0, use_logged=False)
+    assert stats["clip_frac"] == 0.0

@@ -80,6 +80,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-accum", type=int, default=4)
     p.add_argument("--lr", type=float, default=2e-4)
     p.add_argument("--kl-coef", type=float, default=0.05)
+    p.add_argument(
+        "--importance",
+        choices=["logged", "policy"],
+        default="logged",
+        help="ratio against the logged sampling log-probs (default) or the current policy "
+        "(when completions come from a quantised GGUF or sampled with temperature/top-p)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--no-continue",
@@ -172,6 +179,7 @@ def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
         grad_accum=getattr(args, "grad_accum", 4),
         lr=getattr(args, "lr", 2e-4),
         kl_coef=getattr(args, "kl_coef", 0.05),
+        importance=getattr(args, "importance", "logged"),
         seed=getattr(args, "seed", 0),
         device=getattr(args, "device", "auto"),
     )

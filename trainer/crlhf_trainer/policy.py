@@ -14,7 +14,8 @@ peft's ``disable_adapter()``, so no second copy of the model is held. k3 (Schulm
 is never negative, unlike the plain log-ratio. A completion logged by an older adapter is
 off-policy; the ratio against its logged log-probs corrects for that, and the clip keeps
 one update from moving far on a stale sample. When no log-probs were logged the ratio is
-taken against the current policy (on-policy assumption: ``r_t = 1``, gradient unchanged).
+taken against the current policy (on-policy assumption: ``r_t = 1``, gradient unchanged);
+``use_logged=False`` does the same on purpose, for log-probs of another distribution.
 
 The advantage ``A_t`` is where the two variants differ (chosen once, by name):
 
@@ -211,15 +212,20 @@ def policy_loss(
     clip: float = 0.2,
     kl_coef: float = 0.05,
     peft_model: torch.nn.Module | None = None,
+    use_logged: bool = True,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of the module docstring and a few numbers to log.
 
     ``model`` may be wrapped (DDP, FSDP); ``peft_model`` is the unwrapped PEFT model whose
-    ``disable_adapter()`` gives the base (defaults to ``model``).
+    ``disable_adapter()`` gives the base (defaults to ``model``). ``use_logged=False``
+    ignores the logged log-probs (ratio against the current policy): for completions logged
+    by a different numeric model (a quantised GGUF under llama.cpp) or with sampling
+    settings (temperature, top-p) that make the logged log-probs a different distribution.
     """
     logp = token_logprobs(model, batch)
     ref = reference_logprobs(peft_model or model, batch) if kl_coef > 0 else logp.detach()
-    old = torch.where(torch.isnan(batch.old_logprobs), logp.detach(), batch.old_logprobs)
+    logged = batch.old_logprobs if use_logged else torch.full_like(logp, float("nan"))
+    old = torch.where(torch.isnan(logged), logp.detach(), logged)
     adv = advantage(batch, baseline)
     surrogate = _per_completion_mean(clipped_surrogate(logp, old, adv, clip), batch.mask)
     kl = _per_completion_mean(kl_k3(logp, ref), batch.mask)

@@ -39,6 +39,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip: float = 0.2  # PPO clip ε of the importance ratio
     kl_coef: float = 0.05  # β of the k3 KL penalty to the base model
+    # logged: importance ratio against crlhf-lsp's logged sampling log-probs; policy: against
+    # the current policy (when the logger ran a quantised GGUF or sampled with temperature /
+    # top-p, its log-probs are of another distribution and would be clipped as off-policy)
+    importance: str = "logged"
     baseline_momentum: float = 0.9  # EMA of the reward baseline
     max_grad_norm: float = 1.0
     lora_r: int = 16
@@ -54,6 +58,8 @@ class TrainConfig:
         advantage_fn(self.method)  # raises on an unknown method
         if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise TrainConfigError("max_steps, batch_size and grad_accum must be ≥ 1")
+        if self.importance not in ("logged", "policy"):
+            raise TrainConfigError(f"importance {self.importance!r}: use logged or policy")
         if self.device not in ("auto", "cpu", "cuda"):
             raise TrainConfigError(f"device {self.device!r}: use auto, cpu or cuda")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -217,6 +223,7 @@ def train(
                     baseline.value,
                     clip=config.clip,
                     kl_coef=config.kl_coef,
+                    use_logged=config.importance == "logged",
                     peft_model=policy,
                 )
                 accelerator.backward(loss / config.grad_accum)
