@@ -109,16 +109,13 @@ def pass_plot(before: dict[str, float], after: dict[str, float]) -> str:
     fig, ax = _figure()
     names = sorted(k for k in before.keys() | after.keys() if "pass@" in k)
     x = range(len(names))
-    ax.bar(
-        [i - 0.2 for i in x],
-        [before.get(n, 0) for n in names],
-        0.4,
-        label="before",
-        color="#8d99ae",
-    )
-    ax.bar(
-        [i + 0.2 for i in x], [after.get(n, 0) for n in names], 0.4, label="after", color="#2a9d8f"
-    )
+    for offset, values, label, colour in (
+        (-0.2, before, "before", "#8d99ae"),
+        (0.2, after, "after", "#2a9d8f"),
+    ):
+        heights = [values.get(n, 0) for n in names]
+        bars = ax.bar([i + offset for i in x], heights, 0.4, label=label, color=colour)
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(list(x), names, fontsize=8)
     top = max([0.1, *(before.get(n, 0) for n in names), *(after.get(n, 0) for n in names)])
     ax.set(ylabel="pass rate", ylim=(0, min(1.0, top * 1.2)))

@@ -340,6 +340,9 @@ class Demo:
 
             def progress(stage: str, advance: int, total: int | None) -> None:
                 if stage not in tasks:
+                    for task in bar.tasks:  # a new stage: the earlier ones are done
+                        bar.update(task.id, total=task.completed)
+                        bar.stop_task(task.id)
                     tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
                 bar.update(tasks[stage], advance=advance, total=total)
 
