@@ -7,6 +7,7 @@ completion) and ``settings`` as ``initializationOptions``, and shuts it down aft
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import contextlib
 import os
@@ -70,9 +71,13 @@ async def lsp_session(
         )
         client.init_result = result  # type: ignore[attr-defined]
         yield client
-        await asyncio.wait_for(client.shutdown_session(), 30)
+        await asyncio.wait_for(client.shutdown_session(), 60)
     finally:
-        await client.stop()
+        server = client._server
+        if server is not None and server.returncode is None:
+            server.kill()  # a failed test: do not wait for a polite exit
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.stop(), 30)
 
 
 def open_doc(client: LanguageClient, uri: str, text: str, language: str = "python") -> None:
@@ -122,9 +127,10 @@ async def inline(client: LanguageClient, uri: str, line: int, character: int) ->
 
 
 async def command(client: LanguageClient, name: str, *args: Any) -> Any:
-    return await client.workspace_execute_command_async(
+    result = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command=name, arguments=list(args))
     )
+    return _plain(result)
 
 
 async def request(client: LanguageClient, method: str, params: Any = None) -> Any:
@@ -150,7 +156,13 @@ async def code_actions(client: LanguageClient, uri: str, first: int, last: int) 
     found = []
     for item in result or []:
         cmd = item.command if isinstance(getattr(item, "command", None), types.Command) else item
-        found.append((item.title, cmd.command, list(cmd.arguments or [])))
+        name, args = cmd.command, list(cmd.arguments or [])
+        if isinstance(name, str) and name.startswith("{"):
+            # The converter read a CodeAction as a Command whose ``command`` is the repr of
+            # the CodeAction's command object: read that object back.
+            inner = ast.literal_eval(name)
+            name, args = inner["command"], list(inner.get("arguments") or [])
+        found.append((item.title, name, args))
     return found
 
 

@@ -5,6 +5,7 @@
   dedents below the cursor's line, or that comes back to its indentation after a deeper
   block (``else:``/``elif``/``except``/``finally``/closing brackets continue it), after two
   blank lines in a row, or after ``MAX_LINES`` lines.
+- A line repeating the line before it ends the completion (small models loop).
 - A tail that repeats the suffix (the ``)`` already after the cursor, or the next lines
   of the file) is trimmed; an empty or whitespace-only result is dropped.
 
@@ -49,6 +50,7 @@ class Cutter:
         base = _indent(first)
         deeper = False
         blanks = 0
+        previous = lines[0].strip()
         for i, line in enumerate(lines[1:], start=1):
             last = i == len(lines) - 1
             if not line.strip():
@@ -57,6 +59,9 @@ class Cutter:
                     return "\n".join(lines[:i]), True
                 continue
             blanks = 0
+            if line.strip() == previous and not last:  # a model repeating itself
+                return "\n".join(lines[:i]), True
+            previous = line.strip()
             indent = _indent(line)
             ends = indent < base or (
                 indent == base and deeper and not line.lstrip().startswith(CONTINUATIONS)

@@ -64,10 +64,16 @@ def build_prompt(
 def _trim_top(text: str, budget: int, count_tokens: Callable[[str], int]) -> str:
     max_chars = budget * CHARS_PER_TOKEN_MAX
     lines = text.split("\n")
-    drop = 0
+    # Jump to the first chunk boundary within max_chars of the end (huge files), then
+    # drop chunk after chunk until the tokens fit.
+    size, first = 0, len(lines)
+    while first > 0 and size + len(lines[first - 1]) + 1 <= max_chars:
+        first -= 1
+        size += len(lines[first]) + 1
+    drop = -(-first // CHUNK_LINES) * CHUNK_LINES
     while drop < len(lines) - 1:
         kept = "\n".join(lines[drop:])
-        if len(kept) <= max_chars and count_tokens(kept) <= budget:
+        if count_tokens(kept) <= budget:
             return kept
         drop += CHUNK_LINES
     last = lines[-1]  # one enormous line: cut characters from its start

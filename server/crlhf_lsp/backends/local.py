@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,8 @@ class LocalBackend(Backend):
         self.peft: Any = None  # a PeftModel once an adapter was loaded
         self.adapter: str | None = None
         self._caches: OrderedDict[str, _Cached] = OrderedDict()
+        # A pause after each token, for tests and demos of cancellation only.
+        self._token_delay = float(os.environ.get("CRLHF_TOKEN_DELAY_S") or 0)
         params = inspect.signature(self.base.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"  # renamed in 5.x
 
@@ -105,6 +108,8 @@ class LocalBackend(Backend):
                 break
             if len(generated) == request.max_tokens or cancel.is_set():
                 break
+            if self._token_delay:
+                time.sleep(self._token_delay)
             logits = self._forward([token], past)
             fed.append(token)
         self._keep_cache(request.cache_key, fed, past)
