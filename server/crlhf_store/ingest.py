@@ -34,6 +34,9 @@ def insert_ignoring_duplicates(
     # One cached statement executed with many parameter sets: SQLAlchemy's
     # "insertmanyvalues" batches them into multi-row INSERTs at the driver, whereas
     # `.values(rows)` would compile a fresh statement per batch (most of the CPU time).
+    # Rows in key order: two batches that share keys then take their unique-index locks in
+    # the same order on PostgreSQL, so they wait for each other instead of deadlocking.
+    rows = sorted(rows, key=lambda row: str(row[key]))
     stmt = insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
     return session.execute(stmt, rows).scalars().all()
 
