@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
+# llama-cpp-python ships as source only: pip compiles llama.cpp (~5-10 min on 2 cores).
+# Build its wheel once into a cache outside the repo; later venvs install it in seconds.
+WHEELHOUSE ?= $(HOME)/.cache/crlhf/wheels
+LLAMA_CPP ?= llama-cpp-python>=0.3.36
 
 .PHONY: install test lint format demo store bench clean
 
@@ -14,7 +18,10 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[store,lsp,train,dev,model,demo]"
+	mkdir -p "$(WHEELHOUSE)"
+	ls "$(WHEELHOUSE)"/llama_cpp_python-*.whl >/dev/null 2>&1 || \
+		$(BIN)/pip wheel -q --no-deps -w "$(WHEELHOUSE)" "$(LLAMA_CPP)"
+	$(BIN)/pip install -q --find-links "$(WHEELHOUSE)" -e ".[store,lsp,train,dev,model,demo]"
 	touch $(STAMP)
 
 install: $(STAMP)
