@@ -18,6 +18,7 @@ from typing import Any
 
 from lsprotocol import types
 from pytest_lsp import LanguageClient
+from pytest_lsp.client import make_test_lsp_client
 
 CAPABILITIES = types.ClientCapabilities(
     general=types.GeneralClientCapabilities(position_encodings=[types.PositionEncodingKind.Utf16]),
@@ -58,7 +59,7 @@ async def lsp_session(
     capabilities: types.ClientCapabilities = CAPABILITIES,
     env: dict[str, str] | None = None,
 ) -> AsyncIterator[LanguageClient]:
-    client = LanguageClient()
+    client = make_test_lsp_client()  # records window/logMessage, showMessage …
     full_env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     await client.start_io(sys.executable, "-m", "crlhf_lsp", "--stdio", env=full_env | (env or {}))
     try:

@@ -1,0 +1,94 @@
+"""Adapters end to end: published in a real store, polled, verified, hot-swapped by crlhf-lsp
+while completions keep being requested; bad adapters are refused and the old one stays."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from lsp_harness import command, inline, lsp_session, open_doc, request, settings_for, wait_until
+from tiny_model import make_tiny_adapter
+
+URI = "file:///work/swap.py"
+SOURCE = "import os\n\n\ndef mean(values):\n    "
+
+
+def _publish(live_store, folder: Path, version: str, model: Path) -> None:  # type: ignore[no-untyped-def]
+    with live_store.client(live_store.trainer_token) as store:
+        store.upload_adapter(folder, version=version, base_model=str(model))
+        store.publish_adapter(version)
+
+
+def _misfit(folder: Path) -> Path:
+    """The same adapter with one LoRA matrix of the wrong shape for the model."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "adapter_model.safetensors"
+    state = load_file(str(path))
+    key = next(k for k in state if "lora_A" in k)
+    state[key] = torch.zeros(state[key].shape[0], state[key].shape[1] + 3)
+    save_file(state, str(path))
+    return folder
+
+
+async def test_adapter_hot_swap_during_completions_and_refusals(
+    tmp_path: Path, tiny_model: Path, live_store
+) -> None:
+    _publish(live_store, make_tiny_adapter(tiny_model, tmp_path / "v1", seed=1), "v1", tiny_model)
+    settings = settings_for(
+        tmp_path,
+        tiny_model,
+        storeUrl=live_store.url,
+        token=live_store.annotator_token,
+        adapterPollSeconds=0.5,
+    )
+    async with lsp_session(settings) as client:
+        open_doc(client, URI, SOURCE)
+        answers: list[int] = []
+        done = asyncio.Event()
+
+        async def keep_asking() -> None:
+            while not done.is_set():
+                answers.append(len(await inline(client, URI, 4, 4)))
+
+        asker = asyncio.ensure_future(keep_asking())
+        status = await wait_until(lambda: _status_when(client, adapterVersion="v1"), timeout=120)
+        count = len(answers)
+        await wait_until(lambda: len(answers) >= count + 3, timeout=60)  # after the swap too
+        done.set()
+        await asyncio.wait_for(asker, 60)  # raises if any request failed
+        assert answers and all(n == 1 for n in answers)  # none failed, none came back empty
+        assert status["model"] == str(tiny_model)
+        assert any("adapter v1 loaded" in m.message for m in client.log_messages)
+
+        # A published adapter that does not fit the model: refused, v1 stays.
+        _publish(
+            live_store, _misfit(make_tiny_adapter(tiny_model, tmp_path / "v2")), "v2", tiny_model
+        )
+        assert await command(client, "crlhf.checkAdapter") == {"version": "v1", "swapped": False}
+        assert any("adapter v2 refused" in m.message for m in client.log_messages)
+
+        # One whose files were damaged in the store: the checksum fails, v1 stays.
+        _publish(
+            live_store, make_tiny_adapter(tiny_model, tmp_path / "v3", seed=3), "v3", tiny_model
+        )
+        for path in (live_store.data_dir / "adapters").rglob("adapter_model.safetensors"):
+            if "v3" in str(path):
+                path.write_bytes(path.read_bytes()[:-8] + b"garbage!")
+        assert await command(client, "crlhf.checkAdapter") == {"version": "v1", "swapped": False}
+        assert any("adapter v3 refused" in m.message for m in client.log_messages)
+        [item] = await inline(client, URI, 4, 4)
+        assert item.insert_text.strip()
+
+        # And a good one after them is loaded.
+        _publish(
+            live_store, make_tiny_adapter(tiny_model, tmp_path / "v4", seed=4), "v4", tiny_model
+        )
+        assert await command(client, "crlhf.checkAdapter") == {"version": "v4", "swapped": True}
+        assert (await request(client, "crlhf/status"))["adapterVersion"] == "v4"
+
+
+async def _status_when(client, **expected):  # type: ignore[no-untyped-def]
+    status = await request(client, "crlhf/status")
+    return status if all(status[k] == v for k, v in expected.items()) else None
