@@ -8,7 +8,7 @@ TORCH ?= torch==2.13.0
 # llama-cpp-python ships as source only: pip compiles llama.cpp (~5-10 min on 2 cores).
 # Build its wheel once into a cache outside the repo; later venvs install it in seconds.
 WHEELHOUSE ?= $(HOME)/.cache/crlhf/wheels
-LLAMA_CPP ?= llama-cpp-python>=0.3.36
+LLAMA_CPP ?= llama-cpp-python==0.3.36
 
 .PHONY: install test lint format demo store bench clean
 
