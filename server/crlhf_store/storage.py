@@ -14,7 +14,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,10 +48,10 @@ class LocalFolderStorage(AdapterStorage):
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _path(self, key: str, name: str | None = None) -> Path:
-        for part in (key, name or "x"):
+        for part in (key,) if name is None else (key, name):
             if "/" in part or "\\" in part or part in (".", "..") or not part:
                 raise ValueError(f"unsafe storage name {part!r}")
-        return self.root / key / name if name else self.root / key
+        return self.root / key if name is None else self.root / key / name
 
     def write(self, key: str, name: str, source: BinaryIO) -> tuple[str, int]:
         path = self._path(key, name)
@@ -85,7 +85,7 @@ class MemoryStorage(AdapterStorage):
         self.keys.setdefault(key, {})[name] = data
         return hashlib.sha256(data).hexdigest(), len(data)
 
-    def read(self, key: str, name: str) -> Iterable[bytes]:  # type: ignore[override]
+    def read(self, key: str, name: str) -> Iterator[bytes]:
         yield self.keys[key][name]
 
     def move(self, src: str, dst: str) -> None:
