@@ -83,6 +83,8 @@ class CompletionRecord:
     line_suffix: str
     text: str
     row: CompletionIn
+    around: tuple[str, str] = ("", "")
+    """The document before the cursor's line and after it, when the suggestion was made."""
     queued: bool = False
     tracked: bool = False
 
@@ -283,6 +285,8 @@ class CrlhfServer(LanguageServer):
         record = self.state.suggestions.get(cursor.uri)
         if record is None or record.line != cursor.line or record.line_suffix != cursor.line_suffix:
             return None
+        if record.around != _around(cursor):  # the document changed elsewhere
+            return None
         if not cursor.line_prefix.startswith(record.line_prefix):
             return None
         typed = cursor.line_prefix[len(record.line_prefix) :]
@@ -363,7 +367,13 @@ class CrlhfServer(LanguageServer):
             prompt_token_ids=generation.prompt_token_ids,
         )
         return CompletionRecord(
-            cursor.uri, cursor.line, cursor.line_prefix, cursor.line_suffix, text, row
+            cursor.uri,
+            cursor.line,
+            cursor.line_prefix,
+            cursor.line_suffix,
+            text,
+            row,
+            around=_around(cursor),
         )
 
     def _remember(self, record: CompletionRecord) -> None:
@@ -476,6 +486,11 @@ class CrlhfServer(LanguageServer):
                 )
             )
         return actions
+
+
+def _around(cursor: Cursor) -> tuple[str, str]:
+    head = cursor.prefix[: len(cursor.prefix) - len(cursor.line_prefix)]
+    return head, cursor.suffix[len(cursor.line_suffix) :]
 
 
 def _uuid(value: Any) -> uuid.UUID:
