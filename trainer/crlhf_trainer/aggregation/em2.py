@@ -102,9 +102,8 @@ class TwoCoinEM:
         n_pos, n_neg = np.split(np.bincount(design.indices, minlength=2 * m).astype(float), 2)
         gold_idx, gold_truth = labels.gold_arrays()
         gold_q = (gold_truth > 0).astype(np.float64)
-        free = np.ones(n, dtype=bool)
-        free[gold_idx] = False
-        n_free = int(free.sum())
+        n_free = n - len(gold_idx)
+        gold_q_sum = float(gold_q.sum())
 
         def m_step(q: np.ndarray):
             # soft counts: TP, FN = Σ q over each annotator's +1 and -1 labels
@@ -130,7 +129,7 @@ class TwoCoinEM:
         for n_iter in range(1, self.max_iter + 1):  # noqa: B007 - reported as n_iter_
             q, evidence = e_step(alpha, beta, prior)
             tp, fn, fp, tn = m_step(q)
-            prior = self._class_prior(q[free].sum(), n_free)
+            prior = self._class_prior(q.sum() - gold_q_sum, n_free)
             new_alpha, new_beta = self._coins(tp, fn, fp, tn)
             moved = np.abs(np.concatenate([new_alpha - alpha, new_beta - beta])).max(initial=0)
             alpha, beta = new_alpha, new_beta
@@ -141,7 +140,7 @@ class TwoCoinEM:
         # exactly the parameters of the reported posteriors.
         q, _ = e_step(alpha, beta, prior)
         tp, fn, fp, tn = m_step(q)
-        q_free_sum = float(q[free].sum())
+        q_free_sum = float(q.sum()) - gold_q_sum
         alpha, beta = self._coins(tp, fn, fp, tn)
         q, evidence = e_step(alpha, beta, self._class_prior(q_free_sum, n_free))
 
@@ -367,7 +366,14 @@ def _design(labels: LabelSet):
     n, m = labels.n_items, labels.n_annotators
     col = labels.annotator_idx.astype(np.int32) + np.where(labels.label > 0, 0, m).astype(np.int32)
     ones = np.ones(labels.n_labels)
-    design = sparse.csr_matrix((ones, (labels.item_idx, col)), shape=(n, 2 * m))
+    items = labels.item_idx
+    if items.size and np.all(items[1:] >= items[:-1]):
+        # labels already grouped by line: the CSR row pointers are a running count
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(items, minlength=n), out=indptr[1:])
+        design = sparse.csr_matrix((ones, col, indptr), shape=(n, 2 * m))
+    else:
+        design = sparse.csr_matrix((ones, (items, col)), shape=(n, 2 * m))
     return design, design.T  # CSC view: Dᵀ @ q without a second copy of the labels
 
 
