@@ -145,7 +145,12 @@ async def test_ratings_reach_the_store_across_an_outage_and_a_restart(
     async with lsp_session(settings) as client:
         await wait_until(lambda: len(_labels(live_store)) == 2, timeout=90)
         await wait_until(lambda: _status_when(client, outboxPending=0), timeout=30)
-    assert sorted(_labels(live_store)) == sorted([(completion_id, 0, -1), (completion_id, 0, 1)])
+        assert sorted(_labels(live_store)) == sorted(
+            [(completion_id, 0, -1), (completion_id, 0, 1)]
+        )
+        # The review queue through crlhf-lsp: a task (or null when the queue is empty).
+        task = await command(client, "crlhf.nextReviewTask")
+        assert task is None or {"task_id", "completion_id", "text"} <= set(task)
 
 
 def _params(uri: str, line: int, character: int) -> types.InlineCompletionParams:

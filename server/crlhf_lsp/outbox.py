@@ -21,6 +21,7 @@ bound, as they are the user's explicit work.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -36,6 +37,7 @@ from crlhf_lsp.errors import OutboxFull
 Kind = Literal["completion", "event", "rating"]
 KINDS: tuple[Kind, ...] = ("completion", "event", "rating")
 BATCH = 200
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -161,14 +163,26 @@ class Outbox:
                 continue
             try:
                 sent = self.flush()
-            except StoreUnavailable:
+            except Exception as exc:  # StoreUnavailable, or anything odd: never die
+                if not isinstance(exc, StoreUnavailable):
+                    log.exception("outbox flush failed")
                 self._set_reachable(False)
                 self._delay = min(self.max_delay, max(self.base_delay, self._delay * 2))
                 continue
-            self._set_reachable(True)
             self._delay = 0.0
             if sent:
+                self._set_reachable(True)
                 self._wake.set()  # more may be waiting
+            elif self.pending() == 0:
+                self._set_reachable(self._healthy())
+
+    def _healthy(self) -> bool:
+        """``/healthz`` when there is nothing to send, so the status still knows the store."""
+        client = self.client
+        try:
+            return client is not None and client.healthy()
+        except Exception:  # a transport failing in an unexpected way is still "down"
+            return False
 
     def flush(self) -> int:
         """Send one batch per kind; the number of rows the store took (new or duplicate)."""
