@@ -35,7 +35,7 @@ format: install
 	$(BIN)/ruff format .
 
 test: install lint
-	@command -v nvim >/dev/null || apt-get install -y -q neovim  # crlhf-lsp's Neovim test
+	@command -v nvim >/dev/null || (apt-get update -q && apt-get install -y -q neovim)  # the Neovim LSP test
 	$(BIN)/python -m pytest -q -ra
 
 # make demo DEMO_ARGS="--full" (or --model ID, --work-dir DIR, --device cuda; crlhf demo --help)
