@@ -39,6 +39,7 @@ from tiny_model import build_tiny_model, make_tiny_adapter  # noqa: E402
 
 URI = "file:///bench/long.py"
 MAX_TOKENS = 24
+TYPING_PAUSE = 0.1
 
 
 def long_source(target_tokens: int, backend: LocalBackend) -> str:
@@ -140,6 +141,7 @@ async def over_lsp(
             for char in shown[:5]:
                 if char == "\n":
                     break
+                await asyncio.sleep(TYPING_PAUSE)  # a fast typist: ~120 ms a character
                 edit(client, URI, version, (last + 1, col), (last + 1, col), char)
                 version += 1
                 col += 1
@@ -185,7 +187,10 @@ def main() -> None:
     verdict = "OK" if ratio >= 2 else "MISSED"
     print(f"  speed-up                   {ratio:8.2f}×   target ≥ 2×: {verdict}")
     k50, k95 = pct(keys, 0.5), pct(keys, 0.95)
-    print(f"typed-through keystroke     p50 {ms(k50)}   p95 {ms(k95)}   (n={len(keys)})")
+    print(
+        f"typed-through keystroke     p50 {ms(k50)}   p95 {ms(k95)}   (n={len(keys)}, "
+        f"{TYPING_PAUSE * 1000:.0f} ms between keystrokes)"
+    )
     print(f"  target p95 ≤ 5 ms: {'OK' if k95 <= 0.005 else 'MISSED'}")
     s50 = statistics.median(swaps)
     print(f"adapter swap                p50 {ms(s50)}   max {ms(max(swaps))}")

@@ -25,6 +25,7 @@ CAPABILITIES = types.ClientCapabilities(
     text_document=types.TextDocumentClientCapabilities(
         synchronization=types.TextDocumentSyncClientCapabilities(),
         inline_completion=types.InlineCompletionClientCapabilities(),
+        inlay_hint=types.InlayHintClientCapabilities(),
         completion=types.CompletionClientCapabilities(),
         code_action=types.CodeActionClientCapabilities(
             code_action_literal_support=types.ClientCodeActionLiteralOptions(

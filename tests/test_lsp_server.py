@@ -131,6 +131,16 @@ async def test_ratings_reach_the_store_across_an_outage_and_a_restart(
             edit(client, URI, 4, (7, 0), (7, len(lines[5])), "zzzzzzzzzzzzzzzzzzzzzzzzz")
             assert await code_actions(client, URI, 7, 7) == []
         assert (await command(client, "crlhf.rate", *actions[1][2]))["rated"] == 1
+        hints = await client.text_document_inlay_hint_async(
+            types.InlayHintParams(
+                text_document=types.TextDocumentIdentifier(uri=URI),
+                range=types.Range(
+                    start=types.Position(line=0, character=0),
+                    end=types.Position(line=50, character=0),
+                ),
+            )
+        )
+        assert [(h.position.line, h.label) for h in hints] == [(6, "👎 rated")]
         labels = await wait_until(lambda: asyncio.to_thread(_labels, live_store), timeout=60)
         assert labels == [(completion_id, 0, -1)]
         assert (await request(client, "crlhf/status"))["storeReachable"] is True

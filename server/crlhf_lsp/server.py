@@ -6,6 +6,7 @@ LSP methods served (requests ⇢, notifications →, server-to-client ⇠):
 ``textDocument/inlineCompletion`` ⇢         ghost text from the model (LSP 3.18)
 ``textDocument/completion`` ⇢               the same for clients without inline completion
 ``textDocument/codeAction`` ⇢               👍/👎 quick fixes on lines of accepted completions
+``textDocument/inlayHint`` ⇢                "👍 rated" / "👎 rated" after rated lines
 ``workspace/executeCommand`` ⇢              ``crlhf.accepted(id)``, ``crlhf.rate(id, line,
                                             vote, …)``, ``crlhf.nextReviewTask()``,
                                             ``crlhf.checkAdapter()``, ``crlhf.toggleEnabled()``
@@ -488,6 +489,27 @@ class CrlhfServer(LanguageServer):
         return actions
 
 
+def _rated_hints(ls: CrlhfServer, uri: str, first: int, last: int) -> list[types.InlayHint]:
+    doc = ls.workspace.text_documents.get(uri)
+    if doc is None:
+        return []
+    lines = doc.lines
+    hints = []
+    for t in ls.tracker.at(uri, first, last):
+        vote = ls.state.votes.get((t.completion_id, t.index))
+        if vote is None or t.line >= len(lines):
+            continue
+        end = len(lines[t.line].rstrip("\r\n").encode("utf-16-le")) // 2
+        hints.append(
+            types.InlayHint(
+                position=types.Position(line=t.line, character=end),
+                label="👍 rated" if vote == 1 else "👎 rated",
+                padding_left=True,
+            )
+        )
+    return hints
+
+
 def _around(cursor: Cursor) -> tuple[str, str]:
     head = cursor.prefix[: len(cursor.prefix) - len(cursor.line_prefix)]
     return head, cursor.suffix[len(cursor.line_suffix) :]
@@ -612,6 +634,12 @@ def create_server() -> CrlhfServer:
         start, end = params.range.start, params.range.end
         last = end.line - 1 if end.line > start.line and end.character == 0 else end.line
         return ls.code_actions(params.text_document.uri, start.line, last)
+
+    @server.feature(types.TEXT_DOCUMENT_INLAY_HINT)
+    def inlay_hint(ls: CrlhfServer, params: types.InlayHintParams) -> list[types.InlayHint]:
+        """Rated lines of accepted completions end with a discreet "👍 rated" / "👎 rated"."""
+        rng = params.range
+        return _rated_hints(ls, params.text_document.uri, rng.start.line, rng.end.line)
 
     @server.command(ACCEPTED)
     def accepted(ls: CrlhfServer, *args: Any) -> None:
