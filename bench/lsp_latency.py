@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -28,6 +29,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+# The direct side runs with the same threading as the server the harness starts.
+os.environ.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
 
 from crlhf_lsp.backends.base import GenerationRequest  # noqa: E402
 from crlhf_lsp.backends.local import LocalBackend  # noqa: E402

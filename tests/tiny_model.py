@@ -18,6 +18,8 @@ Use from tests: the session-scoped fixture ``tiny_model`` in ``tests/conftest.py
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import random
 import shutil
@@ -149,16 +151,22 @@ def build_tiny_model(folder: Path | None = None, *, steps: int = 150, seed: int 
     return folder
 
 
+@functools.lru_cache(maxsize=2)
+def _load_base(model_dir: str):  # type: ignore[no-untyped-def]
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir)
+
+
 def make_tiny_adapter(
     model_dir: Path, out_dir: Path, *, seed: int = 1, r: int = 4, scale: float = 0.5
 ) -> Path:
     """Save a LoRA adapter (q_proj, v_proj) with random non-zero weights into ``out_dir``."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    base = copy.deepcopy(_load_base(str(model_dir)))  # get_peft_model changes it in place
     config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"])
     model = get_peft_model(base, config)
     with torch.no_grad():
