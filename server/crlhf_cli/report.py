@@ -64,7 +64,7 @@ def reliability_plot(annotators: list[dict[str, Any]]) -> str:
         ylabel="estimated reliability (em2, 90% interval)",
     )
     ax.set_title("Annotators: estimated vs simulated")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left")
     return _svg(fig)
 
 
