@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from typing import BinaryIO
 
 from crlhf_lsp import __version__
 
@@ -38,7 +40,22 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--tcp wants HOST:PORT, not {args.tcp!r}")
             server.start_tcp(host or "127.0.0.1", int(port))
         else:
-            server.start_io()
+            server.start_io(sys.stdin.buffer, _private_stdout())
     finally:
         server.shutdown_all()
     return 0
+
+
+def _private_stdout() -> BinaryIO:
+    """The protocol's own copy of stdout; fd 1 itself is pointed at stderr.
+
+    Native libraries write to fd 1, and some (llama-cpp-python with ``verbose=False``) even
+    dup2 /dev/null over fds 1 and 2 process-wide while a model loads: an LSP reply written
+    by another thread in that window was lost, and the editor waited forever. The protocol
+    writes to a duplicate that nothing else knows about.
+    """
+    sys.stdout.flush()
+    protocol_fd = os.dup(1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return os.fdopen(protocol_fd, "wb")  # pygls flushes after every message
