@@ -31,14 +31,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
+from crlhf_store.process import StoreNotReady, serve_command, wait_ready
 from tiny_model import tiny_model  # noqa: F401 - fixture: the tiny model's folder (cached)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,33 +90,14 @@ class LiveStore:
 
     def start(self) -> None:
         log = open(self.data_dir / "server.log", "ab")  # noqa: SIM115
-        cmd = [
-            sys.executable,
-            "-m",
-            "crlhf_store",
-            "serve",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-            "--database-url",
-            self.database_url,
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
+        cmd = serve_command(port=self.port, data_dir=self.data_dir, database_url=self.database_url)
         self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"crlhf-store exited early:\n{self.log()}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"crlhf-store did not get ready in 60 s:\n{self.log()}")
+        try:
+            wait_ready(self.process, self.url, timeout=60, poll=0.1, log=lambda: f":\n{self.log()}")
+        except StoreNotReady:
+            self.stop()
+            raise
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

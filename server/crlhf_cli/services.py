@@ -6,17 +6,14 @@ Tokens and honeypots go in through the store's own admin functions (what
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+from crlhf_store.process import StoreNotReady, serve_command, wait_ready
 from crlhf_store.schemas import HoneypotIn, Scope
 
 __all__ = ["DemoError", "StoreProcess", "free_port"]
@@ -54,35 +51,18 @@ class StoreProcess:
     def start(self, timeout: float = 120.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._database().dispose()  # migrate before the tokens are made
-        cmd = [
-            sys.executable,
-            "-m",
-            "crlhf_store",
-            "serve",
-            "--port",
-            str(self.port),
-            "--data-dir",
-            str(self.data_dir),
-            "--database-url",
-            self.database_url,
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
+        cmd = serve_command(port=self.port, data_dir=self.data_dir, database_url=self.database_url)
         env = os.environ | {"PYTHONUNBUFFERED": "1"} | self.env
         env.pop("CRLHF_DATABASE_URL", None)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise DemoError(f"crlhf-store exited early; see {self.log_path}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            time.sleep(0.2)
-        self.stop()
-        raise DemoError(f"crlhf-store did not get ready in {timeout:.0f} s; see {self.log_path}")
+        try:
+            wait_ready(
+                self.process, self.url, timeout=timeout, log=lambda: f"; see {self.log_path}"
+            )
+        except StoreNotReady as exc:
+            self.stop()
+            raise DemoError(str(exc)) from exc
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -98,16 +98,24 @@ def _line_counts(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, int]:
     return dict(session.execute(query).all())
 
 
+def _known_completions(
+    session: Session, ids: Sequence[uuid.UUID], field: str
+) -> dict[uuid.UUID, int]:
+    """Line counts of the completions ``ids`` names; an unknown one fails the whole batch."""
+    n_lines = _line_counts(session, set(ids))
+    for i, cid in enumerate(ids):
+        if cid not in n_lines:
+            raise Invalid(
+                f"unknown completion {cid}; post it to /v1/completions first",
+                loc=("body", field, i, "completion_id"),
+            )
+    return n_lines
+
+
 def store_events(session: Session, *, annotator_id: int, events: Sequence[EventIn]) -> Stored:
     if not events:
         return Stored(stored=0, duplicates=0)
-    known = _line_counts(session, {e.completion_id for e in events})
-    for i, e in enumerate(events):
-        if e.completion_id not in known:
-            raise Invalid(
-                f"unknown completion {e.completion_id}; post it to /v1/completions first",
-                loc=("body", "events", i, "completion_id"),
-            )
+    _known_completions(session, [e.completion_id for e in events], "events")
     rows = [e.model_dump() | {"annotator_id": annotator_id} for e in events]
     table = CompletionEvent.__table__
     stored = len(insert_ignoring_duplicates(session, table, rows, "event_id"))  # type: ignore[arg-type]
@@ -118,13 +126,8 @@ def store_ratings(session: Session, *, annotator_id: int, ratings: Sequence[Rati
     """All-or-nothing: an unknown completion or a line past its end stores nothing."""
     if not ratings:
         return Stored(stored=0, duplicates=0)
-    n_lines = _line_counts(session, {r.completion_id for r in ratings})
+    n_lines = _known_completions(session, [r.completion_id for r in ratings], "ratings")
     for i, r in enumerate(ratings):
-        if r.completion_id not in n_lines:
-            raise Invalid(
-                f"unknown completion {r.completion_id}; post it to /v1/completions first",
-                loc=("body", "ratings", i, "completion_id"),
-            )
         if r.line >= n_lines[r.completion_id]:
             raise Invalid(
                 f"line {r.line} is past the end of completion {r.completion_id}, "

@@ -10,10 +10,10 @@ from fastapi.responses import StreamingResponse
 
 from crlhf_store import adapters, aggregation
 from crlhf_store.dashboard.history import record_status_change
-from crlhf_store.deps import AnnotatorDep, StoreDep, TrainerDep
+from crlhf_store.deps import AnnotatorDep, Store, StoreDep, TrainerDep
 from crlhf_store.errors import Invalid
 from crlhf_store.routes import AUTH, BODY, CONFLICT, NOT_FOUND
-from crlhf_store.schemas import AdapterOut, AggregationRunIn, AggregationRunOut
+from crlhf_store.schemas import AdapterOut, AdapterStatus, AggregationRunIn, AggregationRunOut
 from crlhf_store.strictjson import StrictJSONRoute, loads_strict
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
@@ -118,10 +118,7 @@ def latest_adapter(principal: AnnotatorDep, store: StoreDep) -> AdapterOut:
     responses=AUTH | NOT_FOUND,
 )
 def publish_adapter(version: str, principal: TrainerDep, store: StoreDep) -> AdapterOut:
-    with store.db.writing() as session:
-        out = adapters.set_status(session, version=version, status="published")
-        record_status_change(session, version=version, status="published", actor=principal.name)
-        return out
+    return _set_status(store, version, "published", actor=principal.name)
 
 
 @router.post(
@@ -131,9 +128,14 @@ def publish_adapter(version: str, principal: TrainerDep, store: StoreDep) -> Ada
     responses=AUTH | NOT_FOUND,
 )
 def retire_adapter(version: str, principal: TrainerDep, store: StoreDep) -> AdapterOut:
+    return _set_status(store, version, "retired", actor=principal.name)
+
+
+def _set_status(store: Store, version: str, status: AdapterStatus, *, actor: str) -> AdapterOut:
+    """Change an adapter's status and record who did it (the dashboard's history)."""
     with store.db.writing() as session:
-        out = adapters.set_status(session, version=version, status="retired")
-        record_status_change(session, version=version, status="retired", actor=principal.name)
+        out = adapters.set_status(session, version=version, status=status)
+        record_status_change(session, version=version, status=status, actor=actor)
         return out
 
 
