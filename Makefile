@@ -7,8 +7,20 @@ STAMP := $(VENV)/.installed
 TORCH ?= torch==2.13.0
 # llama-cpp-python ships as source only: pip compiles llama.cpp (~5-10 min on 2 cores).
 # Build its wheel once into a cache outside the repo; later venvs install it in seconds.
-WHEELHOUSE ?= $(HOME)/.cache/crlhf/wheels
+# llama.cpp builds for the CPU it compiles on (-march=native), AMX included where the CPU
+# has it; its AMX matmul segfaults on the default model's Q4_K_M weights (seen on a Xeon
+# with amx_int8, llama-cpp-python 0.3.36), so x86 builds leave AMX out: AVX-512/AVX2 and
+# the repacked Q4_K kernels still apply. The cache folder is named after the flags.
 LLAMA_CPP ?= llama-cpp-python==0.3.36
+ifeq ($(shell uname -m),x86_64)
+NO_AMX := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+LLAMA_CMAKE_ARGS ?= -DCMAKE_C_FLAGS='$(NO_AMX)' -DCMAKE_CXX_FLAGS='$(NO_AMX)'
+LLAMA_BUILD ?= no-amx
+else
+LLAMA_CMAKE_ARGS ?=
+LLAMA_BUILD ?= native
+endif
+WHEELHOUSE ?= $(HOME)/.cache/crlhf/wheels/$(LLAMA_BUILD)
 
 .PHONY: install test lint format demo store bench clean
 
@@ -20,7 +32,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)"
 	mkdir -p "$(WHEELHOUSE)"
 	ls "$(WHEELHOUSE)"/llama_cpp_python-*.whl >/dev/null 2>&1 || \
-		$(BIN)/pip wheel -q --no-deps -w "$(WHEELHOUSE)" "$(LLAMA_CPP)"
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -q --no-deps --no-cache-dir \
+			-w "$(WHEELHOUSE)" "$(LLAMA_CPP)"
 	$(BIN)/pip install -q --find-links "$(WHEELHOUSE)" -e ".[store,lsp,train,dev,model,demo]"
 	touch $(STAMP)
 
