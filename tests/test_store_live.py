@@ -130,3 +130,25 @@ def test_a_restart_keeps_everything(server: LiveStore) -> None:
     assert [x.rating_id for x in after] == [x.rating_id for x in before] and len(after) == 3
     again = _post(store.url, store.annotator_token, "/v1/ratings", {"ratings": ratings})
     assert again == {"stored": 0, "duplicates": 3}  # idempotency survives too
+
+
+def test_several_workers_store_each_rating_once(db_url: str, start_store) -> None:  # type: ignore[no-untyped-def]
+    """``--workers 2`` (here ``CRLHF_WORKERS``): two processes share the port and the
+    database; a batch posted by 12 clients at once still lands once, in the export."""
+    import psutil
+
+    store = start_store(db_url, workers="2")
+    workers = psutil.Process(store.process.pid).children(recursive=True)
+    assert len([p for p in workers if "python" in p.name().lower()]) >= 2, store.log()
+    cs = [completion() for _ in range(4)]
+    _post(store.url, store.annotator_token, "/v1/completions", {"completions": cs})
+    batch = {"ratings": [rating(c["id"], line) for c in cs for line in range(3)]}
+    with ThreadPoolExecutor(12) as pool:
+        done = list(
+            pool.map(
+                lambda _: _post(store.url, store.annotator_token, "/v1/ratings", batch), range(12)
+            )
+        )
+    assert sum(d["stored"] for d in done) == 12
+    assert sum(d["duplicates"] for d in done) == 12 * 11
+    assert len(_mine(_export_all(store)[0], cs)) == 12

@@ -101,3 +101,9 @@ def create_app(
         )
 
     return app
+
+
+def create_worker_app() -> FastAPI:
+    """One of ``crlhf-store serve --workers N``'s processes: settings from ``CRLHF_*``,
+    the schema already migrated by the parent."""
+    return create_app(StoreSettings(), migrate=False)

@@ -1,6 +1,7 @@
 """``crlhf-store``: run the store and administer it.
 
     crlhf-store serve [--host 127.0.0.1] [--port 8765] [--database-url URL] [--data-dir DIR]
+                      [--workers N]
     crlhf-store migrate
     crlhf-store create-annotator NAME [--scope annotator|trainer|admin]
     crlhf-store revoke-token (TOKEN | --annotator NAME)
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -31,6 +33,7 @@ def _settings(args: argparse.Namespace) -> StoreSettings:
             "data_dir": args.data_dir,
             "host": getattr(args, "host", None),
             "port": getattr(args, "port", None),
+            "workers": getattr(args, "workers", None),
         }.items()
         if v is not None
     }
@@ -51,21 +54,38 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from crlhf_store.app import create_app
 
     settings = _settings(args)
-    app = create_app(settings)
     print(
         f"crlhf-store on http://{settings.host}:{settings.port} "
-        f"(database {_redact(settings.resolved_database_url())}, docs at /docs)",
+        f"(database {_redact(settings.resolved_database_url())}, docs at /docs"
+        f"{f', {settings.workers} workers' if settings.workers > 1 else ''})",
         file=sys.stderr,
         flush=True,
     )
+    run = {"log_level": args.log_level, "access_log": args.access_log}
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **run)
+        return 0
+    # Several processes: uvicorn starts each from an import string, so the settings travel
+    # in the environment; the schema is migrated once here, before any worker serves.
+    _database(settings).dispose()
+    os.environ.update(_environment(settings))
     uvicorn.run(
-        app,
+        "crlhf_store.app:create_worker_app",
+        factory=True,
         host=settings.host,
         port=settings.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
+        workers=settings.workers,
+        **run,
     )
     return 0
+
+
+def _environment(settings: StoreSettings) -> dict[str, str]:
+    """``CRLHF_*`` variables that make a worker's :class:`StoreSettings` equal ``settings``."""
+    values = settings.model_dump(exclude_none=True) | {
+        "database_url": settings.resolved_database_url()
+    }
+    return {f"CRLHF_{name.upper()}": str(value) for name, value in values.items()}
 
 
 def _redact(url: str) -> str:
@@ -176,6 +196,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="run the HTTP server")
     p.add_argument("--host", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8765)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="server processes (env CRLHF_WORKERS, default 1): more for PostgreSQL on a "
+        "multi-core machine; SQLite writes one at a time whatever the count",
+    )
     p.add_argument("--log-level", default="info")
     p.add_argument("--no-access-log", dest="access_log", action="store_false")
     p.set_defaults(func=cmd_serve)

@@ -69,8 +69,10 @@ def export_labels(session: Session, *, after: int, limit: int) -> LabelExport:
         .order_by(LineRating.seq)
         .limit(limit)
     ).all()
+    # Typed columns straight from the database: nothing to validate, and at 10,000 rows a
+    # page, validating them again was a tenth of the store's CPU under a steady ingest.
     labels = [
-        ExportedLabel(
+        ExportedLabel.model_construct(
             rating_id=r.id,
             completion_id=r.completion_id,
             line=r.line,

@@ -27,6 +27,9 @@ class StoreSettings(BaseSettings):
     """Holds the SQLite file and the adapter storage folder."""
     host: str = "127.0.0.1"
     port: int = 8765
+    workers: int = Field(default=1, ge=1, le=64)
+    """Server processes sharing the port (``uvicorn --workers``). PostgreSQL scales with
+    them; SQLite has one writer whatever the count, so one process is its best setting."""
     max_body_bytes: int = 16 * 1024 * 1024
     """Largest JSON body; a larger one gets 413 before it is read."""
     max_upload_bytes: int = 2 * 1024 * 1024 * 1024
