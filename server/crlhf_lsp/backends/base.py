@@ -30,6 +30,9 @@ class GenerationRequest:
     stop: list[str] = field(default_factory=list)
     """Plain stop strings, for servers that take them (openai); the local backend uses
     ``should_stop``."""
+    prompt_ids: list[int] | None = None
+    """``prompt`` as the backend's ``encode`` tokenized it, when the caller already did
+    (the server counts the prompt's tokens that way): the backend need not do it again."""
 
 
 @dataclass
@@ -58,6 +61,12 @@ class Backend(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens of ``text``; backends without a tokenizer estimate 4 characters a token."""
         return max(1, len(text) // 4)
+
+    def encode(self, text: str) -> list[int] | None:
+        """The model's input ids for the prompt ``text`` (special tokens included), which
+        ``generate`` accepts as ``GenerationRequest.prompt_ids``; None: this backend does
+        not take ids (it tokenizes elsewhere, e.g. in its server)."""
+        return None
 
     def load_adapter(self, folder: Path, version: str) -> None:
         """Make the adapter in ``folder`` the active one; on failure keep the old one."""

@@ -81,13 +81,16 @@ class LocalBackend(Backend):
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False).input_ids)
 
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text).input_ids)
+
     @property
     def _model(self) -> Any:
         return self.peft if self.peft is not None and self.adapter else self.base
 
     @torch.inference_mode()
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> Generation:
-        ids: list[int] = self.tokenizer(request.prompt).input_ids
+        ids = request.prompt_ids if request.prompt_ids is not None else self.encode(request.prompt)
         if not ids:
             return Generation(text="", token_ids=[], prompt_token_ids=[], token_logprobs=[])
         past, reused = self._take_cache(request.cache_key, ids)
