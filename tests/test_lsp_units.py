@@ -10,10 +10,12 @@ import time
 import uuid
 from pathlib import Path
 
+import crlhf_lsp.server
 import httpx
 import pytest
 from crlhf_lsp.backends import BACKENDS, GenerationRequest, MemoryBackend
 from crlhf_lsp.backends.openai import OpenAIBackend
+from crlhf_lsp.completion import PROMPT_BUDGET
 from crlhf_lsp.errors import OutboxFull, SettingsError
 from crlhf_lsp.outbox import Outbox
 from crlhf_lsp.postprocess import Cutter
@@ -140,6 +142,17 @@ def test_rate_arguments() -> None:
     for bad in ((cid, 0), (cid, -1, 1), (cid, 0, 2), ("x", 0, 1)):
         with pytest.raises(Exception, match="crlhf.rate|completion id"):
             parse_rate_args(bad)
+
+
+def test_server_module_keeps_its_public_names() -> None:
+    """Tests, benches and the CLI import these from crlhf_lsp.server."""
+    assert sorted(crlhf_lsp.server.__all__) == [
+        "CrlhfServer",
+        "PROMPT_BUDGET",
+        "create_server",
+        "parse_rate_args",
+    ]
+    assert crlhf_lsp.server.PROMPT_BUDGET == PROMPT_BUDGET
 
 
 # --- settings ------------------------------------------------------------------------------

@@ -1,0 +1,160 @@
+"""One completion request: the cursor read from the document, the suggestion on screen that
+typing may run through, and the model call that makes a new one.
+
+``read_cursor`` and ``typed_through`` run on the event loop (cheap: string slices);
+``generate`` runs on the model thread: prompt, generation, post-processing, and the
+completion row that the store will receive if the suggestion is shown or accepted.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass
+
+from crlhf_store.schemas import CompletionIn
+from lsprotocol import types
+from pygls.workspace import TextDocument
+
+from crlhf_lsp.backends import Backend, GenerationRequest
+from crlhf_lsp.postprocess import Cutter
+from crlhf_lsp.prompt import build_prompt
+from crlhf_lsp.settings import Settings
+from crlhf_lsp.tracking import to_index
+
+PROMPT_BUDGET = 1536
+"""Tokens of prefix (+ suffix) sent to the model."""
+ACCEPTED = "crlhf.accepted"
+
+
+@dataclass
+class Cursor:
+    """Where a request was made, read from the document at that moment."""
+
+    uri: str
+    line: int
+    character: int
+    line_prefix: str
+    line_suffix: str
+    prefix: str
+    suffix: str
+    language: str
+
+    @property
+    def around(self) -> tuple[str, str]:
+        """The document before the cursor's line and after it."""
+        head = self.prefix[: len(self.prefix) - len(self.line_prefix)]
+        return head, self.suffix[len(self.line_suffix) :]
+
+
+@dataclass
+class CompletionRecord:
+    uri: str
+    line: int
+    line_prefix: str
+    line_suffix: str
+    text: str
+    row: CompletionIn
+    around: tuple[str, str] = ("", "")
+    """The document before the cursor's line and after it, when the suggestion was made."""
+    queued: bool = False
+    tracked: bool = False
+
+    @property
+    def id(self) -> str:
+        return str(self.row.id)
+
+
+def read_cursor(
+    doc: TextDocument, uri: str, position: types.Position, encoding: str
+) -> Cursor | None:
+    """The document around ``position``; None for a line past the end or a negative one."""
+    lines = doc.lines
+    if position.line < 0 or position.line > len(lines) or position.character < 0:
+        return None
+    text = lines[position.line] if position.line < len(lines) else ""
+    line_text = text.rstrip("\r\n")
+    col = to_index(line_text, position.character, encoding)
+    offset = sum(map(len, lines[: position.line])) + col
+    source = doc.source
+    return Cursor(
+        uri=uri,
+        line=position.line,
+        character=position.character,
+        line_prefix=line_text[:col],
+        line_suffix=line_text[col:],
+        prefix=source[:offset],
+        suffix=source[offset:],
+        language=doc.language_id or "",
+    )
+
+
+def typed_through(record: CompletionRecord | None, cursor: Cursor) -> str | None:
+    """The rest of ``record``'s suggestion if the user has been typing it at ``cursor``."""
+    if record is None or record.line != cursor.line or record.line_suffix != cursor.line_suffix:
+        return None
+    if not cursor.line_prefix.startswith(record.line_prefix):
+        return None
+    typed = cursor.line_prefix[len(record.line_prefix) :]
+    if len(typed) >= len(record.text) or not record.text.startswith(typed):
+        return None
+    if record.around != cursor.around:  # the document changed elsewhere
+        return None
+    return record.text[len(typed) :]
+
+
+def generate(
+    backend: Backend, settings: Settings, cursor: Cursor, cancel: threading.Event
+) -> CompletionRecord | None:
+    """A new suggestion at ``cursor`` (on the model thread); None if cancelled or empty."""
+    if cancel.is_set():
+        return None
+    prompt = build_prompt(
+        cursor.prefix,
+        cursor.suffix,
+        count_tokens=backend.count_tokens,
+        budget=PROMPT_BUDGET,
+        fim_tokens=backend.fim_tokens,
+    )
+    cutter = Cutter(cursor.line_prefix, cursor.line_suffix)
+    request = GenerationRequest(
+        prompt=prompt.text,
+        max_tokens=settings.maxTokens,
+        temperature=settings.temperature,
+        cache_key=cursor.uri,
+        should_stop=cutter.is_complete,
+        stop=["\n"] if cutter.single_line else ["\n\n\n"],
+    )
+    generation = backend.generate(request, cancel)
+    if generation.cancelled:
+        return None
+    text = cutter.finish(generation.text, cursor.suffix)
+    if not text:
+        return None
+    generation = backend.trim(generation, text)
+    row = CompletionIn(
+        id=uuid.uuid4(),
+        prompt=prompt.prefix,
+        suffix=prompt.suffix if prompt.fim else "",
+        language=cursor.language[:64],
+        text=text,
+        model=backend.name[:512],
+        adapter_version=getattr(backend, "adapter", None),
+        token_ids=generation.token_ids,
+        token_logprobs=generation.token_logprobs,
+        prompt_token_ids=generation.prompt_token_ids,
+    )
+    return CompletionRecord(
+        cursor.uri,
+        cursor.line,
+        cursor.line_prefix,
+        cursor.line_suffix,
+        text,
+        row,
+        around=cursor.around,
+    )
+
+
+def accepted_command(record: CompletionRecord) -> types.Command:
+    """The command every item carries: the client runs it when the user accepts."""
+    return types.Command(title="crlhf: accepted", command=ACCEPTED, arguments=[record.id])
