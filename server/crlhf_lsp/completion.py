@@ -4,6 +4,9 @@ typing may run through, and the model call that makes a new one.
 ``read_cursor`` and ``typed_through`` run on the event loop (cheap: string slices);
 ``generate`` runs on the model thread: prompt, generation, post-processing, and the
 completion row that the store will receive if the suggestion is shown or accepted.
+
+The prompt is tokenized once: ``build_prompt`` counts its tokens with the backend's
+``encode`` where it has one, and that encoding goes to the model with the request.
 """
 
 from __future__ import annotations
@@ -109,16 +112,18 @@ def generate(
     """A new suggestion at ``cursor`` (on the model thread); None if cancelled or empty."""
     if cancel.is_set():
         return None
+    counter = _Counter(backend)
     prompt = build_prompt(
         cursor.prefix,
         cursor.suffix,
-        count_tokens=backend.count_tokens,
+        count_tokens=counter,
         budget=PROMPT_BUDGET,
         fim_tokens=backend.fim_tokens,
     )
     cutter = Cutter(cursor.line_prefix, cursor.line_suffix)
     request = GenerationRequest(
         prompt=prompt.text,
+        prompt_ids=counter.ids_of(prompt.text),
         max_tokens=settings.maxTokens,
         temperature=settings.temperature,
         cache_key=cursor.uri,
@@ -153,6 +158,26 @@ def generate(
         row,
         around=cursor.around,
     )
+
+
+class _Counter:
+    """``count_tokens`` for ``build_prompt`` that keeps the last encoding it made, so that
+    the model is handed the prompt's ids instead of tokenizing the same text again (a 1k-token
+    prompt takes about a millisecond to tokenize on a laptop core)."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.last: tuple[str, list[int]] | None = None
+
+    def __call__(self, text: str) -> int:
+        ids = self.backend.encode(text)
+        if ids is None:
+            return self.backend.count_tokens(text)
+        self.last = (text, ids)
+        return len(ids)
+
+    def ids_of(self, text: str) -> list[int] | None:
+        return self.last[1] if self.last is not None and self.last[0] == text else None
 
 
 def accepted_command(record: CompletionRecord) -> types.Command:
