@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     from crlhf_lsp.server import create_server
+    from crlhf_lsp.stdio import serve_stdio
 
     server = create_server()
     try:
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--tcp wants HOST:PORT, not {args.tcp!r}")
             server.start_tcp(host or "127.0.0.1", int(port))
         else:
-            server.start_io(sys.stdin.buffer, _private_stdout())
+            serve_stdio(server, sys.stdin.buffer, _private_stdout())
     finally:
         server.shutdown_all()
     return 0
