@@ -51,7 +51,10 @@ __all__ = [
     "resolve_gguf",
 ]
 
-PREFILL_CHUNK = 128  # tokens per decode call during prefill: the cancellation granularity
+PREFILL_CHUNK = 256
+"""Tokens per decode call during prefill: the cancellation granularity (~0.5 s on 2 cores).
+Measured on the default model, 1,000 tokens, 2 threads: 128-token chunks cost 6-8 % more
+than 256 or 512 (which are equal), so 256 keeps cancellation twice as fine as 512 for free."""
 
 
 class LlamaCppError(RuntimeError):
