@@ -317,3 +317,22 @@ def test_outbox_thread_backs_off_and_recovers(tmp_path: Path) -> None:
         assert box.reachable is True
     finally:
         box.stop()
+
+
+def test_the_heap_is_frozen_once_a_model_is_loaded(tmp_path: Path) -> None:
+    """A full collection walked the whole loaded model (~200 ms with the tiny one): the
+    server takes what is alive after loading out of the collector's sight."""
+    import gc
+
+    from crlhf_lsp.server import CrlhfServer
+
+    server = CrlhfServer()
+    gc.unfreeze()
+    try:
+        server._load_backend(Settings(backend="openai", openaiUrl="http://127.0.0.1:9"))
+        assert server.backend_future is not None
+        server.backend_future.result(timeout=60)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        server.shutdown_all()
