@@ -6,7 +6,9 @@ called directly in one process.
 Figures (targets from issue 4):
 
 1. inlineCompletion p50/p95 over LSP vs a direct ``generate`` of the same prompts (same
-   post-processing stop, same per-document KV cache): overhead ≤ 5 % or ≤ 5 ms.
+   post-processing stop, same per-document KV cache, same threads, each after the same
+   pause): overhead ≤ 5 % or ≤ 5 ms. The server's own work around the model (reading the
+   document, building the prompt, post-processing) counts as overhead.
 2. a cold request vs a prefix-cache hit on a ~1k-token prompt: hit ≥ 2× faster.
 3. a typed-through keystroke (answered from the suggestion on screen): p95 ≤ 5 ms.
 4. an adapter swap between generations: ≤ 100 ms.
@@ -34,9 +36,9 @@ os.environ.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
 
 from crlhf_lsp.backends.base import GenerationRequest  # noqa: E402
 from crlhf_lsp.backends.local import LocalBackend  # noqa: E402
+from crlhf_lsp.completion import PROMPT_BUDGET  # noqa: E402
 from crlhf_lsp.postprocess import Cutter  # noqa: E402
 from crlhf_lsp.prompt import build_prompt  # noqa: E402
-from crlhf_lsp.server import PROMPT_BUDGET  # noqa: E402
 from lsp_harness import edit, inline, lsp_session, open_doc, settings_for  # noqa: E402
 from tiny_model import build_tiny_model, make_tiny_adapter  # noqa: E402
 
@@ -73,9 +75,16 @@ def ms(seconds: float) -> str:
 
 
 def direct_once(backend: LocalBackend, source: str, i: int) -> float:
-    """The server's generation path minus LSP: prompt, cutter, generate, same cache reuse."""
+    """A direct ``generate`` of the prompt the server builds, with the server's stop rule and
+    cache reuse; only ``generate`` is timed (the server's work around it is overhead)."""
     text = source + tail(i)
-    prompt = build_prompt(text, "", count_tokens=backend.count_tokens, budget=PROMPT_BUDGET)
+    prompt = build_prompt(
+        text,
+        "",
+        count_tokens=backend.count_tokens,
+        budget=PROMPT_BUDGET,
+        fim_tokens=backend.fim_tokens,
+    )
     cutter = Cutter(text.rsplit("\n", 1)[-1], "")
     request = GenerationRequest(
         prompt=prompt.text,
@@ -117,10 +126,16 @@ def adapter_swaps(backend: LocalBackend, model: Path, n: int) -> list[float]:
 
 
 async def over_lsp(
-    model: Path, source: str, n: int, backend: LocalBackend
+    model: Path, source: str, n: int, backend: LocalBackend, lsp_first: bool = False
 ) -> tuple[list[float], list[float], list[float]]:
-    """LSP requests, each followed by the same generation called directly (interleaved, so
-    both see the same load on a shared machine), and typed-through keystrokes."""
+    """LSP requests paired with the same generation called directly, and typed-through
+    keystrokes.
+
+    Each side of a pair starts after the same typing pause, and the pairs alternate which
+    side goes first: the one that runs right after the other finds the CPU busy already
+    (clock up, caches warm) and was 3-6 ms faster on the tiny model, whichever it was
+    (``lsp_first`` puts the LSP side first in every pair, as this bench used to, where the
+    direct call also followed without a pause: 9.1 vs 4.2 ms of overhead, same server)."""
     tmp = Path(tempfile.mkdtemp(prefix="crlhf-bench-"))
     settings = settings_for(tmp, model, maxTokens=MAX_TOKENS)
     completions, directs, keystrokes = [], [], []
@@ -132,14 +147,19 @@ async def over_lsp(
         for i in range(1, n + 1):
             edit(client, URI, version, (last, 0), (last + 1, 4), tail(i)[1:])
             version += 1
-            start = time.perf_counter()
-            items = await inline(client, URI, last + 1, 4)
-            completions.append(time.perf_counter() - start)
+            items: list = []
+            for side in ("lsp", "direct") if lsp_first or i % 2 else ("direct", "lsp"):
+                await asyncio.sleep(TYPING_PAUSE)
+                if side == "direct":
+                    directs.append(direct_once(backend, source, i))
+                    continue
+                start = time.perf_counter()
+                items = await inline(client, URI, last + 1, 4)
+                completions.append(time.perf_counter() - start)
             if not items:
                 raise SystemExit(f"request {i} came back empty: the figures would be wrong")
-            directs.append(direct_once(backend, source, i))
             # Type the suggestion one character at a time (up to 5): answered from it.
-            shown = items[0].insert_text if items else ""
+            shown = items[0].insert_text
             col = 4
             for char in shown[:5]:
                 if char == "\n":
@@ -160,6 +180,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: tiny)")
     parser.add_argument("--n", type=int, default=30, help="requests per figure")
+    parser.add_argument(
+        "--lsp-first",
+        action="store_true",
+        help="every pair LSP then direct (the old order; biased against the LSP side)",
+    )
     args = parser.parse_args()
     model = args.model or build_tiny_model()
 
@@ -168,21 +193,28 @@ def main() -> None:
     tokens = backend.count_tokens(source)
     for i in range(3):
         direct_once(backend, source, i)  # warm up
-    lsp_times, direct_times, keys = asyncio.run(over_lsp(model, source, args.n, backend))
+    lsp_times, direct_times, keys = asyncio.run(
+        over_lsp(model, source, args.n, backend, args.lsp_first)
+    )
     cold, hit = prefix_cache(backend, source, max(5, args.n // 3))
     swaps = adapter_swaps(backend, model, 10)
 
     lsp50, lsp95 = pct(lsp_times, 0.5), pct(lsp_times, 0.95)
     d50, d95 = pct(direct_times, 0.5), pct(direct_times, 0.95)
-    overhead = lsp50 - d50
+    # Each LSP request and its direct twin ran back to back under the same load: the
+    # median of the pairs' differences is steadier on a shared machine than the
+    # difference of the two medians (which a burst of load on one side can swing by
+    # ±8 ms); both are printed, the verdict uses the pairs.
+    paired = statistics.median(lsp - d for lsp, d in zip(lsp_times, direct_times, strict=True))
     print(f"model {model} · prompt ≈ {tokens} tokens · maxTokens {MAX_TOKENS} · n={args.n}")
     print(f"inlineCompletion over LSP   p50 {ms(lsp50)}   p95 {ms(lsp95)}")
     print(f"direct generate             p50 {ms(d50)}   p95 {ms(d95)}")
-    ok = overhead <= max(0.05 * d50, 0.005)
+    ok = paired <= max(0.05 * d50, 0.005)
     print(
-        f"  LSP overhead (p50)         {ms(overhead)}  ({overhead / d50:+.1%})"
+        f"  LSP overhead (p50 of pairs) {ms(paired)}  ({paired / d50:+.1%})"
         f"   target ≤ 5 % or ≤ 5 ms: {'OK' if ok else 'MISSED'}"
     )
+    print(f"  difference of the p50s      {ms(lsp50 - d50)}  ({(lsp50 - d50) / d50:+.1%})")
     c50, h50 = statistics.median(cold), statistics.median(hit)
     print(f"first token, cold           p50 {ms(c50)}")
     print(f"first token, prefix cached  p50 {ms(h50)}")

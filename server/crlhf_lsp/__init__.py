@@ -1,6 +1,6 @@
 """crlhf-lsp: completions from the team's model, per-line ratings, hot-swapped adapters.
 
-Run ``crlhf-lsp`` (LSP over stdio); see :mod:`crlhf_lsp.server` for the methods it serves
+Run ``crlhf-lsp`` (LSP over stdio); see :mod:`crlhf_lsp.features` for the methods it serves
 and :mod:`crlhf_lsp.settings` for its settings.
 """
 
