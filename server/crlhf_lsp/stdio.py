@@ -1,13 +1,14 @@
 """LSP over stdio with the event loop reading stdin itself.
 
 pygls reads stdin on a worker thread, one ``run_in_executor`` round trip per header line
-and per body: four thread hand-offs for every message, each a wake-up of two threads.
-On a loaded two-core machine those wake-ups were most of crlhf-lsp's latency over calling
-the model directly, and of the time to answer a keystroke from the suggestion on screen.
+and per body: four thread hand-offs for every message, each a wake-up of two threads. A
+keystroke typed through a suggestion is two messages (didChange, the request), and on a
+shared two-core machine those wake-ups were a third of its latency (old and new server in
+one run: p50 2.5 → 1.6 ms, p95 3.6 → 2.8 ms) and about a millisecond of a completion's.
 Here the loop watches the pipe (``connect_read_pipe``), so a message costs one wake-up.
 
-Only pipes and sockets can be watched that way; anything else (a regular file, a terminal
-shared with stdout) goes through pygls's own reader.
+Only pipes and sockets on POSIX can be watched that way; anything else (a regular file, a
+terminal shared with stdout, Windows) goes through pygls's own reader.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from pygls.server import JsonRPCServer
 log = logging.getLogger(__name__)
 
 READ_LIMIT = 1 << 20
-"""Longest header line accepted (asyncio's default of 64 KiB is plenty; this is a ceiling)."""
+"""Bytes buffered before reading pauses (asyncio's 64 KiB default would pause and resume
+many times while a large file is opened)."""
 
 
 def pollable(stdin: BinaryIO, stdout: BinaryIO) -> bool:
     """Whether the loop can watch ``stdin``: a pipe or a socket that is not also ``stdout``
-    (watching makes the file non-blocking, which a shared stdout must not become)."""
+    (watching makes the file non-blocking, which a shared stdout must not become). POSIX
+    only: Windows' proactor loop cannot watch the non-overlapped pipes editors pass."""
+    if os.name != "posix":
+        return False
     try:
         fd_in, fd_out = stdin.fileno(), stdout.fileno()
         info, out = os.fstat(fd_in), os.fstat(fd_out)
