@@ -156,3 +156,31 @@ def test_auto_picks_llamacpp_for_a_gguf_on_the_cpu(tiny_gguf, tmp_path):
     backend.close()
     folder = create_backend(settings.merged({"model": str(build_tiny_model())}))
     assert isinstance(folder, LocalBackend)
+
+
+def test_the_backend_takes_the_ids_the_server_counted(tiny_gguf):
+    """``encode`` is what the server counts the prompt with; handed back as ``prompt_ids``
+    they are the model's input as they are (no second tokenization)."""
+    import threading
+
+    from crlhf_lsp.backends.base import GenerationRequest
+    from crlhf_lsp.backends.llamacpp import LlamaCppBackend
+
+    backend = LlamaCppBackend(tiny_gguf, n_threads=2)
+    prompt = "def add(a, b):\n    return"
+    ids = backend.encode(prompt)
+    assert ids == backend.prompt_ids(prompt) and len(ids) == backend.count_tokens(prompt) + int(
+        backend.engine.add_bos
+    )
+    plain = backend.generate(GenerationRequest(prompt, max_tokens=4), threading.Event())
+    given = backend.generate(
+        GenerationRequest(prompt, max_tokens=4, prompt_ids=ids), threading.Event()
+    )
+    assert given.prompt_token_ids == plain.prompt_token_ids == ids
+    assert given.token_ids == plain.token_ids
+    other = ids[:-1]  # ids win over the text: the model reads what it was handed
+    shorter = backend.generate(
+        GenerationRequest(prompt, max_tokens=4, prompt_ids=other), threading.Event()
+    )
+    assert shorter.prompt_token_ids == other
+    backend.close()

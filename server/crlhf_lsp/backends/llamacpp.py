@@ -410,8 +410,12 @@ class LlamaCppBackend(Backend):
         control tokens (FIM markers) parsed."""
         return self.engine.tokenize(prompt, add_bos=self.engine.add_bos, special=True)
 
+    encode = prompt_ids  # the server counts the prompt with these ids and hands them back
+
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> Generation:
-        ids = self.prompt_ids(request.prompt)
+        ids = request.prompt_ids
+        if ids is None:
+            ids = self.prompt_ids(request.prompt)
         if not ids:
             return Generation(text="", token_ids=[], prompt_token_ids=[], token_logprobs=[])
         try:
