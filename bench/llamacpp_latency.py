@@ -209,12 +209,12 @@ def swap_row(model: Path, threads: int, swaps: int) -> list[float]:
     return times
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="a .gguf file (default: crlhf_models' default model)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=12, help="documents (at most 12)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from crlhf_lsp.backends.llamacpp import LlamaCppEngine, resolve_gguf
 

@@ -1,7 +1,12 @@
 """crlhf-lsp latency, through a real LSP client over stdio (pytest-lsp's), against the model
 called directly in one process.
 
-    .venv/bin/python bench/lsp_latency.py [--model DIR] [--n 30]
+    .venv/bin/python bench/lsp_latency.py [--model DIR] [--n 30]     # the local backend
+    .venv/bin/python bench/lsp_latency.py --backend llamacpp [--repeats 12] [--threads 2]
+
+``--backend llamacpp`` runs ``bench/llamacpp_latency.py`` (issue 9's figures: the default
+GGUF model through the LSP against raw llama-cpp-python, cold and prefix-cache hit on
+256- and 1,000-token contexts, adapter swap).
 
 Figures (targets from issue 4):
 
@@ -177,7 +182,19 @@ async def over_lsp(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    choose = argparse.ArgumentParser(add_help=False)
+    choose.add_argument("--backend", choices=["local", "llamacpp"], default="local")
+    known, rest = choose.parse_known_args()
+    if known.backend == "llamacpp":  # the default GGUF model against raw llama-cpp-python
+        import llamacpp_latency
+
+        llamacpp_latency.main(rest)
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog="--backend llamacpp: bench/llamacpp_latency.py (its own options, see --help there)",
+    )
+    parser.add_argument("--backend", choices=["local", "llamacpp"], default="local")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: tiny)")
     parser.add_argument("--n", type=int, default=30, help="requests per figure")
     parser.add_argument(
