@@ -69,40 +69,20 @@ def make_tokens(database_url: str, clients: int) -> tuple[list[str], str]:
 def start_server(
     database_url: str, data_dir: Path, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], str]:
+    from crlhf_store.process import serve_command, wait_ready
+
     port = free_port()
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "crlhf_store",
-            "serve",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data_dir),
-            "--database-url",
-            database_url,
-            "--log-level",
-            "warning",
-            "--no-access-log",
-            "--workers",
-            str(workers),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    argv = serve_command(port=port, data_dir=data_dir, database_url=database_url, workers=workers)
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError((data_dir / "server.log").read_text())
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    server_log = data_dir / "server.log"
+    try:
+        wait_ready(proc, url, timeout=120, log=lambda: ":\n" + server_log.read_text())
+    except Exception:
+        proc.kill()
+        raise
+    return proc, url
 
 
 def batch_of(token: str, completion_ids: list[str], n: int, rng: random.Random) -> list[dict]:

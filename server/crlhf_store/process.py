@@ -22,7 +22,7 @@ class StoreNotReady(RuntimeError):
     """The store process exited early or did not answer /readyz in time."""
 
 
-def serve_command(*, port: int, data_dir: Path, database_url: str) -> list[str]:
+def serve_command(*, port: int, data_dir: Path, database_url: str, workers: int = 1) -> list[str]:
     """The argv of a quiet ``crlhf-store serve`` on 127.0.0.1:``port``."""
     return [
         sys.executable,
@@ -38,6 +38,8 @@ def serve_command(*, port: int, data_dir: Path, database_url: str) -> list[str]:
         "--log-level",
         "warning",
         "--no-access-log",
+        "--workers",
+        str(workers),
     ]
 
 
