@@ -22,8 +22,11 @@ class StoreNotReady(RuntimeError):
     """The store process exited early or did not answer /readyz in time."""
 
 
-def serve_command(*, port: int, data_dir: Path, database_url: str, workers: int = 1) -> list[str]:
-    """The argv of a quiet ``crlhf-store serve`` on 127.0.0.1:``port``."""
+def serve_command(
+    *, port: int, data_dir: Path, database_url: str, workers: int | None = None
+) -> list[str]:
+    """The argv of a quiet ``crlhf-store serve`` on 127.0.0.1:``port`` (``workers``: None
+    leaves the count to ``CRLHF_WORKERS``, else 1)."""
     return [
         sys.executable,
         "-m",
@@ -38,8 +41,7 @@ def serve_command(*, port: int, data_dir: Path, database_url: str, workers: int 
         "--log-level",
         "warning",
         "--no-access-log",
-        "--workers",
-        str(workers),
+        *(["--workers", str(workers)] if workers is not None else []),
     ]
 
 
