@@ -39,15 +39,7 @@ def test_cursor_splits_the_document_at_utf16_positions() -> None:
 
 
 def record_at(cursor: Cursor, text: str) -> CompletionRecord:
-    return CompletionRecord(
-        cursor.uri,
-        cursor.line,
-        cursor.line_prefix,
-        cursor.line_suffix,
-        text,
-        row=None,  # type: ignore[arg-type] - not read here
-        around=cursor.around,
-    )
+    return CompletionRecord.at(cursor, text, row=None)  # type: ignore[arg-type] - not read here
 
 
 def test_typing_the_suggestion_is_answered_from_it_until_it_diverges() -> None:

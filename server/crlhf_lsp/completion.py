@@ -67,6 +67,19 @@ class CompletionRecord:
     def id(self) -> str:
         return str(self.row.id)
 
+    @classmethod
+    def at(cls, cursor: Cursor, text: str, row: CompletionIn) -> CompletionRecord:
+        """The suggestion ``text`` made at ``cursor``."""
+        return cls(
+            cursor.uri,
+            cursor.line,
+            cursor.line_prefix,
+            cursor.line_suffix,
+            text,
+            row,
+            around=cursor.around,
+        )
+
 
 def read_cursor(
     doc: TextDocument, uri: str, position: types.Position, encoding: str
@@ -149,15 +162,7 @@ def generate(
         token_logprobs=generation.token_logprobs,
         prompt_token_ids=generation.prompt_token_ids,
     )
-    return CompletionRecord(
-        cursor.uri,
-        cursor.line,
-        cursor.line_prefix,
-        cursor.line_suffix,
-        text,
-        row,
-        around=cursor.around,
-    )
+    return CompletionRecord.at(cursor, text, row)
 
 
 class _Counter:
