@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
@@ -45,12 +44,6 @@ import httpx
 
 PG = {"host": "127.0.0.1", "port": 5432, "dbname": "test"}
 LINES = 40
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_tokens(database_url: str, clients: int) -> tuple[list[str], str]:
@@ -69,7 +62,7 @@ def make_tokens(database_url: str, clients: int) -> tuple[list[str], str]:
 def start_server(
     database_url: str, data_dir: Path, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], str]:
-    from crlhf_store.process import serve_command, wait_ready
+    from crlhf_store.process import free_port, serve_command, wait_ready
 
     port = free_port()
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115
@@ -304,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
             workers = args.workers or (1 if name == "sqlite" else os.cpu_count() or 1)
             data = Path(tmp) / name
             data.mkdir()
-            with pg_database() if name == "postgresql" else nullcontext_sqlite(data) as url:
+            sqlite = contextlib.nullcontext(f"sqlite:///{data / 'store.db'}")
+            with pg_database() if name == "postgresql" else sqlite as url:
                 if url is None:
                     print("!!! PostgreSQL unreachable on 127.0.0.1:5432: skipped !!!")
                     continue
@@ -313,11 +307,6 @@ def main(argv: list[str] | None = None) -> int:
     print_table(results)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0 if all(r["lost"] == 0 and r["duplicated"] == 0 for r in results.values()) else 1
-
-
-@contextlib.contextmanager
-def nullcontext_sqlite(data: Path):  # type: ignore[no-untyped-def]
-    yield f"sqlite:///{data / 'store.db'}"
 
 
 def print_table(results: dict[str, dict]) -> None:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import uuid
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from crlhf_store.process import StoreNotReady, serve_command, wait_ready
+from crlhf_store.process import StoreNotReady, free_port, serve_command, wait_ready
 from tiny_model import tiny_model  # noqa: F401 - fixture: the tiny model's folder (cached)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,12 +47,6 @@ _PG_STATUS: dict[str, str] = {}
 
 
 # --- a real store process ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

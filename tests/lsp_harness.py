@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from crlhf_cli.lsp import plain
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 from pytest_lsp.client import make_test_lsp_client
@@ -132,12 +133,12 @@ async def command(client: LanguageClient, name: str, *args: Any) -> Any:
     result = await client.workspace_execute_command_async(
         types.ExecuteCommandParams(command=name, arguments=list(args))
     )
-    return _plain(result)
+    return plain(result)
 
 
 async def request(client: LanguageClient, method: str, params: Any = None) -> Any:
     result = await client.protocol.send_request_async(method, params)
-    return _plain(result)
+    return plain(result)
 
 
 async def code_actions(client: LanguageClient, uri: str, first: int, last: int) -> list[Any]:
@@ -166,14 +167,6 @@ async def code_actions(client: LanguageClient, uri: str, first: int, last: int) 
             name, args = inner["command"], list(inner.get("arguments") or [])
         found.append((item.title, name, args))
     return found
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:

@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from crlhf_store.process import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -33,12 +33,6 @@ EXTENSION = ROOT / "extension"
 VSCODE = ROOT / "tests" / "vscode"
 ARTIFACTS = ROOT / "artifacts" / "vscode-e2e"
 SLOW = os.environ.get("CRLHF_E2E_SLOW", "1")  # multiplies the browser's waits
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -202,7 +196,7 @@ def _code_server(toolchain: Path, vsix: Path, settings: dict, tmp: Path, artifac
     settings_file = data / "User" / "settings.json"
     settings_file.parent.mkdir(parents=True)
     settings_file.write_text(json.dumps(settings))
-    port = _free_port()
+    port = free_port()
     config = tmp / "cs.yaml"
     config.write_text(f"bind-addr: 127.0.0.1:{port}\nauth: none\ncert: false\n")
     profile = ["--config", str(config), "--user-data-dir", str(data)]

@@ -22,7 +22,7 @@ from pygls.lsp.client import LanguageClient
 
 from crlhf_cli.services import DemoError
 
-__all__ = ["Completion", "LspDriver"]
+__all__ = ["Completion", "LspDriver", "plain"]
 
 T = TypeVar("T")
 ACCEPTED = "crlhf.accepted"
@@ -35,12 +35,12 @@ class Completion:
     seconds: float
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """pygls hands back unknown results as named tuples: make them dicts."""
     if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
+        return {k: plain(v) for k, v in value._asdict().items()}
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value
 
 
@@ -64,7 +64,7 @@ class LspDriver:
         @self.client.feature("crlhf/adapterChanged")
         def adapter_changed(params: Any) -> None:
             with self._changed:
-                self.adapter_changes.append((time.monotonic(), time.time(), _plain(params)))
+                self.adapter_changes.append((time.monotonic(), time.time(), plain(params)))
                 self._changed.notify_all()
 
         @self.client.feature("crlhf/statusChanged")
@@ -135,7 +135,7 @@ class LspDriver:
         return self._run(self._request("crlhf/status"), timeout=60)
 
     async def _request(self, method: str, params: Any = None) -> Any:
-        return _plain(await self.client.protocol.send_request_async(method, params))
+        return plain(await self.client.protocol.send_request_async(method, params))
 
     def wait_ready(self, timeout: float = 900.0) -> dict[str, Any]:
         """Until the model is loaded (the status names it); returns the status."""
@@ -196,7 +196,7 @@ class LspDriver:
 
     def command(self, name: str, *args: Any, timeout: float = 120.0) -> Any:
         params = types.ExecuteCommandParams(command=name, arguments=list(args))
-        return _plain(self._run(self.client.workspace_execute_command_async(params), timeout))
+        return plain(self._run(self.client.workspace_execute_command_async(params), timeout))
 
     def accept(self, completion: Completion) -> None:
         """What an editor does when the user takes the ghost text: run its command."""

@@ -7,26 +7,19 @@ Tokens and honeypots go in through the store's own admin functions (what
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crlhf_store.process import StoreNotReady, serve_command, wait_ready
+from crlhf_store.process import StoreNotReady, free_port, serve_command, wait_ready
 from crlhf_store.schemas import HoneypotIn, Scope
 
-__all__ = ["DemoError", "StoreProcess", "free_port"]
+__all__ = ["DemoError", "StoreProcess"]
 
 
 class DemoError(Exception):
     """A step of the demo failed; the message names the step, the log and the fix."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -51,7 +51,7 @@ def _database(settings: StoreSettings):  # type: ignore[no-untyped-def]
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from crlhf_store.app import create_app, freeze_heap
+    from crlhf_store.app import serving_app
 
     settings = _settings(args)
     print(
@@ -63,9 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     run = {"log_level": args.log_level, "access_log": args.access_log}
     if settings.workers == 1:
-        app = create_app(settings)
-        freeze_heap()
-        uvicorn.run(app, host=settings.host, port=settings.port, **run)
+        uvicorn.run(serving_app(settings), host=settings.host, port=settings.port, **run)
         return 0
     # Several processes: uvicorn starts each from an import string, so the settings travel
     # in the environment; the schema is migrated once here, before any worker serves.

@@ -75,6 +75,11 @@ class Database:
         self.engine.dispose()
 
 
+def is_postgresql(session: Session) -> bool:
+    """Whether ``session`` talks to PostgreSQL (else SQLite)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def alembic_config() -> Config:
     """Alembic's config built in code, so an installed package needs no alembic.ini."""
     cfg = Config()

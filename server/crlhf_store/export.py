@@ -24,6 +24,7 @@ import uuid
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from crlhf_store.db import is_postgresql
 from crlhf_store.models import Annotator, Completion, Honeypot, LineRating
 from crlhf_store.schemas import CompletionExport, CompletionOut, ExportedLabel, LabelExport
 
@@ -34,7 +35,7 @@ STAMP_BATCH = 50_000
 
 def stamp_committed(session: Session, table: str) -> None:
     """Give committed rows of ``table`` without a ``seq`` the next export positions."""
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SEQUENCER_LOCK[table]})
         order = "id" if table == "line_ratings" else "created_at, id"
     else:

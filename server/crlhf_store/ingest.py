@@ -10,14 +10,17 @@ serialised by the single writer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import JSON, Table, Uuid, any_, bindparam, cast, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from crlhf_store.db import is_postgresql
 from crlhf_store.errors import Conflict, Invalid
 from crlhf_store.models import Completion, CompletionEvent, LineRating
 from crlhf_store.schemas import CompletionIn, EventIn, RatingIn, Stored, completion_lines
@@ -32,19 +35,24 @@ def insert_ignoring_duplicates(
     in the same order on PostgreSQL, so they wait for each other instead of deadlocking.
     """
     rows = sorted(rows, key=lambda row: str(row[key]))
-    if session.get_bind().dialect.name == "postgresql":
-        if not any(isinstance(table.c[c].type, JSON) for c in rows[0]):
-            return _insert_unnest(session, table, rows, key)
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
+    columns = tuple(rows[0])
+    if is_postgresql(session) and not any(isinstance(table.c[c].type, JSON) for c in columns):
+        arrays = {f"{c}_array": [row[c] for row in rows] for c in columns}
+        return session.execute(_unnest_insert(table, columns, key), arrays).scalars().all()
     # One cached statement executed with many parameter sets: SQLAlchemy's
     # "insertmanyvalues" batches them into multi-row INSERTs at the driver.
-    stmt = insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+    stmt = _rows_insert(session.get_bind().dialect.name, table, key)
     return session.execute(stmt, rows).scalars().all()
 
 
-def _insert_unnest(session: Session, table: Table, rows: list[dict[str, Any]], key: str):  # type: ignore[no-untyped-def]
+@functools.cache
+def _rows_insert(dialect: str, table: Table, key: str):  # type: ignore[no-untyped-def]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(table).on_conflict_do_nothing(index_elements=[key]).returning(table.c[key])
+
+
+@functools.cache
+def _unnest_insert(table: Table, columns: tuple[str, ...], key: str):  # type: ignore[no-untyped-def]
     """PostgreSQL: ``INSERT … SELECT * FROM unnest(%(a)s::uuid[], …)``, one array a column
     (scalar columns only: completions, with their JSON token lists, take the path above).
 
@@ -53,19 +61,14 @@ def _insert_unnest(session: Session, table: Table, rows: list[dict[str, Any]], k
     in Python (a third of the store's CPU at 100 ratings a batch). This statement's text is
     the same for every batch: compiled once, prepared by the server, parsed never again.
     """
-    from sqlalchemy.dialects.postgresql import ARRAY, insert
-
-    columns = list(rows[0])
-    arrays = [cast(bindparam(f"{c}_array"), ARRAY(table.c[c].type)) for c in columns]
+    arrays = [cast(bindparam(f"{c}_array"), postgresql.ARRAY(table.c[c].type)) for c in columns]
     source = func.unnest(*arrays).table_valued(*columns).render_derived(name="batch")
-    stmt = (
-        insert(table)
-        .from_select(columns, select(*(source.c[c] for c in columns)))
+    return (
+        postgresql.insert(table)
+        .from_select(list(columns), select(*(source.c[c] for c in columns)))
         .on_conflict_do_nothing(index_elements=[key])
         .returning(table.c[key])
     )
-    params = {f"{c}_array": [row[c] for row in rows] for c in columns}
-    return session.execute(stmt, params).scalars().all()
 
 
 def content_hash(completion: CompletionIn) -> str:
@@ -121,12 +124,11 @@ def _check_same_content(
 
 
 def _line_counts(session: Session, ids: set[uuid.UUID]) -> dict[uuid.UUID, int]:
-    if session.get_bind().dialect.name == "postgresql":
+    if is_postgresql(session):
         # ``= ANY(array)``: one query text whatever the number of ids (prepared once),
         # where ``IN (…)`` renders one placeholder per id and is re-parsed every batch.
-        from sqlalchemy.dialects.postgresql import ARRAY
-
-        wanted = Completion.id == any_(cast(bindparam("ids", list(ids)), ARRAY(Uuid)))
+        ids_array = cast(bindparam("ids", list(ids)), postgresql.ARRAY(Uuid))
+        wanted = Completion.id == any_(ids_array)
     else:
         wanted = Completion.id.in_(ids)
     query = select(Completion.id, Completion.n_lines).where(wanted)

@@ -7,6 +7,7 @@ demo and the tests start the store exactly the way a team would.
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import sys
 import time
@@ -15,11 +16,18 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["StoreNotReady", "serve_command", "wait_ready"]
+__all__ = ["StoreNotReady", "free_port", "serve_command", "wait_ready"]
 
 
 class StoreNotReady(RuntimeError):
     """The store process exited early or did not answer /readyz in time."""
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a store, or anything, to bind next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def serve_command(
