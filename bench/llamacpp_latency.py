@@ -87,8 +87,8 @@ def raw_rows(
 ) -> dict[str, list[float]]:
     """Raw timings; fills ``typed`` with the character each hit types after its cold run."""
     from crlhf_lsp.backends.llamacpp import LlamaCppBackend
-    from crlhf_lsp.prompt import build_prompt
     from crlhf_lsp.completion import PROMPT_BUDGET
+    from crlhf_lsp.prompt import build_prompt
     from llama_cpp import Llama
 
     backend = LlamaCppBackend(model, n_threads=threads)  # for the prompt builder's tokenizer
