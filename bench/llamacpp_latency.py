@@ -165,7 +165,7 @@ async def lsp_rows(
 def swap_row(model: Path, threads: int, swaps: int) -> list[float]:
     import numpy as np
     from crlhf_lsp.backends.llamacpp import LlamaCppEngine
-    from crlhf_trainer.gguf_lora import convert_peft_to_gguf
+    from crlhf_models.gguf_lora import convert_peft_to_gguf
     from safetensors.numpy import save_file
 
     engine = LlamaCppEngine(model, n_threads=threads, n_ctx=512)

@@ -6,7 +6,7 @@ Stores for tests (reuse these rather than starting your own):
     A REAL ``crlhf-store serve`` process on a free loopback port with a fresh SQLite data
     dir. Returns a :class:`LiveStore`: ``url``, ``admin_token``, ``trainer_token``,
     ``annotator_token`` (annotators ``admin``, ``trainer``, ``alice``), ``data_dir``,
-    ``client(token)`` → :class:`crlhf_store.client.StoreClient`, ``new_token(name, scope)``,
+    ``client(token)`` → :class:`crlhf_contract.client.StoreClient`, ``new_token(name, scope)``,
     ``restart()`` and ``stop()``. Stopped at the end of the test.
 
 ``start_live_store(data_dir, database_url=None, **env)``
@@ -65,7 +65,7 @@ class LiveStore:
 
     def client(self, token: str | None = None, **kwargs):  # type: ignore[no-untyped-def]
         """A StoreClient; ``token`` defaults to the annotator's."""
-        from crlhf_store.client import StoreClient
+        from crlhf_contract.client import StoreClient
 
         return StoreClient(self.url, token or self.annotator_token, **kwargs)
 

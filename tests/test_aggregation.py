@@ -20,7 +20,7 @@ from crlhf_trainer.aggregation import (
     mv,
     paper,
 )
-from crlhf_trainer.labels import LabelSet
+from crlhf_trainer.aggregation.labels import LabelSet
 from crlhf_trainer.simulate import simulate_crowd
 
 HONEST = {"reliable": 0.6, "mediocre": 0.4}

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from crlhf_store.client import StoreClient
+from crlhf_contract.client import StoreClient
 from crlhf_trainer.dataset import WorkDir, build_examples, pull, token_lines
 from crlhf_trainer.errors import NoTrainingData, StoreGone
 from train_helpers import tiny

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from crlhf_trainer.errors import CrlhfTrainError, LabelFileError
-from crlhf_trainer.labels import LabelSet, parse_label
+from crlhf_trainer.errors import AggregationError, LabelFileError
+from crlhf_trainer.aggregation.labels import LabelSet, parse_label
 
 
 def write(tmp_path, name, text):
@@ -67,7 +67,7 @@ def test_from_csv_errors_name_file_line_and_problem(tmp_path, text, line, proble
     with pytest.raises(LabelFileError) as info:
         LabelSet.from_csv(path)
     err = info.value
-    assert isinstance(err, CrlhfTrainError)
+    assert isinstance(err, AggregationError)
     assert err.line == line and problem in err.problem
     assert str(err).startswith(str(path))
 

@@ -29,7 +29,7 @@ pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 
 from crlhf_lsp.backends.llamacpp import LlamaCppEngine  # noqa: E402
-from crlhf_trainer.gguf_lora import convert_peft_to_gguf  # noqa: E402
+from crlhf_models.gguf_lora import convert_peft_to_gguf  # noqa: E402
 
 DELTA_FLOOR = 0.05
 BASE_GAP_FACTOR = 2.0

@@ -23,8 +23,8 @@ from crlhf_lsp.prompt import CHUNK_LINES, build_prompt, detect_fim_tokens
 from crlhf_lsp.server import parse_rate_args
 from crlhf_lsp.settings import Settings
 from crlhf_lsp.tracking import Change, Tracker, to_index
-from crlhf_store.client import StoreClient
-from crlhf_store.schemas import CompletionIn, EventIn, RatingIn
+from crlhf_contract.client import StoreClient
+from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn
 
 
 def words(text: str) -> int:

@@ -74,7 +74,7 @@ def test_reward_intervals_cover_the_true_share_near_90_percent():
 
 
 def test_store_export_to_rewards_end_to_end():
-    from crlhf_trainer.labels import LabelSet
+    from crlhf_trainer.aggregation.labels import LabelSet
 
     rows = []
     for k, (cid, line, annotator, label) in enumerate(

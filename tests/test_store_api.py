@@ -9,10 +9,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from crlhf_store.digest import manifest_digest
+from crlhf_contract.digest import manifest_digest
 from crlhf_store.honeypots import import_honeypots
 from crlhf_store.models import ApiToken, LineRating
-from crlhf_store.schemas import HoneypotIn, ReviewTask
+from crlhf_contract.schemas import HoneypotIn, ReviewTask
 from sqlalchemy import func, select, text
 from store_helpers import Api, api_on, completion, rating
 

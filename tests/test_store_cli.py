@@ -12,7 +12,7 @@ import pytest
 from crlhf_store.cli import main
 from crlhf_store.db import Database
 from crlhf_store.ingest import store_completions, store_ratings
-from crlhf_store.schemas import CompletionIn, RatingIn
+from crlhf_contract.schemas import CompletionIn, RatingIn
 from crlhf_store.settings import StoreSettings
 from crlhf_store.tokens import authenticate, create_annotator
 from sqlalchemy import text
@@ -97,13 +97,7 @@ def test_defaults_bind_loopback_and_use_sqlite_in_the_data_dir(tmp_path: Path) -
     assert settings.resolved_database_url() == f"sqlite:///{tmp_path.resolve() / 'store.db'}"
 
 
-def test_the_package_imports_light_for_the_language_server() -> None:
-    code = (
-        "import sys, crlhf_store, crlhf_store.schemas, crlhf_store.client, crlhf_store.digest;"
-        "heavy = {'fastapi', 'sqlalchemy', 'uvicorn', 'alembic'} & set(sys.modules);"
-        "assert not heavy, heavy"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+def test_the_store_cli_help_lists_every_command() -> None:
     help_text = subprocess.run(
         [sys.executable, "-m", "crlhf_store", "--help"], check=True, capture_output=True, text=True
     ).stdout

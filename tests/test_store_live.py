@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from conftest import LiveStore, start_live_store
-from crlhf_store.client import StoreClient
+from crlhf_contract.client import StoreClient
 from store_helpers import completion, rating
 
 

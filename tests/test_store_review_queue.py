@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from crlhf_store.schemas import CompletionIn
+from crlhf_contract.schemas import CompletionIn
 
 
 def test_each_completion_reaches_redundancy_reviewers(live_store) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ import hashlib
 import pytest
 import schemathesis
 from conftest import LiveStore, start_live_store
-from crlhf_store.digest import manifest_digest
+from crlhf_contract.digest import manifest_digest
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from crlhf_store.schemas import CompletionIn, EventIn, RatingIn, completion_lines
+from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn, completion_lines
 from crlhf_trainer.dataset import Example, token_lines
 from tiny_model import build_tiny_model
 

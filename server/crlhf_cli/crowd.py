@@ -16,8 +16,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from crlhf_store.client import StoreClient
-from crlhf_store.schemas import RatingIn, ReviewTask
+from crlhf_contract.client import StoreClient
+from crlhf_contract.schemas import RatingIn, ReviewTask
 
 __all__ = ["DEFAULT_MIX", "CrowdStats", "SimAnnotator", "TruthBook", "make_crowd", "rate_all"]
 

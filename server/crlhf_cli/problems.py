@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 
-from crlhf_store.schemas import HoneypotIn, completion_lines
+from crlhf_contract.schemas import HoneypotIn, completion_lines
 
 __all__ = [
     "DemoProblem",

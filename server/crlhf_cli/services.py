@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crlhf_store.process import StoreNotReady, free_port, serve_command, wait_ready
-from crlhf_store.schemas import HoneypotIn, Scope
+from crlhf_contract.schemas import HoneypotIn, Scope
 
 __all__ = ["DemoError", "StoreProcess"]
 

@@ -215,10 +215,10 @@ class Demo:
         self, rated: list[Rated], crowd: list[SimAnnotator]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """em2 and majority vote on the store's export, scored against the known truth."""
-        from crlhf_store.client import StoreClient
-        from crlhf_store.schemas import completion_lines
+        from crlhf_contract.client import StoreClient
+        from crlhf_contract.schemas import completion_lines
         from crlhf_trainer.aggregation import aggregate
-        from crlhf_trainer.labels import LabelSet
+        from crlhf_trainer.aggregation.labels import LabelSet
         from crlhf_trainer.rewards import completion_rewards
 
         assert self.store is not None
@@ -392,7 +392,7 @@ class Demo:
 
     def seconds_since_publish(self, wall: float) -> float | None:
         """How long after the store published the adapter crlhf-lsp announced the swap."""
-        from crlhf_store.client import StoreClient
+        from crlhf_contract.client import StoreClient
 
         assert self.store is not None
         with StoreClient(self.store.url, self.tokens["trainer"]) as client:

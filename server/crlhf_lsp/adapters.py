@@ -3,7 +3,7 @@
 ``AdapterManager.check()`` (on a timer every ``adapterPollSeconds``, or the command
 ``crlhf.checkAdapter``) asks ``GET /v1/adapters/latest``; a version it has not loaded is
 downloaded into the cache folder (``<cache>/<version>``), its archive sha256 and folder digest
-verified (:meth:`crlhf_store.client.StoreClient.download_adapter`), then checked against the
+verified (:meth:`crlhf_contract.client.StoreClient.download_adapter`), then checked against the
 base model by the backend (LoRA, safetensors only, target modules and shapes). The swap
 itself is handed to ``swap`` which runs it on the model thread, between two generations,
 never during one; a failed swap leaves the previous adapter in place (the backend rolls
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crlhf_store.client import StoreClient, StoreError
-from crlhf_store.digest import folder_digest
-from crlhf_store.schemas import AdapterOut
+from crlhf_contract.client import StoreClient, StoreError
+from crlhf_contract.digest import folder_digest
+from crlhf_contract.schemas import AdapterOut
 
 from crlhf_lsp.errors import AdapterError
 

@@ -15,7 +15,8 @@ import threading
 import uuid
 from dataclasses import dataclass
 
-from crlhf_store.schemas import CompletionIn
+from crlhf_contract.protocol import CMD_ACCEPTED
+from crlhf_contract.schemas import CompletionIn
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
@@ -27,7 +28,7 @@ from crlhf_lsp.tracking import to_index
 
 PROMPT_BUDGET = 1536
 """Tokens of prefix (+ suffix) sent to the model."""
-ACCEPTED = "crlhf.accepted"
+ACCEPTED = CMD_ACCEPTED
 
 
 @dataclass

@@ -7,10 +7,12 @@
      │    └── AdapterMismatch  the adapter does not fit the base model
      └── OutboxFull         the outbox reached its bound; the store has been away too long
 
-Store errors come from :mod:`crlhf_store.client` (``StoreUnavailable``, ``StoreRejected``).
+Store errors come from :mod:`crlhf_contract.client` (``StoreUnavailable``, ``StoreRejected``).
 """
 
 from __future__ import annotations
+
+from crlhf_models.errors import AdapterError as _ModelAdapterError
 
 
 class CrlhfLspError(Exception):
@@ -25,8 +27,8 @@ class BackendError(CrlhfLspError):
     pass
 
 
-class AdapterError(CrlhfLspError):
-    pass
+class AdapterError(CrlhfLspError, _ModelAdapterError):
+    """Also a :class:`crlhf_models.AdapterError`: one catch for every adapter problem."""
 
 
 class AdapterMismatch(AdapterError):

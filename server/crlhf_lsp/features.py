@@ -25,7 +25,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from crlhf_store.client import StoreError
+from crlhf_contract.protocol import CMD_CHECK_ADAPTER, CMD_NEXT_REVIEW_TASK, CMD_TOGGLE_ENABLED, M_DID_PARTIALLY_ACCEPT, M_DID_SHOW, M_STATUS
+from crlhf_contract.client import StoreError
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
@@ -140,12 +141,12 @@ def _feedback(server: CrlhfServer) -> None:
             raise JsonRpcInvalidParams.of(ValueError("crlhf.accepted takes a completion id"))
         ls.feedback.event(args[0], "accepted")
 
-    @server.feature("crlhf/didShowCompletion")
+    @server.feature(M_DID_SHOW)
     def did_show(ls: CrlhfServer, params: Any) -> None:
         if (cid := _field(params, "completionId")) is not None:
             ls.feedback.event(cid, "shown")
 
-    @server.feature("crlhf/didPartiallyAcceptCompletion")
+    @server.feature(M_DID_PARTIALLY_ACCEPT)
     def did_partially_accept(ls: CrlhfServer, params: Any) -> None:
         cid, length = _field(params, "completionId"), _field(params, "acceptedLength")
         if cid is not None and isinstance(length, int) and length >= 0:
@@ -157,7 +158,7 @@ def _feedback(server: CrlhfServer) -> None:
 
 
 def _commands(server: CrlhfServer) -> None:
-    @server.command("crlhf.nextReviewTask")
+    @server.command(CMD_NEXT_REVIEW_TASK)
     async def review(ls: CrlhfServer, *args: Any) -> dict[str, Any] | None:
         client = ls.store_client()
         if client is None:
@@ -173,19 +174,19 @@ def _commands(server: CrlhfServer) -> None:
         finally:
             client.close()
 
-    @server.command("crlhf.checkAdapter")
+    @server.command(CMD_CHECK_ADAPTER)
     async def check_adapter(ls: CrlhfServer, *args: Any) -> dict[str, Any]:
         assert ls.adapters is not None
         swapped = await asyncio.get_running_loop().run_in_executor(ls.io_threads, ls.adapters.check)
         return {"version": ls.adapters.current, "swapped": swapped is not None}
 
-    @server.command("crlhf.toggleEnabled")
+    @server.command(CMD_TOGGLE_ENABLED)
     def toggle(ls: CrlhfServer, *args: Any) -> dict[str, bool]:
         enabled = bool(args[0]) if args else not ls.settings.enabled
         ls.apply_settings(ls.settings.merged({"enabled": enabled}))
         return {"enabled": enabled}
 
-    @server.feature("crlhf/status")
+    @server.feature(M_STATUS)
     def status(ls: CrlhfServer, *args: Any) -> dict[str, Any]:
         return ls.status()
 

@@ -13,7 +13,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from crlhf_store.schemas import EventIn, EventKind, RatingIn
+from crlhf_contract.protocol import CMD_RATE
+from crlhf_contract.schemas import EventIn, EventKind, RatingIn
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.workspace import TextDocument
@@ -24,7 +25,7 @@ from crlhf_lsp.outbox import Outbox
 from crlhf_lsp.tracking import Change, Tracker
 
 REMEMBERED_COMPLETIONS = 1024
-RATE = "crlhf.rate"
+RATE = CMD_RATE
 PENDING_ACCEPTS = 16
 """Accepted completions per document still waiting for their text to show up in it."""
 

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from crlhf_store.client import StoreClient, StoreRejected, StoreUnavailable
-from crlhf_store.schemas import CompletionIn, EventIn, RatingIn
+from crlhf_contract.client import StoreClient, StoreRejected, StoreUnavailable
+from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn
 
 from crlhf_lsp.errors import OutboxFull
 

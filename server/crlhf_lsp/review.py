@@ -1,7 +1,8 @@
 """Review tasks: ``crlhf.nextReviewTask`` asks the store for the next completion to rate.
 
-The reply is :class:`crlhf_store.schemas.ReviewTask` as JSON (``task_id``, ``completion_id``,
-``language``, ``prompt``, ``text``), or ``null`` when the queue is empty. The client shows
+The reply is :class:`crlhf_contract.schemas.ReviewTask` as JSON (``task_id``, ``completion_id``,
+``language``, ``prompt``, ``text``) plus ``completion_lines``, the count of
+rateable lines, or ``null`` when the queue is empty. The client shows
 ``text`` read-only and rates its lines with ``crlhf.rate(completion_id, line, vote)``, line 0
 being the first line of ``text``, exactly as for accepted completions. Honeypots look the
 same; nothing here tells them apart.
@@ -11,9 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from crlhf_store.client import StoreClient
+from crlhf_contract.client import StoreClient
+from crlhf_contract.protocol import ReviewTaskPayload
+from crlhf_contract.schemas import completion_lines
 
 
 def next_review_task(client: StoreClient) -> dict[str, Any] | None:
     task = client.review_next()
-    return None if task is None else task.model_dump(mode="json")
+    if task is None:
+        return None
+    fields = task.model_dump(mode="json")
+    payload = ReviewTaskPayload(**fields, completion_lines=len(completion_lines(task.text)))
+    return payload.model_dump()

@@ -24,7 +24,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from crlhf_store.client import StoreClient
+from crlhf_contract.protocol import (
+    M_ADAPTER_CHANGED,
+    M_STATUS_CHANGED,
+    AdapterChanged,
+    Status,
+)
+from crlhf_contract.client import StoreClient
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
@@ -89,13 +95,13 @@ class CrlhfServer(LanguageServer):
         model = self.settings.model
         if backend is not None and backend.done() and backend.exception() is None:
             model = backend.result().name
-        return {
-            "model": model or None,
-            "adapterVersion": self.adapters.current if self.adapters else None,
-            "outboxPending": self.outbox.pending() if self.outbox else 0,
-            "storeReachable": self.outbox.reachable if self.outbox else None,
-            "enabled": self.settings.enabled,
-        }
+        return Status(
+            model=model or None,
+            adapterVersion=self.adapters.current if self.adapters else None,
+            outboxPending=self.outbox.pending() if self.outbox else 0,
+            storeReachable=self.outbox.reachable if self.outbox else None,
+            enabled=self.settings.enabled,
+        ).model_dump()
 
     def status_changed(self) -> None:
         self._soon(self._push_status)
@@ -104,7 +110,7 @@ class CrlhfServer(LanguageServer):
         status = self.status()
         if status != self._last_status:
             self._last_status = status
-            self.protocol.notify("crlhf/statusChanged", status)
+            self.protocol.notify(M_STATUS_CHANGED, status)
 
     # --- settings and start-up ---------------------------------------------------------
 
@@ -189,12 +195,10 @@ class CrlhfServer(LanguageServer):
         ).result()
 
     def _announce_adapter(self, swapped: Swapped) -> None:
-        params = {
-            "version": swapped.version,
-            "previous": swapped.previous,
-            "seconds": round(swapped.seconds, 4),
-        }
-        self._soon(self.protocol.notify, "crlhf/adapterChanged", params)
+        params = AdapterChanged(
+            version=swapped.version, previous=swapped.previous, seconds=round(swapped.seconds, 4)
+        ).model_dump()
+        self._soon(self.protocol.notify, M_ADAPTER_CHANGED, params)
         self.log_to_client(
             f"crlhf: adapter {swapped.version} loaded in {swapped.seconds * 1000:.0f} ms "
             f"(was {swapped.previous or 'the base model'})"

@@ -22,18 +22,26 @@ Errors::
      ├── ModelNotInstalled   the package of a named model is missing: the message says
      │                       what to pip install
      ├── ModelNotFound       neither a known name, nor a local path, nor a cached hub id
-     └── ChecksumMismatch    a GGUF's sha256 differs from the recorded one
+     ├── ChecksumMismatch    a GGUF's sha256 differs from the recorded one
+     └── AdapterError        a LoRA adapter that can't be read, converted or loaded
 """
 
 from __future__ import annotations
 
-from crlhf_models.errors import ChecksumMismatch, ModelError, ModelNotFound, ModelNotInstalled
+from crlhf_models.errors import (
+    AdapterError,
+    ChecksumMismatch,
+    ModelError,
+    ModelNotFound,
+    ModelNotInstalled,
+)
 from crlhf_models.registry import DEFAULT_MODEL, KNOWN_MODELS, KnownModel
 from crlhf_models.resolve import ModelRef, cache_dir, gemma_terms, resolve_model
 
 __all__ = [
     "DEFAULT_MODEL",
     "KNOWN_MODELS",
+    "AdapterError",
     "ChecksumMismatch",
     "KnownModel",
     "ModelError",

@@ -17,3 +17,11 @@ class ModelNotFound(ModelError):
 
 class ChecksumMismatch(ModelError):
     """A model file does not have the sha256 it should have."""
+
+
+class AdapterError(ModelError):
+    """A LoRA adapter that cannot be read, converted or loaded on its base model.
+
+    The trainer's and the language server's adapter errors derive from this one, so
+    ``except crlhf_models.AdapterError`` catches an adapter problem wherever it arose.
+    """

@@ -1,7 +1,7 @@
 """The adapter registry: upload (checked), publish, retire, list, download.
 
 Checksum: ``sha256`` of an upload is the folder digest of its PEFT files
-(:func:`crlhf_store.digest.folder_digest`: the sha256 of the sorted ``sha256sum``
+(:func:`crlhf_contract.digest.folder_digest`: the sha256 of the sorted ``sha256sum``
 manifest). The store recomputes it while writing the files to a staging key; a mismatch
 is refused with 422 and the staged files are deleted. The download is the deterministic
 tar of the files, its own sha256 in ``X-Checksum-Sha256``.
@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crlhf_store.digest import manifest_digest, tar_of
+from crlhf_contract.digest import manifest_digest, tar_of
 from crlhf_store.errors import ChecksumRefused, Conflict, Invalid, NotFound
 from crlhf_store.models import Adapter, AdapterArtifactRow
-from crlhf_store.schemas import AdapterArtifact, AdapterOut
+from crlhf_contract.schemas import AdapterArtifact, AdapterOut
 from crlhf_store.storage import AdapterStorage
 
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")

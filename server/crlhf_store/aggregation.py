@@ -17,7 +17,7 @@ from crlhf_store.models import (
     Completion,
     CompletionReward,
 )
-from crlhf_store.schemas import AggregationRunIn, AggregationRunOut
+from crlhf_contract.schemas import AggregationRunIn, AggregationRunOut
 
 
 def store_run(session: Session, *, run: AggregationRunIn, created_by: str) -> AggregationRunOut:

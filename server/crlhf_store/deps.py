@@ -10,7 +10,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from crlhf_store.db import Database
-from crlhf_store.schemas import Scope
+from crlhf_contract.schemas import Scope
 from crlhf_store.settings import StoreSettings
 from crlhf_store.storage import AdapterStorage
 from crlhf_store.tokens import Principal, authenticate

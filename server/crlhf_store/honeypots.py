@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from crlhf_store.errors import Invalid
 from crlhf_store.models import Completion, Honeypot
-from crlhf_store.schemas import HoneypotIn, completion_lines
+from crlhf_contract.schemas import HoneypotIn, completion_lines
 
 
 def parse_jsonl(lines: Iterable[str]) -> list[HoneypotIn]:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from crlhf_store.db import is_postgresql
 from crlhf_store.errors import Conflict, Invalid
 from crlhf_store.models import Completion, CompletionEvent, LineRating
-from crlhf_store.schemas import CompletionIn, EventIn, RatingIn, Stored, completion_lines
+from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn, Stored, completion_lines
 
 
 def insert_ignoring_duplicates(

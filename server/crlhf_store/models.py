@@ -2,7 +2,7 @@
 
 Names follow the glossary (DESIGN.md): annotator, completion, line rating, honeypot,
 review task (``review_assignments``), adapter, aggregation run. The wire schemas
-(:mod:`crlhf_store.schemas`) are separate: these are rows, those are payloads.
+(:mod:`crlhf_contract.schemas`) are separate: these are rows, those are payloads.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from sqlalchemy import Select, func, literal_column, select, union
 from sqlalchemy.orm import Session
 
 from crlhf_store.models import Completion, Honeypot, LineRating, ReviewAssignment
-from crlhf_store.schemas import ReviewTask
+from crlhf_contract.schemas import ReviewTask
 
 
 def next_task(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from crlhf_store.errors import NotFound
 from crlhf_store.models import Annotator, ApiToken
-from crlhf_store.schemas import Scope
+from crlhf_contract.schemas import Scope
 
 SCOPES: tuple[Scope, ...] = ("annotator", "trainer", "admin")
 TOKEN_PREFIX = "crlhf_"

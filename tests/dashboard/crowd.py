@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from crlhf_store.schemas import (
+from crlhf_contract.schemas import (
     AggregationRunIn,
     AnnotatorReliabilityIn,
     CompletionIn,
@@ -28,7 +28,7 @@ from crlhf_store.schemas import (
     RatingIn,
 )
 from crlhf_trainer.aggregation import aggregate
-from crlhf_trainer.labels import LabelSet
+from crlhf_trainer.aggregation.labels import LabelSet
 from crlhf_trainer.rewards import completion_rewards
 from crlhf_trainer.simulate import simulate_crowd
 

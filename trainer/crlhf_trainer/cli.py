@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import commands as C
-from .errors import CrlhfTrainError
+from .errors import AggregationError, CrlhfTrainError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
@@ -62,7 +62,7 @@ def add_aggregate_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_aggregate(args: argparse.Namespace) -> int:
     from .aggregation import aggregate
-    from .labels import LabelSet
+    from .aggregation.labels import LabelSet
 
     labels = LabelSet.from_csv(args.labels, args.gold)
     result = aggregate(labels, args.method)
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except CrlhfTrainError as exc:
+    except (CrlhfTrainError, AggregationError) as exc:
         print(f"crlhf-train {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

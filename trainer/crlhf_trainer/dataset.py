@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crlhf_store.client import StoreClient, StoreError
+from crlhf_contract.client import StoreClient, StoreError
 
 from .errors import NoTrainingData, StoreGone
 

@@ -4,17 +4,25 @@ Every error the trainer raises on purpose derives from one base class, so a call
 CLI, the nightly job) can catch them all and print one line::
 
     CrlhfTrainError
-     ├── LabelFileError      a labels/gold file or an export page that can't be read
      ├── TrainConfigError    a setting that can't work (unknown method, bad margin …)
      ├── NoTrainingData      nothing usable to train on (empty store, no token ids …)
      ├── StoreGone           the store failed mid-run; a re-run resumes from the cursor
      └── AdapterError        an adapter that can't be loaded or fails its checksum
+
+Label input errors come from the aggregation package (which imports nothing else of the
+trainer): :class:`~crlhf_trainer.aggregation.errors.AggregationError` and its
+``LabelFileError``; the CLI catches both hierarchies.
 """
 
 from __future__ import annotations
 
+from crlhf_models.errors import AdapterError as _ModelAdapterError
+
+from .aggregation.errors import AggregationError, LabelFileError
+
 __all__ = [
     "AdapterError",
+    "AggregationError",
     "CrlhfTrainError",
     "LabelFileError",
     "NoTrainingData",
@@ -25,21 +33,6 @@ __all__ = [
 
 class CrlhfTrainError(Exception):
     """Base class of the errors crlhf_trainer raises on purpose."""
-
-
-class LabelFileError(CrlhfTrainError):
-    """Bad label input; the message names the file, the line and the problem.
-
-    >>> str(LabelFileError("labels.csv", 3, "unknown label 'x'"))
-    "labels.csv line 3: unknown label 'x'"
-    """
-
-    def __init__(self, path: object, line: int | None, problem: str) -> None:
-        self.path = str(path)
-        self.line = line
-        self.problem = problem
-        where = self.path if line is None else f"{self.path} line {line}"
-        super().__init__(f"{where}: {problem}")
 
 
 class TrainConfigError(CrlhfTrainError):
@@ -54,5 +47,5 @@ class StoreGone(CrlhfTrainError):
     """The store failed or vanished mid-run; nothing was published, re-run to resume."""
 
 
-class AdapterError(CrlhfTrainError):
+class AdapterError(CrlhfTrainError, _ModelAdapterError):
     """An adapter folder that cannot be loaded, or whose files fail their checksum."""

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crlhf_store.client import ChecksumMismatch, StoreClient, StoreError
-from crlhf_store.schemas import (
+from crlhf_contract.client import ChecksumMismatch, StoreClient, StoreError
+from crlhf_contract.schemas import (
     AggregationRunIn,
     AnnotatorReliabilityIn,
     CompletionRewardIn,
@@ -36,7 +36,7 @@ from crlhf_store.schemas import (
 from .dataset import Example, WorkDir, build_examples, pull
 from .errors import AdapterError, NoTrainingData, StoreGone, TrainConfigError
 from .evaluate import EvalConfig
-from .gguf_lora import gguf_artifact
+from crlhf_models.gguf_lora import gguf_artifact
 from .train import TrainConfig
 
 __all__ = [
@@ -124,7 +124,7 @@ def pull_work(cfg: NightlyConfig, progress: Progress | None = None) -> dict[str,
 def aggregate_work(cfg: NightlyConfig, *, post: bool = True) -> tuple[dict[str, Any], dict]:
     """Aggregate every pulled label; returns (summary, rewards by completion id)."""
     from .aggregation import aggregate
-    from .labels import LabelSet
+    from .aggregation.labels import LabelSet
     from .rewards import completion_rewards
 
     work = WorkDir(cfg.work_dir)

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crlhf_store.client import StoreClient, StoreError
-from crlhf_store.digest import folder_digest
+from crlhf_contract.client import StoreClient, StoreError
+from crlhf_contract.digest import folder_digest
 
 from .errors import AdapterError, StoreGone, TrainConfigError
 

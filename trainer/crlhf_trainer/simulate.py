@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .labels import LabelSet
+from .aggregation.labels import LabelSet
 
 __all__ = ["KINDS", "SimulatedCrowd", "simulate_crowd"]
 

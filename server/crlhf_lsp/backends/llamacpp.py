@@ -10,7 +10,7 @@ of the other backends:
 - prompt token ids, generated token ids and each generated token's log-probability under
   the model (log-softmax of the raw logits, whatever the sampling temperature) are
   returned, so the trainer can use them as the behaviour policy's log-probs;
-- the adapter is a GGUF LoRA (``crlhf_trainer.gguf_lora``) loaded with
+- the adapter is a GGUF LoRA (``crlhf_models.gguf_lora``) loaded with
   ``llama_adapter_lora_init`` and set with ``llama_set_adapters_lora`` between generations
   (one lock guards the context); a file llama.cpp refuses leaves the previous adapter in
   place. A swap drops the KV cache: keys and values computed under the old adapter are stale.
@@ -285,7 +285,7 @@ class LlamaCppEngine:
                 raise LlamaCppError(
                     f"llama.cpp refused the adapter {path}: not a GGUF LoRA for this base model "
                     f"({self.architecture}, {self.model_path.name}); reconvert it with "
-                    "crlhf_trainer.gguf_lora against this base"
+                    "crlhf_models.gguf_lora against this base"
                 )
         with self._lock:
             rc = self._apply(new, scale)
@@ -377,7 +377,7 @@ class LlamaCppBackend(Backend):
     Adapters: ``load_adapter(folder)`` applies the registry's ``gguf`` artifact, which
     :class:`~crlhf_lsp.adapters.AdapterManager` saves as ``<folder>.gguf`` (or a ``*.gguf``
     inside the folder); an adapter published with PEFT files only is converted on the spot
-    with :mod:`crlhf_trainer.gguf_lora` when the ``gguf`` package is installed.
+    with :mod:`crlhf_models.gguf_lora` when the ``gguf`` package is installed.
     """
 
     adapter_artifact = "gguf"
@@ -459,8 +459,8 @@ class LlamaCppBackend(Backend):
         if not (folder / "adapter_model.safetensors").is_file():
             raise AdapterMismatch(f"adapter in {folder} has neither a .gguf nor PEFT files")
         try:
-            from crlhf_trainer.errors import AdapterError as TrainerAdapterError
-            from crlhf_trainer.gguf_lora import convert_peft_to_gguf
+            from crlhf_models.errors import AdapterError as TrainerAdapterError
+            from crlhf_models.gguf_lora import convert_peft_to_gguf
         except ImportError as exc:
             raise AdapterError(
                 f"adapter in {folder} has no GGUF artifact and the gguf package is missing "

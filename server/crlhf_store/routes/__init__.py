@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from crlhf_store.schemas import ErrorOut
+from crlhf_contract.schemas import ErrorOut
 
 AUTH: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorOut, "description": "missing, unknown or revoked token"},

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from crlhf_store import export, ingest, review
 from crlhf_store.deps import AnnotatorDep, StoreDep, TrainerDep
 from crlhf_store.routes import AUTH, BODY, CONFLICT
-from crlhf_store.schemas import (
+from crlhf_contract.schemas import (
     CompletionBatch,
     CompletionExport,
     EventBatch,

@@ -8,7 +8,7 @@ from sqlalchemy import text
 
 from crlhf_store.deps import AnnotatorDep, StoreDep
 from crlhf_store.routes import AUTH
-from crlhf_store.schemas import Me
+from crlhf_contract.schemas import Me
 from crlhf_store.strictjson import StrictJSONRoute
 
 router = APIRouter(route_class=StrictJSONRoute)

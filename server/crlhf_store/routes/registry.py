@@ -13,7 +13,7 @@ from crlhf_store.dashboard.history import record_status_change
 from crlhf_store.deps import AnnotatorDep, Store, StoreDep, TrainerDep
 from crlhf_store.errors import Invalid
 from crlhf_store.routes import AUTH, BODY, CONFLICT, NOT_FOUND
-from crlhf_store.schemas import AdapterOut, AdapterStatus, AggregationRunIn, AggregationRunOut
+from crlhf_contract.schemas import AdapterOut, AdapterStatus, AggregationRunIn, AggregationRunOut
 from crlhf_store.strictjson import StrictJSONRoute, loads_strict
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
@@ -55,7 +55,7 @@ def upload_adapter(
     files: Annotated[list[UploadFile], File(description="one part per PEFT file")],
     version: Annotated[str, Form()],
     base_model: Annotated[str, Form(max_length=512)],
-    sha256: Annotated[str, Form(description="folder digest (crlhf_store.digest)")],
+    sha256: Annotated[str, Form(description="folder digest (crlhf_contract.digest)")],
     parent: Annotated[str | None, Form()] = None,
     metrics: Annotated[str, Form(description="JSON object")] = "{}",
     gguf: Annotated[UploadFile | None, File(description="optional GGUF LoRA")] = None,

@@ -7,7 +7,7 @@ Estimators (each a class with ``fit(labels) -> AggregationResult``):
 - ``paper-l1``: the source method's sparse (L1) logistic regression on the honeypots
 - ``mv``: majority vote, the baseline
 
->>> from crlhf_trainer.labels import LabelSet
+>>> from crlhf_trainer.aggregation.labels import LabelSet
 >>> ls = LabelSet.from_records([("x", "a", 1), ("x", "b", 1), ("y", "a", -1)])
 >>> aggregate(ls, "mv").p_correct.tolist()
 [1.0, 0.0]
@@ -15,7 +15,7 @@ Estimators (each a class with ``fit(labels) -> AggregationResult``):
 
 from __future__ import annotations
 
-from ..labels import LabelSet
+from .labels import LabelSet
 from .base import AggregationResult, AnnotatorReliability
 from .em2 import TwoCoinEM
 from .mv import MajorityVote

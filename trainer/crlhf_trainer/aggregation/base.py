@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..labels import LabelSet
+from .labels import LabelSet
 
 __all__ = [
     "AggregationResult",

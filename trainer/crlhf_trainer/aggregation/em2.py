@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..labels import LabelSet
+from .labels import LabelSet
 from .base import (
     SPAMMER_THRESHOLD,
     AggregationResult,

@@ -6,7 +6,7 @@ with the majority (a tie counts one half), with the 90% interval of the Beta(1 +
 1 + disagree) posterior.  It is one-coin: someone who clicks 👍 on everything agrees
 with the majority on every correct line and looks reliable.
 
->>> from crlhf_trainer.labels import LabelSet
+>>> from crlhf_trainer.aggregation.labels import LabelSet
 >>> ls = LabelSet.from_records([("x", "a", 1), ("x", "b", 1), ("x", "c", -1)])
 >>> result = MajorityVote().fit(ls)
 >>> round(float(result.p_correct[0]), 4), [r.reliability for r in result.annotators]
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..labels import LabelSet
+from .labels import LabelSet
 from .base import AggregationResult, beta_interval, clamp_gold, one_coin_reliabilities
 
 __all__ = ["MajorityVote"]

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..labels import LabelSet
+from .labels import LabelSet
 from .base import (
     SPAMMER_THRESHOLD,
     AggregationResult,

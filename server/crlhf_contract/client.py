@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from crlhf_store.digest import folder_digest, safe_extract
-from crlhf_store.schemas import (
+from crlhf_contract.digest import folder_digest, safe_extract
+from crlhf_contract.schemas import (
     AdapterOut,
     AggregationRunIn,
     AggregationRunOut,

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from crlhf_trainer.errors import AdapterError
+from crlhf_models.errors import AdapterError
 
 __all__ = ["GGUF_ARCHITECTURES", "LoraConversion", "convert_peft_to_gguf", "gguf_artifact"]
 

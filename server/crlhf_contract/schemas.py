@@ -28,7 +28,7 @@ GET  /v1/adapters/{version}/download  ?artifact=peft|gguf        archive / file 
 
 Adapter upload (multipart): ``files`` (one part per file of a PEFT adapter folder, the part's
 filename is the file's name), form fields ``version``, ``parent`` (optional), ``base_model``,
-``sha256`` (the folder digest of :func:`crlhf_store.digest.folder_digest`), ``metrics``
+``sha256`` (the folder digest of :func:`crlhf_contract.digest.folder_digest`), ``metrics``
 (JSON object), and optionally ``gguf`` (a GGUF LoRA file) with ``gguf_sha256``.
 """
 
@@ -234,7 +234,7 @@ class AdapterOut(BaseModel):
     parent: str | None
     base_model: str
     sha256: str
-    """Folder digest of the PEFT files (:func:`crlhf_store.digest.folder_digest`)."""
+    """Folder digest of the PEFT files (:func:`crlhf_contract.digest.folder_digest`)."""
     size: int
     status: AdapterStatus
     metrics: dict[str, Any]

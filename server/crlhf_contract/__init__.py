@@ -1,0 +1,12 @@
+"""crlhf's contract: what the store, the language server, the trainer and the demo agree on.
+
+- :mod:`crlhf_contract.schemas`: the HTTP API's payloads (pydantic), one definition each
+- :mod:`crlhf_contract.client`: the typed :class:`~crlhf_contract.client.StoreClient`
+- :mod:`crlhf_contract.digest`: adapter folder digests and safe archive extraction
+- :mod:`crlhf_contract.protocol`: crlhf-lsp's custom LSP methods, commands and payloads
+
+It depends on pydantic, httpx and the standard library only: never on FastAPI, SQLAlchemy,
+torch or any other crlhf package (an import-linter contract and a test hold it to that).
+"""
+
+__all__: list[str] = []

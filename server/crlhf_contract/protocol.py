@@ -1,0 +1,101 @@
+"""crlhf-lsp's custom LSP protocol: every ``crlhf/*`` method and ``crlhf.*`` command.
+
+The editors (the VS Code extension, the Neovim and Emacs snippets in the README) and the
+language server agree on these names and payloads; the extension's TypeScript types are
+generated from the models below (``extension/scripts/gen_protocol.py``), never by hand.
+
+=====================================  ============  ========================================
+name                                   direction     payload
+=====================================  ============  ========================================
+``crlhf/status``                       request       → :class:`Status`
+``crlhf/statusChanged``                notification  server → client, :class:`Status`
+``crlhf/adapterChanged``               notification  server → client, :class:`AdapterChanged`
+``crlhf/didShowCompletion``            notification  client → server, ``{completionId}``
+``crlhf/didPartiallyAcceptCompletion`` notification  client → server,
+                                                     ``{completionId, acceptedLength}``
+``crlhf.accepted``                     command       ``(completionId)``
+``crlhf.rate``                         command       ``(completionId, line, vote)`` triples
+``crlhf.nextReviewTask``               command       → :class:`ReviewTaskPayload` or null
+``crlhf.checkAdapter``                 command       → :class:`AdapterCheck`
+``crlhf.toggleEnabled``                command       ``(enabled?)`` → ``{enabled}``
+=====================================  ============  ========================================
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "CMD_ACCEPTED",
+    "CMD_CHECK_ADAPTER",
+    "CMD_NEXT_REVIEW_TASK",
+    "CMD_RATE",
+    "CMD_TOGGLE_ENABLED",
+    "COMMANDS",
+    "METHODS",
+    "M_ADAPTER_CHANGED",
+    "M_DID_PARTIALLY_ACCEPT",
+    "M_DID_SHOW",
+    "M_STATUS",
+    "M_STATUS_CHANGED",
+    "AdapterChanged",
+    "AdapterCheck",
+    "ReviewTaskPayload",
+    "Status",
+]
+
+M_STATUS = "crlhf/status"
+M_STATUS_CHANGED = "crlhf/statusChanged"
+M_ADAPTER_CHANGED = "crlhf/adapterChanged"
+M_DID_SHOW = "crlhf/didShowCompletion"
+M_DID_PARTIALLY_ACCEPT = "crlhf/didPartiallyAcceptCompletion"
+METHODS = (M_STATUS, M_STATUS_CHANGED, M_ADAPTER_CHANGED, M_DID_SHOW, M_DID_PARTIALLY_ACCEPT)
+
+CMD_ACCEPTED = "crlhf.accepted"
+CMD_RATE = "crlhf.rate"
+CMD_NEXT_REVIEW_TASK = "crlhf.nextReviewTask"
+CMD_CHECK_ADAPTER = "crlhf.checkAdapter"
+CMD_TOGGLE_ENABLED = "crlhf.toggleEnabled"
+COMMANDS = (CMD_ACCEPTED, CMD_RATE, CMD_NEXT_REVIEW_TASK, CMD_CHECK_ADAPTER, CMD_TOGGLE_ENABLED)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Status(_Payload):
+    """What the status bar shows: ``crlhf/status`` answers it, ``crlhf/statusChanged`` pushes it."""
+
+    model: str | None = None
+    adapterVersion: str | None = None  # None: the base model
+    outboxPending: int = 0  # completions, events and ratings not yet stored
+    storeReachable: bool | None = None  # None: not known yet
+    enabled: bool = True
+
+
+class AdapterChanged(_Payload):
+    """Sent once an adapter was hot-swapped in."""
+
+    version: str | None
+    previous: str | None
+    seconds: float
+
+
+class AdapterCheck(_Payload):
+    """The answer of ``crlhf.checkAdapter``."""
+
+    version: str | None
+    swapped: bool
+
+
+class ReviewTaskPayload(_Payload):
+    """A review task as the editor gets it from ``crlhf.nextReviewTask``: the store's
+    :class:`~crlhf_contract.schemas.ReviewTask` plus the count of its rateable lines, so
+    the editor never re-derives line numbering itself."""
+
+    task_id: str
+    completion_id: str
+    language: str
+    prompt: str
+    text: str
+    completion_lines: int  # len(completion_lines(text)): lines 0 … n-1 can be rated
