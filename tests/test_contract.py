@@ -44,9 +44,8 @@ def test_protocol_names_are_unique_and_namespaced() -> None:
 
 
 def test_payloads_refuse_unknown_fields() -> None:
-    from pydantic import ValidationError
-
     from crlhf_contract.protocol import Status
+    from pydantic import ValidationError
 
     assert Status(outboxPending=3).model_dump()["outboxPending"] == 3
     with pytest.raises(ValidationError, match="typo"):

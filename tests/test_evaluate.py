@@ -1,4 +1,4 @@
-"""pass@k, the benchmarks' data and programs, the held-out reward estimate."""
+"""pass@k, the benchmarks' data and programs, the held-out line margin."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from importlib import resources
 from math import comb
 
 import pytest
+import torch
 from crlhf_trainer.errors import TrainConfigError
 from crlhf_trainer.evaluate import (
     EvalConfig,
-    heldout_reward,
+    heldout_line_margins,
     humaneval_problems,
     mbpp_problems,
     pass_at_k,
@@ -62,14 +63,23 @@ def test_a_benchmark_run_on_the_tiny_model():
     assert metrics["problems"] == 2 and 0.0 <= metrics["pass@1"] <= 1.0
 
 
-def test_the_heldout_reward_of_the_logging_policy_is_the_mean_reward():
+def test_the_heldout_line_margin_is_good_minus_bad_lines_per_completion():
+    from crlhf_trainer.policy import collate, token_logprobs
     from transformers import AutoModelForCausalLM
 
     model_dir = tiny()
     ex = examples(model_dir, sample(model_dir, PROMPTS[:3], 1, max_new_tokens=6), [1.0, 0.0, 0.5])
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    assert heldout_reward(model, ex) == pytest.approx(0.5, abs=1e-3)
-    assert heldout_reward(model, []) is None
+    # a completion whose credit is all one way has no pair inside it: not an item
+    assert heldout_line_margins(model, ex) == []
+    mixed = ex[0]
+    half = len(mixed.completion_ids) // 2
+    mixed.token_credit = [0.9] * half + [0.1] * (len(mixed.completion_ids) - half)
+    (m,) = heldout_line_margins(model, [mixed])
+    with torch.no_grad():
+        logp = token_logprobs(model, collate([mixed], 0))[0]
+    expected = float(logp[:half].mean() - logp[half : len(mixed.completion_ids)].mean())
+    assert m == pytest.approx(expected, abs=1e-5)
 
 
 def test_eval_settings_that_cannot_work_are_refused():

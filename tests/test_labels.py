@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from crlhf_trainer.errors import AggregationError, LabelFileError
 from crlhf_trainer.aggregation.labels import LabelSet, parse_label
+from crlhf_trainer.errors import AggregationError, LabelFileError
 
 
 def write(tmp_path, name, text):

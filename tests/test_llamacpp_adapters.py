@@ -11,7 +11,7 @@ pytest.importorskip("gguf")
 
 from crlhf_lsp.adapters import AdapterManager, timed  # noqa: E402
 from crlhf_lsp.backends.llamacpp import LlamaCppBackend  # noqa: E402
-from crlhf_trainer.errors import AdapterError  # noqa: E402
+from crlhf_models.errors import AdapterError  # noqa: E402
 from crlhf_models.gguf_lora import gguf_artifact  # noqa: E402
 from test_gguf_lora import make_adapter  # noqa: E402
 from tiny_gguf import build_tiny_gguf  # noqa: E402

@@ -106,12 +106,24 @@ def test_the_two_advantages(logged):
         advantage_fn("ppo")
 
 
-def test_logged_log_probs_of_another_distribution_can_be_ignored(logged):
+def test_logged_log_probs_are_ignored_unless_asked_for(logged):
+    """Greedy or quantised serving logs numbers that are no sampling distribution: the
+    default ratio is against the current policy; ``use_logged=True`` is PPO's."""
+    model_dir, ex = logged
+    policy = load_policy(str(model_dir), TrainConfig())
+    assert TrainConfig().importance == "policy"
+    b = collate(ex, 0)
+    b.old_logprobs = b.old_logprobs - 1.0  # as if a quantised model had logged them
+    _, stats = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0, use_logged=True)
+    assert stats["clip_frac"] == 1.0  # every ratio e^1 is outside the trust region
+    _, stats = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0)
+    assert stats["clip_frac"] == 0.0
+
+
+def test_advantages_are_scaled_by_the_given_spread(logged):
     model_dir, ex = logged
     policy = load_policy(str(model_dir), TrainConfig())
     b = collate(ex, 0)
-    b.old_logprobs = b.old_logprobs - 1.0  # as if a quantised model had logged them
-    _, stats = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0)
-    assert stats["clip_frac"] == 1.0  # every ratio e^1 is outside the trust region
-    _, stats = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0, use_logged=False)
-    assert stats["clip_frac"] == 0.0
+    _, one = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0)
+    _, tenth = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0, scale=10.0)
+    assert tenth["advantage"] == pytest.approx(one["advantage"] / 10, rel=1e-5)

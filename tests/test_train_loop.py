@@ -9,7 +9,10 @@ from crlhf_trainer.policy import collate, token_logprobs
 from crlhf_trainer.train import TrainConfig, load_policy, train
 from train_helpers import PROMPTS, examples, sample, tiny
 
-CFG = dict(max_steps=12, batch_size=4, grad_accum=1, lr=5e-3, warmup_steps=1, kl_coef=0.01)
+# a large lr moves the tiny model far on purpose: no early stop on KL here (tested below)
+CFG = dict(
+    max_steps=12, batch_size=4, grad_accum=1, lr=5e-3, warmup_steps=1, kl_coef=0.01, kl_stop=1e9
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,25 @@ def test_high_reward_completions_gain_log_probability_over_low_reward_ones(logge
     delta = after - before
     high, low = delta[::2].mean(), delta[1::2].mean()
     assert high > 0 > low, (high, low)
+
+
+def test_training_stops_early_when_the_policy_drifts_from_the_base(logged, tmp_path):
+    model_dir, rows = logged
+    ex = examples(model_dir, rows, [1.0 if i % 2 == 0 else 0.0 for i in range(len(rows))])
+    cfg = TrainConfig(method="pg", **CFG | {"kl_stop": 0.5})
+    report = train(str(model_dir), ex, cfg, tmp_path / "a")
+    assert report.steps < 12 and report.stopped and "KL" in report.stopped
+    assert report.history[-1]["kl"] > 0.5 >= max(h["kl"] for h in report.history[:-1])
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+
+
+def test_rewards_without_spread_train_nothing(logged, tmp_path):
+    from crlhf_trainer.errors import NoTrainingData
+
+    model_dir, rows = logged
+    ex = examples(model_dir, rows, [0.51 + 0.001 * (i % 2) for i in range(len(rows))])
+    with pytest.raises(NoTrainingData, match="nothing to learn"):
+        train(str(model_dir), ex, TrainConfig(method="pg", **CFG), tmp_path / "a")
 
 
 def test_per_line_credit_lowers_wrong_lines_more_than_right_ones(logged, tmp_path):

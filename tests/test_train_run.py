@@ -9,6 +9,7 @@ import pytest
 from crlhf_trainer.cli import main
 from crlhf_trainer.errors import StoreGone
 from crlhf_trainer.evaluate import EvalConfig
+from crlhf_trainer.gate import GateConfig
 from crlhf_trainer.nightly import NightlyConfig, run_nightly
 from crlhf_trainer.train import TrainConfig
 from train_helpers import populate, tiny
@@ -35,11 +36,31 @@ def _args(store, work: Path, *extra: str) -> list[str]:
     ]
 
 
+def test_a_thin_evaluation_leaves_a_candidate_with_its_reason(live_store, tmp_path, capsys):
+    """One MBPP problem and a handful of held-out completions cannot show no harm."""
+    populate(live_store, tiny(), per_prompt=2)
+    work = tmp_path / "work"
+    args = _args(live_store, work, "--eval", "mbpp", "--eval-limit", "1", "--max-new-tokens", "8")
+    assert main(args) == 0  # a refused gate is not an error
+    with live_store.client(live_store.trainer_token) as client:
+        assert client.latest_adapter() is None
+        (candidate,) = client.list_adapters()
+    assert candidate.status == "candidate"
+    assert "not enough evidence" in candidate.metrics["gate"]
+    (run,) = (work / "runs").iterdir()
+    publish = json.loads((run / "publish.json").read_text())
+    assert publish["gate"]["decision"] == "not enough evidence"
+    checks = {c["name"]: c for c in publish["gate"]["checks"]}
+    assert checks["mbpp/pass@1"]["n"] == 1 and checks["mbpp/pass@1"]["verdict"] == "too few"
+    card = (run / "adapter" / "README.md").read_text()
+    assert "Gate: not enough evidence" in card
+
+
 def test_crlhf_train_run_publishes_an_adapter(live_store, tmp_path, capsys):
     populate(live_store, tiny(), per_prompt=2)
     work = tmp_path / "work"
     args = _args(live_store, work, "--eval", "mbpp", "--eval-limit", "1", "--max-new-tokens", "8")
-    assert main(args) == 0
+    assert main([*args, "--publish-without-evidence"]) == 0
     version = capsys.readouterr().out.strip().splitlines()[-1]
     with live_store.client(live_store.trainer_token) as client:
         latest = client.latest_adapter()
@@ -55,7 +76,10 @@ def test_crlhf_train_run_publishes_an_adapter(live_store, tmp_path, capsys):
     train = ["--max-steps", "1", "--batch-size", "4", "--grad-accum", "1", "--method", "pg-line"]
     assert main(["train", *store, *common, *train]) == 0
     assert main(["eval", *common, "--eval", "none"]) == 0
-    assert main(["publish", *store, *common]) == 0
+    assert main(["publish", *store, *common]) == 0  # --eval none: never published silently
+    with live_store.client(live_store.trainer_token) as client:
+        assert client.latest_adapter().version == version
+    assert main(["publish", *store, *common, "--publish-without-evidence"]) == 0
     with live_store.client(live_store.trainer_token) as client:
         child = client.latest_adapter()
     assert child.version != version and child.parent == version
@@ -83,6 +107,7 @@ def test_a_store_that_disappears_mid_run_is_resumed_by_the_next_run(live_store, 
         work_dir=tmp_path / "w",
         train=TrainConfig(max_steps=1, batch_size=4, grad_accum=1),
         eval=EvalConfig(benchmarks=()),
+        gate=GateConfig(publish_without_evidence=True),
     )
 
     def vanish(stage, n, total):

@@ -25,8 +25,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from crlhf_contract.protocol import CMD_CHECK_ADAPTER, CMD_NEXT_REVIEW_TASK, CMD_TOGGLE_ENABLED, M_DID_PARTIALLY_ACCEPT, M_DID_SHOW, M_STATUS
 from crlhf_contract.client import StoreError
+from crlhf_contract.protocol import (
+    CMD_CHECK_ADAPTER,
+    CMD_NEXT_REVIEW_TASK,
+    CMD_TOGGLE_ENABLED,
+    M_DID_PARTIALLY_ACCEPT,
+    M_DID_SHOW,
+    M_STATUS,
+)
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 

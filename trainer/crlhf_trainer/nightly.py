@@ -32,11 +32,12 @@ from crlhf_contract.schemas import (
     CompletionRewardIn,
     completion_lines,
 )
+from crlhf_models.gguf_lora import gguf_artifact
 
 from .dataset import Example, WorkDir, build_examples, pull
 from .errors import AdapterError, NoTrainingData, StoreGone, TrainConfigError
 from .evaluate import EvalConfig
-from crlhf_models.gguf_lora import gguf_artifact
+from .gate import GateConfig
 from .train import TrainConfig
 
 __all__ = [
@@ -67,7 +68,7 @@ class NightlyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     heldout_fraction: float = 0.1  # rated completions kept out of training, by id hash
-    margin: float = 0.02  # the gate: largest allowed drop of a gated metric
+    gate: GateConfig = field(default_factory=GateConfig)  # when a candidate may be published
     publish: bool = True  # False: upload nothing, report only
     continue_from_latest: bool = True  # train on top of the published adapter
     # (adapter dir, out dir) -> .gguf or None: the GGUF LoRA published next to the PEFT files
@@ -182,11 +183,18 @@ def _is_heldout(cid: str, fraction: float) -> bool:
 
 
 def split_examples(examples: list[Example], fraction: float) -> tuple[list[Example], list[Example]]:
-    """Deterministic by completion id, so a completion stays on its side every night."""
+    """Deterministic by completion id, so a completion stays on its side every night.
+
+    The held-out side is never trained on: a store so small that nothing is left to train
+    on raises :class:`NoTrainingData` rather than training on the evaluation's items.
+    """
     held = [e for e in examples if _is_heldout(e.completion_id, fraction)]
     train = [e for e in examples if not _is_heldout(e.completion_id, fraction)]
-    if not train:  # a tiny store: train on everything rather than on nothing
-        return examples, held
+    if not train:
+        raise NoTrainingData(
+            f"all {len(examples)} rated completion(s) fall in the held-out split "
+            f"({fraction:.0%}); rate more completions or lower the held-out fraction"
+        )
     return train, held
 
 
@@ -308,7 +316,8 @@ def evaluate_run(
 
 def publish_run(cfg: NightlyConfig, run: Path) -> dict[str, Any]:
     """Gate the run's adapter against its baseline; upload it, publish it if it passed."""
-    from .publish import gate, new_version, publish, verify_adapter, write_model_card
+    from .gate import gate
+    from .publish import new_version, publish, verify_adapter, write_model_card
 
     info = json.loads((run / "train.json").read_text())
     eval_path = run / "eval.json"
@@ -317,9 +326,17 @@ def publish_run(cfg: NightlyConfig, run: Path) -> dict[str, Any]:
     metrics = json.loads(eval_path.read_text())
     adapter = run / "adapter"
     verify_adapter(adapter)
-    decision = gate(metrics["candidate"], metrics["baseline"], cfg.margin)
+    decision = gate(
+        metrics["candidate"].get("items", {}), metrics["baseline"].get("items", {}), cfg.gate
+    )
+    gate_json = decision.to_json()
     if not cfg.publish:
-        out = {"decision": decision.reason(), "passed": decision.passed, "status": "not uploaded"}
+        out = {
+            "decision": decision.reason(),
+            "passed": decision.passed,
+            "status": "not uploaded",
+            "gate": gate_json,
+        }
         _write_json(run / "publish.json", out)
         return out
     version = new_version(adapter)
@@ -332,6 +349,7 @@ def publish_run(cfg: NightlyConfig, run: Path) -> dict[str, Any]:
         baseline=metrics["baseline"],
         training={k: info[k] for k in ("method", "examples", "heldout")}
         | {"steps": info["report"]["steps"]},
+        decision=decision,
     )
     gguf = None
     if cfg.gguf is not None:
@@ -357,6 +375,7 @@ def publish_run(cfg: NightlyConfig, run: Path) -> dict[str, Any]:
         "passed": decision.passed,
         "decision": decision.reason(),
         "parent": info.get("parent"),
+        "gate": gate_json,
     }
     _write_json(run / "publish.json", out)
     return out

@@ -13,11 +13,16 @@ peft's ``disable_adapter()``, so no second copy of the model is held. k3 (Schulm
 "Approximating KL divergence", 2020) is unbiased for KL(π_θ‖π_ref) on samples from π_θ and
 is never negative, unlike the plain log-ratio. A completion logged by an older adapter is
 off-policy; the ratio against its logged log-probs corrects for that, and the clip keeps
-one update from moving far on a stale sample. When no log-probs were logged the ratio is
-taken against the current policy (on-policy assumption: ``r_t = 1``, gradient unchanged);
-``use_logged=False`` does the same on purpose, for log-probs of another distribution.
+one update from moving far on a stale sample. That holds only for completions *sampled*
+(T > 0) by the same model whose log-probs were logged. crlhf-lsp decodes greedily by
+default, and llama.cpp serves a quantised model: then the logged numbers are not the
+behaviour distribution, so the default (``use_logged=False``, ``importance="policy"``)
+takes the ratio against the current policy: ``r_t = 1`` with the policy's own gradient,
+and the update is what it is, reward-weighted regression on the logged completions with
+a KL proximal term to the base model, no off-policy correction claimed.
 
-The advantage ``A_t`` is where the two variants differ (chosen once, by name):
+The advantage ``A_t`` is where the two variants differ (each a :class:`Variant`, chosen
+once by name when the config is validated):
 
 - ``pg``: one number per completion, its reward (expected share of correct lines, from the
   aggregation) minus a running baseline of rewards, on every token.
@@ -39,8 +44,10 @@ from .errors import TrainConfigError
 
 __all__ = [
     "ADVANTAGES",
+    "VARIANTS",
     "Batch",
     "RunningBaseline",
+    "Variant",
     "advantage_fn",
     "advantages_pg",
     "advantages_pg_line",
@@ -50,6 +57,7 @@ __all__ = [
     "policy_loss",
     "reference_logprobs",
     "token_logprobs",
+    "variant",
 ]
 
 
@@ -149,20 +157,56 @@ def advantages_pg_line(batch: Batch, baseline: float) -> torch.Tensor:
 
 
 AdvantageFn = Callable[[Batch, float], torch.Tensor]
-ADVANTAGES: dict[str, AdvantageFn] = {"pg": advantages_pg, "pg-line": advantages_pg_line}
 
 
-def advantage_fn(method: str) -> AdvantageFn:
+def _reward_signal(examples: Sequence[Example]) -> list[float]:
+    return [e.reward for e in examples]
+
+
+def _credit_signal(examples: Sequence[Example]) -> list[float]:
+    return [c for e in examples for c in e.token_credit]
+
+
+def _batch_reward(batch: Batch) -> float:
+    return float(batch.reward.mean())
+
+
+def _batch_credit(batch: Batch) -> float:
+    return float((batch.credit * batch.mask).sum() / batch.mask.sum().clamp(min=1))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One RL method: its advantage and the signal its baseline tracks, kept together."""
+
+    name: str
+    advantage: AdvantageFn
+    signal: Callable[[Sequence[Example]], list[float]]  # the training set's values
+    batch_signal: Callable[[Batch], float]  # one micro-batch's mean, for the baseline
+
+
+VARIANTS: dict[str, Variant] = {
+    "pg": Variant("pg", advantages_pg, _reward_signal, _batch_reward),
+    "pg-line": Variant("pg-line", advantages_pg_line, _credit_signal, _batch_credit),
+}
+ADVANTAGES: dict[str, AdvantageFn] = {k: v.advantage for k, v in VARIANTS.items()}
+
+
+def variant(method: str) -> Variant:
     try:
-        return ADVANTAGES[method]
+        return VARIANTS[method]
     except KeyError:
         raise TrainConfigError(
-            f"unknown method {method!r}; use one of {', '.join(ADVANTAGES)} (or grpo)"
+            f"unknown method {method!r}; use one of {', '.join(VARIANTS)} (or grpo)"
         ) from None
 
 
+def advantage_fn(method: str) -> AdvantageFn:
+    return variant(method).advantage
+
+
 class RunningBaseline:
-    """An exponential moving average of the rewards (``pg``) or line credits (``pg-line``).
+    """An exponential moving average of a variant's signal (rewards or line credits).
 
     Started at the mean of the whole training set, so the first steps do not push every
     completion up just because the baseline began at zero.
@@ -172,11 +216,7 @@ class RunningBaseline:
         self.value = float(start)
         self.momentum = momentum
 
-    def update(self, batch: Batch, method: str) -> None:
-        if method == "pg":
-            seen = float(batch.reward.mean())
-        else:
-            seen = float((batch.credit * batch.mask).sum() / batch.mask.sum().clamp(min=1))
+    def update(self, seen: float) -> None:
         self.value = self.momentum * self.value + (1 - self.momentum) * seen
 
 
@@ -212,7 +252,8 @@ def policy_loss(
     clip: float = 0.2,
     kl_coef: float = 0.05,
     peft_model: torch.nn.Module | None = None,
-    use_logged: bool = True,
+    use_logged: bool = False,
+    scale: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss of the module docstring and a few numbers to log.
 
@@ -221,12 +262,13 @@ def policy_loss(
     ignores the logged log-probs (ratio against the current policy): for completions logged
     by a different numeric model (a quantised GGUF under llama.cpp) or with sampling
     settings (temperature, top-p) that make the logged log-probs a different distribution.
+    ``scale`` divides the advantages: ``max(sd, floor)`` of the module docstring.
     """
     logp = token_logprobs(model, batch)
     ref = reference_logprobs(peft_model or model, batch) if kl_coef > 0 else logp.detach()
     logged = batch.old_logprobs if use_logged else torch.full_like(logp, float("nan"))
     old = torch.where(torch.isnan(logged), logp.detach(), logged)
-    adv = advantage(batch, baseline)
+    adv = advantage(batch, baseline) / scale
     surrogate = _per_completion_mean(clipped_surrogate(logp, old, adv, clip), batch.mask)
     kl = _per_completion_mean(kl_k3(logp, ref), batch.mask)
     loss = surrogate + kl_coef * kl

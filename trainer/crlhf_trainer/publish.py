@@ -2,10 +2,11 @@
 
 Every trained adapter is uploaded to the store's registry as a ``candidate`` (so a refused
 one can still be inspected), with a model-card ``README.md`` and its metrics; it is
-published only when :func:`gate` finds no gated metric (``…/pass@k``, ``heldout/reward``)
-lower than the baseline's by more than ``margin``. The baseline is the adapter the editors
-run now (the parent) or, for the first adapter, the base model, evaluated in the same run
-on the same problems. ``parent`` links each adapter to the one it was trained from.
+published only when :func:`crlhf_trainer.gate.gate` finds, item by item against the
+baseline, no harm beyond each metric's margin with enough evidence to say so. The baseline
+is the adapter the editors run now (the parent) or, for the first adapter, the base model,
+evaluated in the same run on the same items. ``parent`` links each adapter to the one it
+was trained from.
 
 An adapter may carry a second artifact (a GGUF LoRA for llama.cpp, issue 9): pass its
 file as ``gguf``; the registry stores it under the same version with its own sha256.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,13 +24,11 @@ from typing import Any
 from crlhf_contract.client import StoreClient, StoreError
 from crlhf_contract.digest import folder_digest
 
-from .errors import AdapterError, StoreGone, TrainConfigError
+from .errors import AdapterError, StoreGone
+from .gate import GateDecision
 
 __all__ = [
-    "GateDecision",
     "PublishResult",
-    "gate",
-    "gated_metrics",
     "new_version",
     "publish",
     "verify_adapter",
@@ -37,47 +36,6 @@ __all__ = [
 ]
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
-@dataclass
-class GateDecision:
-    passed: bool
-    margin: float
-    regressions: list[str] = field(default_factory=list)  # "mbpp/pass@1 0.30 → 0.20"
-    compared: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def reason(self) -> str:
-        if self.passed:
-            return (
-                f"no regression beyond {self.margin:g} on {', '.join(self.compared) or 'nothing'}"
-            )
-        return "regressed: " + "; ".join(self.regressions)
-
-
-def gated_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if "/pass@" in k or k == "heldout/reward"}
-
-
-def gate(
-    candidate: Mapping[str, Any], baseline: Mapping[str, Any], margin: float = 0.02
-) -> GateDecision:
-    """Refuse the candidate if any gated metric dropped by more than ``margin``.
-
-    >>> gate({"mbpp/pass@1": 0.25}, {"mbpp/pass@1": 0.30}, margin=0.02).passed
-    False
-    >>> gate({"mbpp/pass@1": 0.29}, {"mbpp/pass@1": 0.30}, margin=0.02).passed
-    True
-    """
-    if margin < 0:
-        raise TrainConfigError(f"gate margin {margin} must be ≥ 0")
-    cand, base = gated_metrics(candidate), gated_metrics(baseline)
-    decision = GateDecision(passed=True, margin=margin)
-    for name in sorted(cand.keys() & base.keys()):
-        decision.compared[name] = (base[name], cand[name])
-        if cand[name] < base[name] - margin:
-            decision.passed = False
-            decision.regressions.append(f"{name} {base[name]:.3f} → {cand[name]:.3f}")
-    return decision
 
 
 def verify_adapter(folder: Path) -> dict[str, Any]:
@@ -117,9 +75,16 @@ def write_model_card(
     metrics: Mapping[str, Any],
     baseline: Mapping[str, Any] | None = None,
     training: Mapping[str, Any] | None = None,
+    decision: GateDecision | None = None,
 ) -> Path:
+    checks = {c.name: c for c in decision.checks} if decision else {}
     rows = "\n".join(
-        f"| {k} | {_fmt(v)} | {_fmt((baseline or {}).get(k))} |" for k, v in sorted(metrics.items())
+        f"| {k} | {_fmt(v)} | {_fmt((baseline or {}).get(k))} | {_interval(checks.get(k))} |"
+        for k, v in sorted(metrics.items())
+        if not isinstance(v, Mapping)
+    )
+    gate_text = (
+        f"**Gate: {decision.decision}.** {decision.reason()}" if decision else "Gate: not run."
     )
     train_rows = "\n".join(f"- {k}: {_fmt(v)}" for k, v in sorted((training or {}).items()))
     text = f"""---
@@ -141,9 +106,11 @@ annotators of unequal reliability, no reward model).
 
 ## Evaluation
 
-| metric | this adapter | baseline |
-|---|---|---|
+| metric | this adapter | baseline | Δ (90% paired interval, n) |
+|---|---|---|---|
 {rows}
+
+{gate_text}
 
 ## Training
 
@@ -164,10 +131,21 @@ model = PeftModel.from_pretrained(base, "<this folder>")
     return path
 
 
+def _interval(check: Any) -> str:
+    if check is None:
+        return "–"
+    return f"{check.delta:+.3g} [{check.low:+.3g}, {check.high:+.3g}], n={check.n}"
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "–"
     return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _flat(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The metrics without their per-item values (those stay in the run's eval.json)."""
+    return {k: v for k, v in metrics.items() if k != "items"}
 
 
 @dataclass
@@ -197,7 +175,8 @@ def publish(
             version=version,
             base_model=base_model,
             parent=parent,
-            metrics=dict(metrics) | {"gate": decision.reason()},
+            metrics=_flat(metrics)
+            | {"gate": decision.reason(), "gate_decision": decision.to_json()},
             gguf=gguf,
         )
         if decision.passed:

@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .dataset import Example
-from .errors import AdapterError, TrainConfigError
-from .policy import RunningBaseline, advantage_fn, collate, policy_loss
+from .errors import AdapterError, NoTrainingData, TrainConfigError
+from .policy import RunningBaseline, collate, policy_loss, variant
 
 __all__ = ["TrainConfig", "TrainReport", "load_policy", "peak_memory_mb", "save_adapter", "train"]
 
@@ -39,10 +40,14 @@ class TrainConfig:
     weight_decay: float = 0.0
     clip: float = 0.2  # PPO clip ε of the importance ratio
     kl_coef: float = 0.05  # β of the k3 KL penalty to the base model
-    # logged: importance ratio against crlhf-lsp's logged sampling log-probs; policy: against
-    # the current policy (when the logger ran a quantised GGUF or sampled with temperature /
-    # top-p, its log-probs are of another distribution and would be clipped as off-policy)
-    importance: str = "logged"
+    # policy: ratio against the current policy (reward-weighted regression with a KL
+    # proximal term; right for greedy or quantised serving, whose logged log-probs are not
+    # the behaviour distribution); logged: PPO ratio against crlhf-lsp's logged log-probs,
+    # only for completions sampled at T > 0 by this same unquantised model
+    importance: str = "policy"
+    adv_floor: float = 0.1  # advantages are divided by max(sd of the signal, this)
+    min_signal: float = 0.01  # below this sd of rewards/credits there is nothing to learn
+    kl_stop: float = 0.5  # stop early once a step's mean KL to the base passes this (nats/tok)
     baseline_momentum: float = 0.9  # EMA of the reward baseline
     max_grad_norm: float = 1.0
     lora_r: int = 16
@@ -55,7 +60,7 @@ class TrainConfig:
     max_tokens: int = 1024  # prompt + completion; longer prompts keep their end
 
     def validate(self) -> TrainConfig:
-        advantage_fn(self.method)  # raises on an unknown method
+        variant(self.method)  # raises on an unknown method
         if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise TrainConfigError("max_steps, batch_size and grad_accum must be ≥ 1")
         if self.importance not in ("logged", "policy"):
@@ -76,6 +81,7 @@ class TrainReport:
     tokens_per_s: float
     peak_memory_mb: float
     history: list[dict[str, float]] = field(default_factory=list)
+    stopped: str | None = None  # why training ended before max_steps
 
     def summary(self) -> dict[str, Any]:
         d = asdict(self)
@@ -195,15 +201,20 @@ def train(
         generator=torch.Generator().manual_seed(config.seed),
     )
     wrapped, optimizer, loader = accelerator.prepare(policy, optimizer, loader)
-    advantage = advantage_fn(config.method)
-    start = (
-        sum(e.reward for e in examples) / len(examples)
-        if config.method == "pg"
-        else sum(sum(e.token_credit) for e in examples) / sum(len(e.token_credit) for e in examples)
-    )
+    method = variant(config.method)
+    signal = method.signal(examples)
+    start, spread = float(np.mean(signal)), float(np.std(signal))
+    if spread < config.min_signal:
+        raise NoTrainingData(
+            f"the {len(examples)} completions' {method.name} signal has sd {spread:.2g} < "
+            f"{config.min_signal:g}: every reward is about the same, nothing to learn from; "
+            "rate more (and more varied) completions"
+        )
+    scale = max(spread, config.adv_floor)
     baseline = RunningBaseline(start, config.baseline_momentum)
     batches = _forever(loader)
     history: list[dict[str, float]] = []
+    stopped: str | None = None
     tokens, t0 = 0, time.perf_counter()
     wrapped.train()
     for step in range(config.max_steps):
@@ -219,26 +230,31 @@ def train(
                 loss, stats = policy_loss(
                     wrapped,
                     batch,
-                    advantage,
+                    method.advantage,
                     baseline.value,
                     clip=config.clip,
                     kl_coef=config.kl_coef,
                     use_logged=config.importance == "logged",
                     peft_model=policy,
+                    scale=scale,
                 )
                 accelerator.backward(loss / config.grad_accum)
-            baseline.update(batch, config.method)
+            baseline.update(method.batch_signal(batch))
             tokens += batch.n_tokens
             for k, v in stats.items():
                 logged[k] = logged.get(k, 0.0) + v / config.grad_accum
         grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        logged |= {"grad_norm": float(grad_norm), "lr": _lr_at(step, config)}
+        # DeepSpeed returns None before its first accumulation boundary
+        logged |= {"grad_norm": _float_or_nan(grad_norm), "lr": _lr_at(step, config)}
         logged["baseline"] = baseline.value
         history.append(logged)
         if on_step:
             on_step(step + 1, logged)
+        if _mean_across_ranks(accelerator, logged["kl"]) > config.kl_stop:
+            stopped = f"KL {logged['kl']:.3g} > {config.kl_stop:g} nats/token at step {step + 1}"
+            break
     seconds = time.perf_counter() - t0
     accelerator.wait_for_everyone()
     out_dir = Path(out_dir)
@@ -246,10 +262,23 @@ def train(
         save_adapter(accelerator.unwrap_model(wrapped), out_dir, base_model or model)
     return TrainReport(
         adapter_dir=out_dir,
-        steps=config.max_steps,
+        steps=len(history),
         tokens=tokens,
         seconds=seconds,
         tokens_per_s=tokens / max(seconds, 1e-9),
         peak_memory_mb=peak_memory_mb(device),
         history=history,
+        stopped=stopped,
     )
+
+
+def _float_or_nan(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _mean_across_ranks(accelerator: Any, value: float) -> float:
+    """Every rank must take the same early-stop decision, or DDP hangs on the next sync."""
+    if accelerator.num_processes == 1:
+        return value
+    t = torch.tensor([value], device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="mean"))

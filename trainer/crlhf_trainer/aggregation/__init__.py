@@ -15,11 +15,15 @@ Estimators (each a class with ``fit(labels) -> AggregationResult``):
 
 from __future__ import annotations
 
-from .labels import LabelSet
-from .base import AggregationResult, AnnotatorReliability
-from .em2 import TwoCoinEM
-from .mv import MajorityVote
-from .paper import PaperEstimator, PaperL1Estimator
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .base import AggregationResult, AnnotatorReliability
+    from .em2 import TwoCoinEM
+    from .labels import LabelSet
+    from .mv import MajorityVote
+    from .paper import PaperEstimator, PaperL1Estimator
 
 __all__ = [
     "ESTIMATORS",
@@ -32,18 +36,31 @@ __all__ = [
     "aggregate",
 ]
 
-ESTIMATORS: dict[str, type] = {
-    "em2": TwoCoinEM,
-    "paper": PaperEstimator,
-    "paper-l1": PaperL1Estimator,
-    "mv": MajorityVote,
+# Names load on first use (PEP 562): the trainer's errors import aggregation.errors, and
+# `crlhf-train --help` must not pay for numpy to print its usage.
+_LAZY = {
+    "AggregationResult": ".base",
+    "AnnotatorReliability": ".base",
+    "TwoCoinEM": ".em2",
+    "LabelSet": ".labels",
+    "MajorityVote": ".mv",
+    "PaperEstimator": ".paper",
+    "PaperL1Estimator": ".paper",
 }
+_METHODS = {"em2": "TwoCoinEM", "paper": "PaperEstimator", "paper-l1": "PaperL1Estimator"}
+_METHODS["mv"] = "MajorityVote"
 
 
-def aggregate(labels: LabelSet, method: str = "em2", **params) -> AggregationResult:
+def __getattr__(name: str) -> Any:
+    if name == "ESTIMATORS":
+        return {m: __getattr__(cls) for m, cls in _METHODS.items()}
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def aggregate(labels: LabelSet, method: str = "em2", **params: Any) -> AggregationResult:
     """Fit the estimator named ``method`` (with ``params``) on ``labels``."""
-    try:
-        cls = ESTIMATORS[method]
-    except KeyError:
-        raise ValueError(f"unknown method {method!r}; use one of {sorted(ESTIMATORS)}") from None
-    return cls(**params).fit(labels)
+    if method not in _METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {sorted(_METHODS)}")
+    return __getattr__(_METHODS[method])(**params).fit(labels)

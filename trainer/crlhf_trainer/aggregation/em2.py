@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import LabelSet
 from .base import (
     SPAMMER_THRESHOLD,
     AggregationResult,
@@ -62,6 +61,7 @@ from .base import (
     logit,
     moment_beta_interval,
 )
+from .labels import LabelSet
 
 __all__ = ["TwoCoinEM"]
 

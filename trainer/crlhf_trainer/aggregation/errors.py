@@ -1,7 +1,7 @@
 """The errors of :mod:`crlhf_trainer.aggregation` (which imports nothing else of the trainer)::
 
-    AggregationError
-     └── LabelFileError   a labels/gold file or an export page that can't be read
+AggregationError
+ └── LabelFileError   a labels/gold file or an export page that can't be read
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .labels import LabelSet
 from .base import AggregationResult, beta_interval, clamp_gold, one_coin_reliabilities
+from .labels import LabelSet
 
 __all__ = ["MajorityVote"]
 

@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .labels import LabelSet
 from .base import (
     SPAMMER_THRESHOLD,
     AggregationResult,
@@ -59,6 +58,7 @@ from .base import (
     one_coin_reliabilities,
     vote_log_odds,
 )
+from .labels import LabelSet
 
 if TYPE_CHECKING:
     from scipy import sparse

@@ -1,0 +1,102 @@
+"""The gate: paired intervals over the same items, margins by scale, evidence before trust."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from crlhf_trainer.errors import TrainConfigError
+from crlhf_trainer.gate import GateConfig, gate, margin_for, paired_interval
+
+
+def test_the_demo_night_is_refused():
+    """Issue 13: held-out reward 0.053 → 0.012 on 4 completions was published (margin 0.2).
+
+    The four per-completion rewards below are the logged night's: their means are the
+    summary's 0.053 and 0.012. Four items are too few for the gate to trust, and even
+    allowing a single item the paired interval of the drop reaches below −0.02: refused.
+    """
+    baseline = {"heldout/reward": [0.1667, 0.0455, 0.0, 0.0]}
+    candidate = {"heldout/reward": [0.0476, 0.0, 0.0, 0.0]}
+    assert np.mean(baseline["heldout/reward"]) == pytest.approx(0.053, abs=1e-3)
+    assert np.mean(candidate["heldout/reward"]) == pytest.approx(0.012, abs=1e-3)
+    decision = gate(candidate, baseline)
+    assert not decision.passed
+    assert decision.decision == "refused"  # the harm shows even on 4 items
+    assert "heldout/reward" in decision.reason() and "n=4" in decision.reason()
+    lenient = gate(candidate, baseline, GateConfig(min_items=1, publish_without_evidence=True))
+    assert lenient.decision == "refused", "harm is never published, evidence or not"
+
+
+def test_too_few_items_leave_a_candidate_with_the_reason_unless_asked():
+    same = {"mbpp/pass@1": [1.0, 0.0, 1.0]}
+    decision = gate(same, same)
+    assert decision.decision == "not enough evidence" and not decision.passed
+    assert "mbpp/pass@1 has 3 items" in decision.reason()
+    forced = gate(same, same, GateConfig(publish_without_evidence=True))
+    assert forced.passed and "without enough evidence" in forced.reason()
+
+
+def test_no_gated_metric_never_publishes_silently():
+    decision = gate({"mbpp/problems": [5]}, {"mbpp/problems": [5]})
+    assert decision.decision == "not enough evidence"
+    assert "no gated metric" in decision.reason()
+
+
+def test_a_clear_improvement_passes_and_a_clear_regression_does_not():
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 2, size=60).astype(float)
+    better = base.copy()
+    better[rng.choice(np.flatnonzero(base == 0), size=10, replace=False)] = 1.0
+    worse = base.copy()
+    worse[rng.choice(np.flatnonzero(base == 1), size=10, replace=False)] = 0.0
+    up = gate({"humaneval/pass@1": better}, {"humaneval/pass@1": base})
+    assert up.passed and up.checks[0].low > 0
+    down = gate({"humaneval/pass@1": worse}, {"humaneval/pass@1": base})
+    assert down.decision == "refused" and down.checks[0].high < 0
+
+
+def test_noise_within_the_margin_passes_with_enough_items():
+    base = [1.0, 0.0] * 100
+    cand = list(base)
+    cand[0], cand[1], cand[3] = 0.0, 1.0, 1.0  # 1 problem lost, 2 won of 200
+    decision = gate({"mbpp/pass@1": cand}, {"mbpp/pass@1": base})
+    assert decision.passed, decision.reason()
+    # the same churn on 40 problems is too uncertain to rule out a 2-point loss
+    few = gate({"mbpp/pass@1": cand[:40]}, {"mbpp/pass@1": base[:40]})
+    assert few.decision == "refused" and few.checks[0].low < -0.02
+
+
+def test_the_log_prob_margin_is_judged_against_its_own_spread():
+    rng = np.random.default_rng(0)
+    base = rng.normal(0.0, 2.0, size=40)
+    assert margin_for("heldout/line_margin", base) == pytest.approx(0.1 * np.std(base))
+    small_drop = {"heldout/line_margin": base - 0.01}
+    big_drop = {"heldout/line_margin": base - 1.0}
+    assert gate(small_drop, {"heldout/line_margin": base}).passed
+    assert gate(big_drop, {"heldout/line_margin": base}).decision == "refused"
+
+
+def test_the_gate_compares_the_same_items_only():
+    with pytest.raises(TrainConfigError, match="same items"):
+        gate({"mbpp/pass@1": [1.0] * 30}, {"mbpp/pass@1": [1.0] * 29})
+    with pytest.raises(TrainConfigError):
+        GateConfig(confidence=1.5).validate()
+
+
+def test_the_paired_interval_covers_the_mean_and_narrows_with_n():
+    rng = np.random.default_rng(3)
+    small = rng.normal(0.2, 1.0, size=20)
+    large = rng.normal(0.2, 1.0, size=2000)
+    m, lo, hi = paired_interval(small)
+    assert lo < m < hi
+    _, lo2, hi2 = paired_interval(large)
+    assert hi2 - lo2 < (hi - lo) / 5
+    assert lo2 < 0.2 < hi2
+
+
+def test_the_decision_serialises_without_nan():
+    import json
+
+    decision = gate({"heldout/line_margin": []}, {"heldout/line_margin": []})
+    text = json.dumps(decision.to_json(), allow_nan=False)
+    assert '"decision": "not enough evidence"' in text
