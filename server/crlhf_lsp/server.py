@@ -24,13 +24,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from crlhf_contract.client import StoreClient
 from crlhf_contract.protocol import (
     M_ADAPTER_CHANGED,
     M_STATUS_CHANGED,
     AdapterChanged,
     Status,
 )
-from crlhf_contract.client import StoreClient
 from lsprotocol import types
 from pygls.lsp.server import LanguageServer
 
