@@ -83,15 +83,21 @@ def test_paper_posterior_is_the_formula_for_known_reliabilities():
     ls = LabelSet.from_records(records, gold)
     result = PaperEstimator(step=0.0).fit(ls)
     pi = {"a": 5 / 7, "b": 3 / 7, "c": 4 / 5}
-    prior = (1 + 2) / (2 + 4)  # add-one share of correct honeypots
 
     def lg(p):
         return math.log(p / (1 - p))
 
+    # the prior is the fixed point on the two rated lines x and y (never the honeypots)
+    e = {"x": lg(pi["a"]) + lg(pi["b"]) - lg(pi["c"]), "y": -lg(pi["a"])}
+    prior = 0.5
+    for _ in range(200):
+        prior = (1 + sum(1 / (1 + math.exp(-(lg(prior) + v))) for v in e.values())) / (2 + 2)
+    assert result.class_prior == pytest.approx(prior, rel=1e-6)
+
     expect_x = 1 / (1 + math.exp(-(lg(prior) + lg(pi["a"]) + lg(pi["b"]) - lg(pi["c"]))))
     expect_y = 1 / (1 + math.exp(-(lg(prior) - lg(pi["a"]))))
-    assert result.posterior("x") == pytest.approx(expect_x, rel=1e-12)
-    assert result.posterior("y") == pytest.approx(expect_y, rel=1e-12)
+    assert result.posterior("x") == pytest.approx(expect_x, rel=1e-6)
+    assert result.posterior("y") == pytest.approx(expect_y, rel=1e-6)
     assert [r.reliability for r in result.annotators] == pytest.approx(list(pi.values()))
     assert result.posterior("h3") == 0.0 and result.posterior("h0") == 1.0
     b = result.reliability("b")  # 2π - 1 = -1/7: closer to random than to adversarial
@@ -279,3 +285,36 @@ def test_online_honeypot_truth_for_a_line_already_seen_clamps_it():
     result = est.result()
     assert result.posterior("x") == 0.0 and result.items == ["x", "y"]
     assert result.class_prior < before
+
+
+def _skewed_crowd(seed: int = 4):
+    """Real lines 10 % correct, honeypots 90 % correct, one crowd rating both."""
+    mix = {"reliable": 0.5, "mediocre": 0.3, "spammer": 0.2}
+    real = simulate_crowd(600, 12, mix, honeypot_rate=0.0, seed=seed, class_prior=0.1)
+    pots = simulate_crowd(120, 12, mix, honeypot_rate=1.0, seed=seed, class_prior=0.9)
+    assert np.allclose(real.sensitivity, pots.sensitivity)  # the same annotators
+    records = [
+        (f"{tag}{real_or_pot.labels.items[i]}", real_or_pot.labels.annotators[a], int(y))
+        for tag, real_or_pot in (("r", real), ("h", pots))
+        for i, a, y in zip(
+            real_or_pot.labels.item_idx,
+            real_or_pot.labels.annotator_idx,
+            real_or_pot.labels.label,
+            strict=True,
+        )
+    ]
+    gold = {f"h{pots.labels.items[i]}": int(t) for i, t in pots.labels.gold.items()}
+    labels = LabelSet.from_records(records, gold)
+    truth = {f"r{real.labels.items[i]}": int(t) for i, t in enumerate(real.truth)}
+    return labels, truth
+
+
+@pytest.mark.parametrize("method", ["paper", "paper-l1", "em2"])
+def test_the_class_prior_is_learnt_on_the_rated_lines_not_the_honeypots(method):
+    """Issue 13: paper/paper-l1 took the honeypots' 0.9 prevalence as the lines' prior."""
+    labels, truth = _skewed_crowd()
+    result = aggregate(labels, method)
+    assert result.class_prior < 0.3, result.class_prior
+    index = {item: i for i, item in enumerate(labels.items)}
+    right = [(result.p_correct[index[k]] > 0.5) == (t > 0) for k, t in truth.items()]
+    assert np.mean(right) > 0.85

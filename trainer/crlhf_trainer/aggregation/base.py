@@ -175,3 +175,31 @@ def expit(x: np.ndarray | float) -> np.ndarray:
     [0.0, 0.5, 1.0]
     """
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+
+
+def free_class_prior(labels: LabelSet, evidence: np.ndarray, iterations: int = 100) -> float:
+    """P(line correct) learnt on the non-honeypot lines, given each line's vote log-odds.
+
+    Honeypots are chosen by the team (two thirds of the demo's are mutated), so their
+    prevalence says nothing about the lines developers rate: on the demo's lines the
+    honeypots were 86–91 % correct and the real lines 3 %. The prior is the fixed point of
+    the EM update over the free lines, with a Beta(1, 1) pseudo-count::
+
+        p ← (1 + Σ_{i free} σ(logit p + e_i)) / (2 + n_free)
+
+    which is monotone in ``p`` and converges from any start in a few dozen steps.
+
+    >>> ls = LabelSet.from_records([("x", "a", -1), ("y", "a", -1), ("z", "a", 1)])
+    >>> round(free_class_prior(ls, vote_log_odds(ls, np.array([2.0]))), 2)
+    0.4
+    """
+    free = np.ones(labels.n_items, dtype=bool)
+    free[list(labels.gold)] = False
+    e = np.asarray(evidence, dtype=np.float64)[free]
+    p = 0.5
+    for _ in range(iterations):
+        new = (1.0 + expit(logit(p) + e).sum()) / (2.0 + e.size)
+        if abs(new - p) < 1e-9:
+            break
+        p = float(new)
+    return float(p)

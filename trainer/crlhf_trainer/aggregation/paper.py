@@ -54,6 +54,7 @@ from .base import (
     beta_interval,
     clamp_gold,
     expit,
+    free_class_prior,
     logit,
     one_coin_reliabilities,
     vote_log_odds,
@@ -84,11 +85,6 @@ def _honeypot_agreement(labels: LabelSet) -> tuple[np.ndarray, np.ndarray]:
     return agreed, rated
 
 
-def _gold_prior(labels: LabelSet) -> float:
-    truths = list(labels.gold.values())
-    return (1 + sum(t > 0 for t in truths)) / (2 + len(truths))
-
-
 class PaperEstimator:
     """Honeypot π with a Beta prior, then the paper's iterative logit update."""
 
@@ -117,13 +113,14 @@ class PaperEstimator:
         agreed, rated = _honeypot_agreement(labels)
         pi = (a + agreed) / (a + b + rated)
         self.honeypot_pi_ = pi.copy()
-        prior = _gold_prior(labels)
         gold_mask = np.zeros(labels.n_items, dtype=bool)
         gold_mask[list(labels.gold)] = True
         free = ~gold_mask[labels.item_idx]  # the update runs over non-honeypot labels
         n_free = np.bincount(labels.annotator_idx[free], minlength=m)
         lam = self.step / (a + b + n_free)
         w = logit(pi)
+        # the class prior is learnt on the lines being rated, never the honeypots' share
+        prior = free_class_prior(labels, vote_log_odds(labels, w))
         for _ in range(self.sweeps):
             p = self._posterior(labels, w, prior)
             conf = np.minimum(np.maximum(p, 1 - p), self.confidence_cap)
@@ -131,6 +128,7 @@ class PaperEstimator:
             mu = np.where(sign[labels.item_idx] == labels.label, 1.0, -1.0)
             step = (mu * logit(conf)[labels.item_idx])[free]
             w = w + lam * np.bincount(labels.annotator_idx[free], weights=step, minlength=m)
+        prior = free_class_prior(labels, vote_log_odds(labels, w))
         p = self._posterior(labels, w, prior)
         self.logit_pi_ = w
         pi = expit(w)
@@ -189,7 +187,11 @@ class PaperL1Estimator:
         b, w, lam = self._fit_path(x, t)
         self.lambda_, self.intercept_, self.coef_ = lam, b, w
         self.filtered_ = [name for name, wj in zip(labels.annotators, w, strict=True) if wj == 0]
-        p = clamp_gold(labels, expit(b + vote_log_odds(labels, w)))
+        # The intercept b is the honeypots' prevalence (and the regression's offset): the
+        # posterior of the rated lines takes their own prior instead (free_class_prior).
+        evidence = vote_log_odds(labels, w)
+        prior = free_class_prior(labels, evidence)
+        p = clamp_gold(labels, expit(logit(prior) + evidence))
         sd = self._laplace_sd(x, b, w)
         pi = expit(w)
         n_labels = np.bincount(labels.annotator_idx, minlength=m)
@@ -205,7 +207,7 @@ class PaperL1Estimator:
                 n_labels,
                 self.spammer_threshold,
             ),
-            class_prior=float(expit(b)),
+            class_prior=prior,
         )
 
     def _fit_path(self, x: Matrix, t: np.ndarray) -> tuple[float, np.ndarray, float]:
