@@ -27,6 +27,28 @@ def test_rollouts_serve_the_logged_completions_of_each_prompt_in_turn(grouped):
     assert out["logprobs"][0] == ex[0].logprobs and out["crlhf_reward"] == [1.0, 0.0]
 
 
+def test_missing_logged_log_probs_are_the_policys_own_not_zero(grouped):
+    """A log-prob of 0 would say the logger was certain of every token (issue 16)."""
+    import copy
+    from types import SimpleNamespace
+
+    import torch
+    from crlhf_trainer.policy import collate, token_logprobs
+    from transformers import AutoModelForCausalLM
+
+    model_dir, ex = grouped
+    unlogged = [copy.deepcopy(e) for e in ex[:2]]
+    for e in unlogged:
+        e.logprobs = None
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    out = LoggedRollouts(grpo_groups(unlogged, 2))([ex[0].prompt_key], SimpleNamespace(model=model))
+    (got,) = out["logprobs"]
+    with torch.no_grad():
+        want = token_logprobs(model, collate([unlogged[0]], 0))[0].tolist()
+    assert got == pytest.approx(want, abs=1e-5) and all(x < 0 for x in got)
+    assert got == pytest.approx(ex[0].logprobs, abs=1e-3)  # what the sampler logged
+
+
 def test_prompts_with_a_single_rated_completion_cannot_feed_grpo(grouped):
     _, ex = grouped
     with pytest.raises(NoTrainingData, match="pg or pg-line"):

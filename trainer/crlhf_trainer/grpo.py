@@ -10,9 +10,16 @@ spot, or several developers at the same code). Where most prompts have one ratin
 TRL generates on its own; its experimental ``rollout_func(prompts, trainer)`` replaces
 that step. Ours generates nothing: it looks each prompt up among the logged groups and
 returns the logged ``prompt_ids``/``completion_ids``/``logprobs`` (the sampling log-probs
-crlhf-lsp recorded) plus each completion's aggregated reward as an extra field, which the
-reward function passes through. TRL's sampler repeats every prompt ``num_generations``
-times in a row; the k-th repeat gets the group's k-th completion.
+crlhf-lsp recorded, or the current policy's own where none were logged: a log-prob of 0
+would say the logger was certain) plus each completion's aggregated reward as an extra
+field, which the reward function passes through. TRL's sampler repeats every prompt
+``num_generations`` times in a row; the k-th repeat gets the group's k-th completion.
+
+Two honest settings (issue 13): TRL 1.16 uses the returned log-probs only for its vLLM
+importance correction, so this path is on-policy GRPO on logged completions, no
+off-policy correction; and rewards are *not* scaled by the group's standard deviation
+(``scale_rewards="none"``, as Dr. GRPO recommends): with two completions per prompt the
+default turned any reward difference, 1e-3 included, into advantages of ±0.71.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from .dataset import Example
 from .errors import NoTrainingData
 from .train import TrainConfig, TrainReport, load_policy, peak_memory_mb, save_adapter
 
-__all__ = ["LoggedRollouts", "grpo_groups", "train_grpo"]
+__all__ = ["LoggedRollouts", "grpo_groups", "policy_logprobs", "train_grpo"]
 
 
 def grpo_groups(examples: Sequence[Example], group_size: int) -> dict[str, list[Example]]:
@@ -63,12 +70,23 @@ class LoggedRollouts:
             seen[p] += 1
             out["prompt_ids"].append(list(e.prompt_ids))
             out["completion_ids"].append(list(e.completion_ids))
-            # Without logged log-probs there is nothing to correct for: say "on-policy".
             out["logprobs"].append(
-                list(e.logprobs) if e.logprobs else [0.0] * len(e.completion_ids)
+                list(e.logprobs) if e.logprobs else policy_logprobs(trainer.model, e)
             )
             out["crlhf_reward"].append(e.reward)
         return out
+
+
+def policy_logprobs(model: torch.nn.Module, example: Example) -> list[float]:
+    """The model's own log-probs of a completion, as the ``pg`` path uses when none were
+    logged (teacher-forced, no gradient)."""
+    from .policy import collate, token_logprobs
+
+    pad = model.config.pad_token_id if isinstance(model.config.pad_token_id, int) else 0
+    batch = collate([example], pad).to(next(model.parameters()).device)
+    with torch.no_grad():
+        logp = token_logprobs(model, batch)
+    return [float(x) for x in logp[0, : len(example.completion_ids)].cpu()]
 
 
 def logged_reward(
@@ -121,6 +139,7 @@ def train_grpo(
         max_grad_norm=config.max_grad_norm,
         beta=config.kl_coef,
         epsilon=config.clip,
+        scale_rewards="none",  # see the module docstring
         seed=config.seed,
         use_cpu=use_cpu,
         bf16=config.mixed_precision == "bf16",
