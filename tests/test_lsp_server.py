@@ -98,7 +98,9 @@ async def test_completion_typed_through_cancellation_and_bad_input(
             "model": str(tiny_model),
             "adapterVersion": None,
             "outboxPending": 0,
+            "outboxSetAside": 0,
             "storeReachable": None,
+            "storeProblem": None,
             "enabled": False,
         }
 

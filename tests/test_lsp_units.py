@@ -13,6 +13,8 @@ from pathlib import Path
 import crlhf_lsp.server
 import httpx
 import pytest
+from crlhf_contract.client import StoreClient
+from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn
 from crlhf_lsp.backends import BACKENDS, GenerationRequest, MemoryBackend
 from crlhf_lsp.backends.openai import OpenAIBackend
 from crlhf_lsp.completion import PROMPT_BUDGET
@@ -23,8 +25,6 @@ from crlhf_lsp.prompt import CHUNK_LINES, build_prompt, detect_fim_tokens
 from crlhf_lsp.server import parse_rate_args
 from crlhf_lsp.settings import Settings
 from crlhf_lsp.tracking import Change, Tracker, to_index
-from crlhf_contract.client import StoreClient
-from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn
 
 
 def words(text: str) -> int:
@@ -228,8 +228,8 @@ class FlakyStore:
         if self.mode == "garbage":
             return httpx.Response(500, text="<html>oops")
         kind = request.url.path.rsplit("/", 1)[-1]
-        if kind == "healthz":
-            return httpx.Response(200, json={"status": "ok"})
+        if kind == "me":
+            return httpx.Response(200, json={"annotator": "a", "scopes": ["annotator"]})
         body = json.loads(request.content)[kind]
         if self.mode == "reject" and any(r.get("line") == 13 for r in body):
             return httpx.Response(422, json={"detail": "line 13 is unlucky"})
@@ -280,7 +280,8 @@ def test_outbox_isolates_rejected_rows_and_is_bounded(tmp_path: Path) -> None:
     for line in (1, 13, 2, 3):
         box.put_rating(rating(line))
     assert box.flush() == 3
-    assert box.pending() == 0 and len(box.dead()) == 1 and "unlucky" in box.dead()[0][2]
+    [aside] = box.set_aside()
+    assert box.pending() == 0 and "unlucky" in aside.reason
     box.set_client(None)
     for _ in range(6):
         box.put_event(EventIn(event_id=uuid.uuid4(), completion_id=uuid.uuid4(), kind="shown"))

@@ -4,8 +4,14 @@ Errors (one hierarchy, so callers can tell "try again later" from "this will nev
 
     StoreError
      ├── StoreUnavailable   connection refused, timeout, 5xx, garbage: retry later
-     └── StoreRejected      4xx: the request itself is wrong; retrying will not help
+     └── StoreRejected      4xx; ``row_level`` tells the two kinds apart:
+          │                 409/413/422: this request (a row of it) is wrong, retrying the
+          │                 same rows will not help; any other 4xx (401 token refused, 403,
+          │                 404, 408, 429 from the store or a proxy in front of it): the store
+          │                 cannot take anything from us now, the rows themselves are fine
           └── ChecksumMismatch   a downloaded adapter does not match its sha256
+
+``retry_after`` carries the seconds of a ``Retry-After`` header (429, 503), when one came.
 """
 
 from __future__ import annotations
@@ -40,21 +46,41 @@ from crlhf_contract.schemas import (
 M = TypeVar("M", bound=BaseModel)
 
 
+ROW_REJECTIONS = frozenset({409, 413, 422})
+"""Statuses that judge the rows sent (conflict, too large, invalid), not the sender."""
+
+
 class StoreError(Exception):
     """Base class of the client's errors."""
+
+    status: int | None = None
+    retry_after: float | None = None
 
 
 class StoreUnavailable(StoreError):
     """The store could not be reached or failed (5xx, bad reply): retry later."""
 
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
 
 class StoreRejected(StoreError):
     """The store refused the request (4xx); ``status`` and ``detail`` say why."""
 
-    def __init__(self, status: int, detail: Any) -> None:
+    def __init__(self, status: int, detail: Any, *, retry_after: float | None = None) -> None:
         super().__init__(f"store refused the request ({status}): {detail}")
         self.status = status
         self.detail = detail
+        self.retry_after = retry_after
+
+    @property
+    def row_level(self) -> bool:
+        """True when the store judged the rows (409/413/422), False when it refused us."""
+        return self.status in ROW_REJECTIONS
 
 
 class ChecksumMismatch(StoreRejected):
@@ -94,14 +120,19 @@ class StoreClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:  # connection refused, timeouts, protocol errors
             raise StoreUnavailable(f"{method} {path}: {exc!r}") from exc
-        if response.status_code >= 500:
-            raise StoreUnavailable(f"{method} {path}: HTTP {response.status_code}")
-        if response.status_code >= 400:
+        status = response.status_code
+        if status >= 500:
+            raise StoreUnavailable(
+                f"{method} {path}: HTTP {status}",
+                status=status,
+                retry_after=_retry_after(response),
+            )
+        if status >= 400:
             try:
                 detail = response.json().get("detail", response.text)
             except (ValueError, AttributeError):
                 detail = response.text
-            raise StoreRejected(response.status_code, detail)
+            raise StoreRejected(status, detail, retry_after=_retry_after(response))
         return response
 
     def _parse(self, model: type[M], response: httpx.Response) -> M:
@@ -237,3 +268,11 @@ class StoreClient:
             raise ChecksumMismatch(f"adapter {adapter.version} gguf", expected, got)
         Path(dest).write_bytes(response.content)
         return Path(dest)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The seconds of a ``Retry-After: <seconds>`` header (an HTTP date is ignored)."""
+    try:
+        return max(0.0, float(response.headers.get("Retry-After", "")))
+    except ValueError:
+        return None

@@ -18,6 +18,8 @@ name                                   direction     payload
 ``crlhf.nextReviewTask``               command       → :class:`ReviewTaskPayload` or null
 ``crlhf.checkAdapter``                 command       → :class:`AdapterCheck`
 ``crlhf.toggleEnabled``                command       ``(enabled?)`` → ``{enabled}``
+``crlhf.setAside``                     command       → list of :class:`SetAsideRow`
+``crlhf.requeue``                      command       ``(key?, …)`` → :class:`Requeued`
 =====================================  ============  ========================================
 """
 
@@ -30,6 +32,8 @@ __all__ = [
     "CMD_CHECK_ADAPTER",
     "CMD_NEXT_REVIEW_TASK",
     "CMD_RATE",
+    "CMD_REQUEUE",
+    "CMD_SET_ASIDE",
     "CMD_TOGGLE_ENABLED",
     "COMMANDS",
     "METHODS",
@@ -40,7 +44,9 @@ __all__ = [
     "M_STATUS_CHANGED",
     "AdapterChanged",
     "AdapterCheck",
+    "Requeued",
     "ReviewTaskPayload",
+    "SetAsideRow",
     "Status",
 ]
 
@@ -56,7 +62,17 @@ CMD_RATE = "crlhf.rate"
 CMD_NEXT_REVIEW_TASK = "crlhf.nextReviewTask"
 CMD_CHECK_ADAPTER = "crlhf.checkAdapter"
 CMD_TOGGLE_ENABLED = "crlhf.toggleEnabled"
-COMMANDS = (CMD_ACCEPTED, CMD_RATE, CMD_NEXT_REVIEW_TASK, CMD_CHECK_ADAPTER, CMD_TOGGLE_ENABLED)
+CMD_SET_ASIDE = "crlhf.setAside"
+CMD_REQUEUE = "crlhf.requeue"
+COMMANDS = (
+    CMD_ACCEPTED,
+    CMD_RATE,
+    CMD_NEXT_REVIEW_TASK,
+    CMD_CHECK_ADAPTER,
+    CMD_TOGGLE_ENABLED,
+    CMD_SET_ASIDE,
+    CMD_REQUEUE,
+)
 
 
 class _Payload(BaseModel):
@@ -69,7 +85,9 @@ class Status(_Payload):
     model: str | None = None
     adapterVersion: str | None = None  # None: the base model
     outboxPending: int = 0  # completions, events and ratings not yet stored
+    outboxSetAside: int = 0  # rows the store rejected as rows: crlhf.requeue sends them again
     storeReachable: bool | None = None  # None: not known yet
+    storeProblem: str | None = None  # why the store cannot take rows now ("token refused …")
     enabled: bool = True
 
 
@@ -86,6 +104,21 @@ class AdapterCheck(_Payload):
 
     version: str | None
     swapped: bool
+
+
+class SetAsideRow(_Payload):
+    """One row of ``crlhf.setAside``: a completion, event or rating the store rejected."""
+
+    kind: str  # completion | event | rating
+    key: str  # its id (completion) or event_id: what crlhf.requeue takes
+    reason: str  # the store's answer, status first
+    setAsideAt: float  # seconds since the epoch; pruned after 30 days
+
+
+class Requeued(_Payload):
+    """The answer of ``crlhf.requeue``: how many set-aside rows wait to be sent again."""
+
+    requeued: int
 
 
 class ReviewTaskPayload(_Payload):

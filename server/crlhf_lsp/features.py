@@ -11,8 +11,10 @@ Requests ⇢, notifications →, server-to-client ⇠:
 ``workspace/executeCommand`` ⇢              ``crlhf.accepted(id)``, ``crlhf.rate(id, line,
                                             vote, …)``, ``crlhf.nextReviewTask()``,
                                             ``crlhf.checkAdapter()``, ``crlhf.toggleEnabled()``
+                                            ``crlhf.setAside()``, ``crlhf.requeue(key?…)``
 ``crlhf/status`` ⇢                          ``{model, adapterVersion, outboxPending,
-                                            storeReachable, enabled}``
+                                            outboxSetAside, storeReachable, storeProblem,
+                                            enabled}``
 ``crlhf/didShowCompletion`` →               ``{completionId}``
 ``crlhf/didPartiallyAcceptCompletion`` →    ``{completionId, acceptedLength}``
 ``crlhf/statusChanged`` ⇠                   the status, whenever it changes
@@ -29,10 +31,14 @@ from crlhf_contract.client import StoreError
 from crlhf_contract.protocol import (
     CMD_CHECK_ADAPTER,
     CMD_NEXT_REVIEW_TASK,
+    CMD_REQUEUE,
+    CMD_SET_ASIDE,
     CMD_TOGGLE_ENABLED,
     M_DID_PARTIALLY_ACCEPT,
     M_DID_SHOW,
     M_STATUS,
+    Requeued,
+    SetAsideRow,
 )
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
@@ -192,6 +198,23 @@ def _commands(server: CrlhfServer) -> None:
         enabled = bool(args[0]) if args else not ls.settings.enabled
         ls.apply_settings(ls.settings.merged({"enabled": enabled}))
         return {"enabled": enabled}
+
+    @server.command(CMD_SET_ASIDE)
+    def set_aside(ls: CrlhfServer, *args: Any) -> list[dict[str, Any]]:
+        rows = ls.outbox.set_aside() if ls.outbox else []
+        return [
+            SetAsideRow(
+                kind=r.kind, key=r.key, reason=r.reason, setAsideAt=r.set_aside_at
+            ).model_dump()
+            for r in rows
+        ]
+
+    @server.command(CMD_REQUEUE)
+    def requeue(ls: CrlhfServer, *args: Any) -> dict[str, Any]:
+        """All set-aside rows, or those whose keys are given (strings, or one list)."""
+        keys = [str(k) for a in args for k in (a if isinstance(a, list) else [a])]
+        count = ls.outbox.requeue(keys or None) if ls.outbox else 0
+        return Requeued(requeued=count).model_dump()
 
     @server.feature(M_STATUS)
     def status(ls: CrlhfServer, *args: Any) -> dict[str, Any]:

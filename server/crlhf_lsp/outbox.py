@@ -6,37 +6,59 @@ first (events and ratings refer to them). Each row carries its idempotency key (
 completion ``id`` or the ``event_id``): a batch the store stored but whose reply was lost is
 sent again and counted as duplicates, never stored twice.
 
-Failures:
+Failures, and what happens to the rows:
 
-- the store is unreachable or answers 5xx/garbage: the batch waits ``backoff`` seconds,
-  doubling from ``base_delay`` up to ``max_delay``;
-- the store rejects a batch (4xx): it is split to find the rejected rows, which are kept in
-  the file as ``dead`` (with the reason), never retried, never silently dropped.
+- the store cannot take anything now: unreachable, 5xx, garbage, or a 4xx that judges the
+  sender rather than the rows (401 token refused, 403, 404, 408, 429, from the store or a
+  proxy in front of it). Every row stays queued; the batch waits ``backoff`` seconds,
+  doubling from ``base_delay`` up to ``max_delay`` (or the server's ``Retry-After``), and
+  :attr:`Outbox.problem` says why (the status's ``storeProblem``; the user is told once per
+  problem). A new client (the token or URL changed) is tried at once.
+- the store rejects rows *as rows* (422, 409, 413): the rows it names (the 422 ``loc`` or
+  the ``kind[i]`` of a 409) are set aside; when it names none, the batch is split until the
+  rejected rows are alone. A set-aside row stays in the file with its reason, is never
+  retried by itself, and :meth:`Outbox.requeue` (command ``crlhf.requeue``) queues it again.
+
+Set-aside rows are kept ``SET_ASIDE_DAYS`` days after they were set aside, at most
+``SET_ASIDE_CAP`` of them (the oldest go first): a store that rejects a row today will
+most likely reject it tomorrow, and an outbox must not grow without bound.
 
 The outbox is bounded (``max_rows`` pending): when full, completions and events are refused
 and a warning names the file and the store; ratings are still accepted up to twice the
 bound, as they are the user's explicit work.
+
+The file and its folder are private to the user (0600 / 0700 when created here): they hold
+the code around every completion. A file SQLite cannot read (truncated, overwritten) is
+moved aside as ``<name>.corrupt-<UTC time>`` and a fresh outbox is started, with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import re
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from crlhf_contract.client import StoreClient, StoreRejected, StoreUnavailable
+from crlhf_contract.client import StoreClient, StoreError, StoreRejected, StoreUnavailable
 from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn
 
 from crlhf_lsp.errors import OutboxFull
 
 Kind = Literal["completion", "event", "rating"]
 KINDS: tuple[Kind, ...] = ("completion", "event", "rating")
+FIELDS: dict[Kind, str] = {"completion": "completions", "event": "events", "rating": "ratings"}
+"""The batch field of each kind, as the store's error locations name it."""
 BATCH = 200
+SET_ASIDE_CAP = 10_000
+SET_ASIDE_DAYS = 30
 log = logging.getLogger(__name__)
 
 SCHEMA = """
@@ -46,10 +68,25 @@ CREATE TABLE IF NOT EXISTS outbox (
     key TEXT NOT NULL UNIQUE,
     payload TEXT NOT NULL,
     dead TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    set_aside_at REAL
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (dead, kind, id);
 """
+# ``dead`` holds the reason a row was set aside (the name predates "set aside"; existing
+# files keep their column). ``set_aside_at`` came in schema version 1.
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """A row the store rejected as a row, kept until requeued or pruned."""
+
+    kind: str
+    key: str
+    reason: str
+    set_aside_at: float
+    payload: str
 
 
 class Outbox:
@@ -64,22 +101,41 @@ class Outbox:
         warn: Callable[[str], None] | None = None,
     ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_rows = max_rows
         self.base_delay, self.max_delay = base_delay, max_delay
         self.on_change = on_change or (lambda: None)
         self.warn = warn or (lambda message: None)
         self.client: StoreClient | None = None
         self.reachable: bool | None = None
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
+        self.problem: str | None = None
+        """Why the store cannot take rows now (None when it can, or is not known)."""
+        self._db = self._open()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._delay = 0.0
         self._full_warned = False
+        self._warned_problem: str | None = None
+        self._aside_total = 0  # rows set aside since start: a flush that did only that progressed
         self._thread: threading.Thread | None = None
+        self._prune()
+
+    # --- the file ---------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        _private_dirs(self.path.parent)
+        try:
+            return _connect(self.path)
+        except sqlite3.DatabaseError as exc:
+            if not _corrupt(exc):
+                raise  # locked, read-only, no such folder: the file may be fine, keep it
+            aside = _move_aside(self.path)
+            self.warn(
+                f"crlhf: the outbox {self.path} could not be read ({exc}); it was moved to "
+                f"{aside} and a new one started. Ratings that were waiting in it are in that "
+                "file, not lost: the sqlite3 tool's .recover may get them back"
+            )
+            return _connect(self.path)
 
     # --- producer side ----------------------------------------------------------------
 
@@ -118,11 +174,33 @@ class Outbox:
         with self._lock:
             return self._count()
 
-    def dead(self) -> list[tuple[str, str, str]]:
-        """(kind, key, reason) of the rows the store rejected."""
+    def set_aside_count(self) -> int:
         with self._lock:
-            rows = self._db.execute("SELECT kind, key, dead FROM outbox WHERE dead IS NOT NULL")
-            return list(rows)
+            query = "SELECT count(*) FROM outbox WHERE dead IS NOT NULL"
+            return int(self._db.execute(query).fetchone()[0])
+
+    def set_aside(self) -> list[SetAside]:
+        """The rows the store rejected as rows, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT kind, key, dead, coalesce(set_aside_at, created), payload FROM outbox "
+                "WHERE dead IS NOT NULL ORDER BY id"
+            )
+            return [SetAside(*row) for row in rows]
+
+    def requeue(self, keys: list[str] | None = None) -> int:
+        """Queue set-aside rows again (all, or those of ``keys``); how many were."""
+        with self._lock:
+            query = "UPDATE outbox SET dead = NULL, set_aside_at = NULL WHERE dead IS NOT NULL"
+            if keys is None:
+                count = self._db.execute(query).rowcount
+            else:
+                cursor = self._db.executemany(f"{query} AND key = ?", [(k,) for k in keys])
+                count = cursor.rowcount
+        if count:
+            self.wake()
+            self.on_change()
+        return int(count)
 
     def _count(self) -> int:
         return self._db.execute("SELECT count(*) FROM outbox WHERE dead IS NULL").fetchone()[0]
@@ -133,8 +211,10 @@ class Outbox:
     # --- flusher ----------------------------------------------------------------------
 
     def set_client(self, client: StoreClient | None) -> None:
+        """A new store or token: tried at once, whatever the back-off had reached."""
         old, self.client = self.client, client
         self._delay = 0.0
+        self._warned_problem = None
         self._wake.set()
         if old is not None and old is not client:
             old.close()
@@ -159,56 +239,78 @@ class Outbox:
         while not self._stop.is_set():
             self._wake.wait(timeout=self._delay or 30.0)
             self._wake.clear()
-            if self._stop.is_set() or self.client is None:
+            client = self.client
+            if self._stop.is_set() or client is None:
                 continue
+            aside = self._aside_total
             try:
                 sent = self.flush()
-            except Exception as exc:  # StoreUnavailable, or anything odd: never die
-                if not isinstance(exc, StoreUnavailable):
+            except Exception as exc:  # StoreError, or anything odd: never die
+                if client is not self.client:
+                    continue  # the client was replaced mid-flush: the new one goes next
+                if not isinstance(exc, StoreError):
                     log.exception("outbox flush failed")
-                self._set_reachable(False)
-                self._delay = min(self.max_delay, max(self.base_delay, self._delay * 2))
+                self._set_reachable(False, describe(exc), isinstance(exc, StoreRejected))
+                backoff = min(self.max_delay, max(self.base_delay, self._delay * 2))
+                retry_after = exc.retry_after if isinstance(exc, StoreError) else None
+                self._delay = max(backoff, min(retry_after or 0.0, self.max_delay))
                 continue
             self._delay = 0.0
-            if sent:
-                self._set_reachable(True)
+            if sent or self._aside_total != aside:
+                if sent:
+                    self._set_reachable(True, None)
                 self._wake.set()  # more may be waiting
             elif self.pending() == 0:
-                self._set_reachable(self._healthy())
+                self._set_reachable(*self._probe(client))
 
-    def _healthy(self) -> bool:
-        """``/healthz`` when there is nothing to send, so the status still knows the store."""
-        client = self.client
+    def _probe(self, client: StoreClient) -> tuple[bool, str | None, bool]:
+        """Ask ``/v1/me`` when there is nothing to send: the status then knows the store
+        and the token before the first rating (a refused token shows at once)."""
         try:
-            return client is not None and client.healthy()
-        except Exception:  # a transport failing in an unexpected way is still "down"
-            return False
+            client.me()
+        except Exception as exc:  # a transport failing in an unexpected way is still "down"
+            return False, describe(exc), isinstance(exc, StoreRejected)
+        return True, None, False
 
     def flush(self) -> int:
-        """Send one batch per kind; the number of rows the store took (new or duplicate)."""
+        """Send one batch per kind; the number of rows the store took (new or duplicate).
+
+        Raises the :class:`StoreError` that stopped it when the store cannot take rows now
+        (every row is still queued then)."""
         client = self.client
         if client is None:
             return 0
         sent = 0
-        for kind in KINDS:
-            with self._lock:
-                rows = self._db.execute(
-                    "SELECT id, payload FROM outbox WHERE dead IS NULL AND kind = ? "
-                    "ORDER BY id LIMIT ?",
-                    (kind, BATCH),
-                ).fetchall()
-            if rows:
-                sent += self._send(client, kind, rows)
-        if sent:
-            self.on_change()
+        try:
+            for kind in KINDS:
+                with self._lock:
+                    rows = self._db.execute(
+                        "SELECT id, payload FROM outbox WHERE dead IS NULL AND kind = ? "
+                        "ORDER BY id LIMIT ?",
+                        (kind, BATCH),
+                    ).fetchall()
+                if rows:
+                    sent += self._send(client, kind, rows)
+        finally:
+            if sent:
+                self.on_change()
         return sent
 
     def _send(self, client: StoreClient, kind: Kind, rows: list[tuple[int, str]]) -> int:
         try:
             _post(client, kind, [payload for _, payload in rows])
         except StoreRejected as exc:
+            if not exc.row_level:
+                raise  # the store (or a proxy) refused us, not these rows: keep them all
+            reason = f"{exc.status}: {exc.detail}"
+            named = rejected_rows(exc.detail, FIELDS[kind], len(rows))
+            if named:
+                for i in sorted(named):
+                    self._set_aside(rows[i][0], reason)
+                rest = [row for i, row in enumerate(rows) if i not in named]
+                return self._send(client, kind, rest) if rest else 0
             if len(rows) == 1:
-                self._mark_dead(rows[0][0], f"{exc.status}: {exc.detail}")
+                self._set_aside(rows[0][0], reason)
                 return 0
             half = len(rows) // 2
             return self._send(client, kind, rows[:half]) + self._send(client, kind, rows[half:])
@@ -216,15 +318,100 @@ class Outbox:
             self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i, _ in rows])
         return len(rows)
 
-    def _mark_dead(self, row_id: int, reason: str) -> None:
+    def _set_aside(self, row_id: int, reason: str) -> None:
         with self._lock:
-            self._db.execute("UPDATE outbox SET dead = ? WHERE id = ?", (reason[:2000], row_id))
-        self.warn(f"crlhf: the store rejected an outbox row ({reason}); it is kept in {self.path}")
+            self._db.execute(
+                "UPDATE outbox SET dead = ?, set_aside_at = ? WHERE id = ?",
+                (reason[:2000], time.time(), row_id),
+            )
+        self._aside_total += 1
+        self.warn(
+            f"crlhf: the store rejected an outbox row ({reason[:300]}); it is set aside in "
+            f"{self.path} (command crlhf.requeue sends it again)"
+        )
+        self._prune()
 
-    def _set_reachable(self, reachable: bool) -> None:
-        if reachable != self.reachable:
-            self.reachable = reachable
+    def _prune(self) -> None:
+        """Drop set-aside rows older than ``SET_ASIDE_DAYS`` and beyond ``SET_ASIDE_CAP``."""
+        cutoff = time.time() - SET_ASIDE_DAYS * 86400
+        with self._lock:
+            old = self._db.execute(
+                "DELETE FROM outbox WHERE dead IS NOT NULL AND coalesce(set_aside_at, created) < ?",
+                (cutoff,),
+            ).rowcount
+            over = self._db.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE dead IS NOT NULL "
+                "ORDER BY coalesce(set_aside_at, created) DESC, id DESC LIMIT -1 OFFSET ?)",
+                (SET_ASIDE_CAP,),
+            ).rowcount
+        if old or over:
+            log.warning(
+                "outbox %s: dropped %d set-aside rows older than %d days and %d beyond the "
+                "cap of %d",
+                self.path,
+                old,
+                SET_ASIDE_DAYS,
+                over,
+                SET_ASIDE_CAP,
+            )
+
+    def _set_reachable(
+        self, reachable: bool, problem: str | None, actionable: bool = False
+    ) -> None:
+        """Record the store's state for the status; tell the user, once per problem, when
+        they can act on it (a refused token or URL). An outage only shows in the status."""
+        if (reachable, problem) != (self.reachable, self.problem):
+            self.reachable, self.problem = reachable, problem
             self.on_change()
+        if actionable and problem is not None and problem != self._warned_problem:
+            self._warned_problem = problem
+            self.warn(
+                f"crlhf: the store {self._store_name()} cannot take ratings: {problem}. "
+                f"{self.pending()} rows wait in {self.path}; they are sent once it can"
+            )
+        if reachable:
+            self._warned_problem = None
+
+
+# --- the store's answers --------------------------------------------------------------------
+
+PROBLEMS = {
+    401: "token refused (401): check the crlhf token setting",
+    403: "access forbidden (403): the token lacks the annotator scope, or a proxy refuses it",
+    404: "not found (404): check the crlhf storeUrl setting",
+    408: "the store timed out (408)",
+    429: "rate limited (429)",
+}
+
+
+def describe(exc: BaseException) -> str:
+    """One line for the status: why the store cannot take rows now."""
+    if isinstance(exc, StoreRejected):
+        return PROBLEMS.get(exc.status, f"the store refused the request ({exc.status})")
+    if isinstance(exc, StoreUnavailable) and exc.status is not None:
+        return f"the store failed (HTTP {exc.status})"
+    if isinstance(exc, StoreUnavailable):
+        return f"store unreachable: {exc}"[:300]
+    return f"outbox failure: {exc!r}"[:300]
+
+
+_INDEXED = re.compile(r"\b(\w+)\[(\d+)\]")
+
+
+def rejected_rows(detail: Any, field: str, size: int) -> set[int]:
+    """Indices of the batch rows a store error names: a 422's ``loc`` (``["body", field,
+    i, …]``) or the ``field[i]`` in a 409's message. Empty when it names none."""
+    found: set[int] = set()
+    if isinstance(detail, list):
+        for error in detail:
+            loc = error.get("loc") if isinstance(error, dict) else None
+            if isinstance(loc, list) and field in loc:
+                at = loc.index(field) + 1
+                if at < len(loc) and isinstance(loc[at], int):
+                    found.add(loc[at])
+    elif isinstance(detail, str):
+        found = {int(i) for name, i in _INDEXED.findall(detail) if name == field}
+    return {i for i in found if 0 <= i < size}
 
 
 def _post(client: StoreClient, kind: Kind, payloads: list[str]) -> None:
@@ -235,3 +422,76 @@ def _post(client: StoreClient, kind: Kind, payloads: list[str]) -> None:
         client.post_events([EventIn.model_validate(r) for r in rows])
     else:
         client.post_ratings([RatingIn.model_validate(r) for r in rows])
+
+
+# --- the file -------------------------------------------------------------------------------
+
+
+def _private_dirs(folder: Path) -> None:
+    """Create ``folder`` and its missing parents 0700; folders that exist are left alone
+    (an outbox set in a shared folder must not change that folder's mode)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for created in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            created.mkdir(mode=0o700)
+            created.chmod(0o700)  # mkdir's mode is cut by the umask
+
+
+class CorruptOutbox(sqlite3.DatabaseError):
+    """``PRAGMA quick_check`` found damage."""
+
+
+def _corrupt(exc: sqlite3.DatabaseError) -> bool:
+    """Damage (not a database, malformed image), as opposed to a locked or unwritable file
+    that another crlhf-lsp or the file system holds: only damage is moved aside."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return isinstance(exc, CorruptOutbox) or name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open (creating 0600) and check the outbox file; ``sqlite3.DatabaseError`` if it is
+    not a readable outbox. SQLite gives the -wal and -shm files the database's mode."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    path.chmod(0o600)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        # quick_check reads every page: a truncated file fails here, not at the first flush.
+        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+        if problems != ["ok"]:
+            raise CorruptOutbox("; ".join(problems)[:500])
+        db.executescript(SCHEMA)
+        _migrate(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version < 1:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
+        if "set_aside_at" not in columns:  # a file of the first version
+            db.execute("ALTER TABLE outbox ADD COLUMN set_aside_at REAL")
+            db.execute("UPDATE outbox SET set_aside_at = created WHERE dead IS NOT NULL")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename the unreadable outbox (and its -wal/-shm) to ``<name>.corrupt-<UTC time>``."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        source = Path(f"{path}{suffix}")
+        if source.exists():
+            source.rename(f"{aside}{suffix}")
+    log.warning("outbox %s could not be read; moved to %s", path, aside)
+    return aside

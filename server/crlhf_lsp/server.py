@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import sqlite3
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -99,7 +100,9 @@ class CrlhfServer(LanguageServer):
             model=model or None,
             adapterVersion=self.adapters.current if self.adapters else None,
             outboxPending=self.outbox.pending() if self.outbox else 0,
+            outboxSetAside=self.outbox.set_aside_count() if self.outbox else 0,
             storeReachable=self.outbox.reachable if self.outbox else None,
+            storeProblem=self.outbox.problem if self.outbox else None,
             enabled=self.settings.enabled,
         ).model_dump()
 
@@ -119,14 +122,13 @@ class CrlhfServer(LanguageServer):
         model_keys = ("backend", "model", "device", "openaiUrl")
         if initial or any(getattr(old, k) != getattr(new, k) for k in model_keys):
             self._load_backend(new)
-        if initial or old.outboxPath != new.outboxPath:
-            if self.outbox is not None:
-                self.outbox.stop()
-            self.outbox = Outbox(new.outboxPath, on_change=self.status_changed, warn=self.warn_user)
-            self.outbox.start()
+        opened = initial or old.outboxPath != new.outboxPath
+        if opened:
+            self._open_outbox(new.outboxPath)  # with a client of the new settings
         if initial or (old.storeUrl, old.token) != (new.storeUrl, new.token):
-            assert self.outbox is not None
-            self.outbox.set_client(self.store_client())
+            # A fixed token or URL is tried at once, whatever the back-off had reached.
+            if self.outbox is not None and not opened:
+                self.outbox.set_client(self.store_client())
             self._adapter_client = self.store_client()
         if self.adapters is None:
             cache = Path(new.outboxPath).parent / "adapters"
@@ -141,6 +143,24 @@ class CrlhfServer(LanguageServer):
             )
         self.adapters.start(new.adapterPollSeconds)
         self.status_changed()
+
+    def _open_outbox(self, path: str) -> None:
+        """Open the outbox at ``path``; a damaged file is moved aside by :class:`Outbox`, and
+        one that cannot be opened at all (no permission, a folder in the way) leaves the
+        server running without one, saying so, rather than failing ``initialize``."""
+        if self.outbox is not None:
+            self.outbox.stop()
+            self.outbox = None
+        try:
+            self.outbox = Outbox(path, on_change=self.status_changed, warn=self.warn_user)
+        except (OSError, sqlite3.Error) as exc:
+            self.warn_user(
+                f"crlhf: the outbox {path} cannot be opened ({exc}); ratings cannot be kept "
+                "until the outboxPath setting names a writable file"
+            )
+            return
+        self.outbox.set_client(self.store_client())
+        self.outbox.start()
 
     def store_client(self) -> StoreClient | None:
         if not self.settings.storeUrl:
