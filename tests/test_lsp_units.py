@@ -186,6 +186,8 @@ def test_openai_backend_streams_tokens_and_logprobs() -> None:
     seen = {}
 
     def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/tokenize":
+            return httpx.Response(200, json={"tokens": [1, 2]})
         seen.update(json.loads(request.content))
         chunks = [
             {
@@ -209,6 +211,7 @@ def test_openai_backend_streams_tokens_and_logprobs() -> None:
     backend.load_adapter(Path("."), "v3")
     out = backend.generate(GenerationRequest("p", max_tokens=4, stop=["\n"]), threading.Event())
     assert (out.text, out.token_ids, out.token_logprobs) == ("x = 1", [5, 7], [-0.5, -1.0])
+    assert out.prompt_token_ids == [1, 2]  # from /tokenize: the server sent none inline
     assert seen["model"] == "v3" and seen["stop"] == ["\n"]
 
 

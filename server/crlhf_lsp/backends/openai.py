@@ -6,7 +6,11 @@ Adapters are not downloaded here: a vLLM server loads LoRA adapters at run time
 so "loading" adapter ``v7`` means sending ``model: "v7"`` from then on.
 
 Token ids and log-probs are recorded when the server returns them (``logprobs: 1``; vLLM's
-``return_tokens_as_token_ids`` gives tokens as ``token_id:<n>``).
+``return_tokens_as_token_ids`` gives tokens as ``token_id:<n>``). The trainer also needs
+the prompt's ids (it trains on exactly what was served): vLLM returns them with
+``return_token_ids`` (``prompt_token_ids`` in the first streamed choice); servers that
+do not are asked ``POST /tokenize`` (vLLM and llama.cpp's ``llama-server`` both have it).
+Without either the completion is still served, and the trainer skips it, counted.
 """
 
 from __future__ import annotations
@@ -54,10 +58,12 @@ class OpenAIBackend(Backend):
             "logprobs": 1,
             "stream": True,
             "return_tokens_as_token_ids": True,
+            "return_token_ids": True,
         }
         if request.stop:
             body["stop"] = request.stop
         text, tokens, logprobs = "", [], []
+        prompt_ids: list[int] | None = None
         try:
             with self._http.stream("POST", "/v1/completions", json=body) as response:
                 if response.status_code >= 400:
@@ -67,6 +73,8 @@ class OpenAIBackend(Backend):
                         f"{response.status_code}: {response.text[:300]}"
                     )
                 for choice in _choices(response.iter_lines()):
+                    if prompt_ids is None and isinstance(choice.get("prompt_token_ids"), list):
+                        prompt_ids = [int(t) for t in choice["prompt_token_ids"]]
                     text += choice.get("text") or ""
                     lp = choice.get("logprobs") or {}
                     tokens += lp.get("tokens") or []
@@ -76,12 +84,31 @@ class OpenAIBackend(Backend):
         except httpx.HTTPError as exc:
             raise BackendError(f"could not reach {self._http.base_url}: {exc!r}") from exc
         ids = _token_ids(tokens)
+        if ids is not None and prompt_ids is None:
+            prompt_ids = self._tokenize(request.prompt)
         return Generation(
             text=text,
             token_ids=ids,
+            prompt_token_ids=prompt_ids if ids is not None else None,
             token_logprobs=logprobs if ids is not None else None,
             cancelled=cancel.is_set(),
         )
+
+    def _tokenize(self, prompt: str) -> list[int] | None:
+        """The prompt's ids from the server's ``/tokenize`` (vLLM: ``prompt``; llama-server:
+        ``content``), or None when it has no such endpoint."""
+        for body in ({"model": self.name, "prompt": prompt}, {"content": prompt}):
+            try:
+                response = self._http.post("/tokenize", json=body)
+            except httpx.HTTPError:
+                return None
+            try:
+                tokens = response.json().get("tokens") if response.status_code < 400 else None
+            except (ValueError, AttributeError):  # not JSON, or not an object
+                tokens = None
+            if isinstance(tokens, list) and all(isinstance(t, int) for t in tokens):
+                return tokens
+        return None
 
     def load_adapter(self, folder: Path, version: str) -> None:
         self.adapter = version
