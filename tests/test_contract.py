@@ -7,7 +7,10 @@ import sys
 
 import pytest
 
-MODULES = ["crlhf_contract", *(f"crlhf_contract.{m}" for m in ("schemas", "client", "digest"))]
+MODULES = [
+    "crlhf_contract",
+    *(f"crlhf_contract.{m}" for m in ("schemas", "client", "digest", "signing")),
+]
 MODULES.append("crlhf_contract.protocol")
 FORBIDDEN = [
     "fastapi",

@@ -159,10 +159,10 @@ def test_server_module_keeps_its_public_names() -> None:
 
 
 def test_settings_merge_coerce_and_name_bad_keys(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CRLHF_STORE_URL", "http://store")
+    monkeypatch.setenv("CRLHF_STORE_URL", "https://store")
     monkeypatch.setenv("CRLHF_MODEL", "tiny")
     s = Settings()
-    assert (s.storeUrl, s.model, s.backend, s.enabled) == ("http://store", "tiny", "auto", True)
+    assert (s.storeUrl, s.model, s.backend, s.enabled) == ("https://store", "tiny", "auto", True)
     t = s.merged({"crlhf": {"maxTokens": "12", "enabled": "false", "unknown": 1}})
     assert (t.maxTokens, t.enabled) == (12, False)
     with pytest.raises(SettingsError, match="maxTokens"):

@@ -9,7 +9,10 @@ Errors (one hierarchy, so callers can tell "try again later" from "this will nev
           │                 same rows will not help; any other 4xx (401 token refused, 403,
           │                 404, 408, 429 from the store or a proxy in front of it): the store
           │                 cannot take anything from us now, the rows themselves are fine
-          └── ChecksumMismatch   a downloaded adapter does not match its sha256
+          └── AdapterUnverified  a downloaded adapter fails verification; never load it
+               ├── ChecksumMismatch   it does not match its sha256
+               └── UnsafeAdapter      its version, archive or size is not what a store
+                                      that follows the contract can send
 
 ``retry_after`` carries the seconds of a ``Retry-After`` header (429, 503), when one came.
 """
@@ -17,16 +20,26 @@ Errors (one hierarchy, so callers can tell "try again later" from "this will nev
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tarfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from crlhf_contract.digest import folder_digest, safe_extract
+from crlhf_contract.digest import (
+    MAX_BYTES,
+    MAX_FILES,
+    VERSION,
+    UnsafeArchive,
+    folder_digest,
+    safe_extract,
+)
 from crlhf_contract.schemas import (
+    AdapterArtifact,
     AdapterOut,
     AggregationRunIn,
     AggregationRunOut,
@@ -83,9 +96,35 @@ class StoreRejected(StoreError):
         return self.status in ROW_REJECTIONS
 
 
-class ChecksumMismatch(StoreRejected):
+class AdapterUnverified(StoreRejected):
+    """A downloaded adapter (or its registry record) fails verification."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(0, message)
+
+
+class ChecksumMismatch(AdapterUnverified):
     def __init__(self, what: str, expected: str, got: str) -> None:
-        super().__init__(0, f"{what}: sha256 {got} does not match {expected}")
+        super().__init__(f"{what}: sha256 {got} does not match {expected}")
+
+
+class UnsafeAdapter(AdapterUnverified):
+    pass
+
+
+TAR_OVERHEAD = MAX_FILES * 3 * 512 + 64 * 1024
+"""Most bytes a tar of an adapter adds to its files (headers, PAX headers, padding)."""
+
+
+def adapter_version(version: str) -> str:
+    """``version`` if it is one the registry could hold, else :class:`UnsafeAdapter`:
+    a version becomes a URL path and a cache folder name (``../../x`` would leave it)."""
+    if not VERSION.fullmatch(version):
+        raise UnsafeAdapter(
+            f"the store named an adapter version {version!r} that no upload can have "
+            "(letters, digits, . _ + -): refused"
+        )
+    return version
 
 
 class StoreClient:
@@ -120,20 +159,32 @@ class StoreClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:  # connection refused, timeouts, protocol errors
             raise StoreUnavailable(f"{method} {path}: {exc!r}") from exc
-        status = response.status_code
-        if status >= 500:
-            raise StoreUnavailable(
-                f"{method} {path}: HTTP {status}",
-                status=status,
-                retry_after=_retry_after(response),
-            )
-        if status >= 400:
-            try:
-                detail = response.json().get("detail", response.text)
-            except (ValueError, AttributeError):
-                detail = response.text
-            raise StoreRejected(status, detail, retry_after=_retry_after(response))
-        return response
+        return _checked(response, method, path)
+
+    def _download(
+        self, path: str, sink: BinaryIO, *, limit: int, params: dict[str, str] | None = None
+    ) -> tuple[str, str]:
+        """Stream ``path`` into ``sink``, refusing more than ``limit`` bytes; (sha256 of what
+        came, the ``X-Checksum-Sha256`` header)."""
+        digest, size = hashlib.sha256(), 0
+        try:
+            with self._http.stream("GET", path, params=params) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _checked(response, "GET", path)
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise UnsafeAdapter(
+                            f"GET {path}: the store sends more than the {limit} bytes the "
+                            "registry recorded for it: refused"
+                        )
+                    digest.update(chunk)
+                    sink.write(chunk)
+                header = response.headers.get("X-Checksum-Sha256", "")
+        except httpx.HTTPError as exc:
+            raise StoreUnavailable(f"GET {path}: {exc!r}") from exc
+        return digest.hexdigest(), header
 
     def _parse(self, model: type[M], response: httpx.Response) -> M:
         try:
@@ -216,7 +267,10 @@ class StoreClient:
         parent: str | None = None,
         metrics: dict[str, Any] | None = None,
         gguf: Path | None = None,
+        signing_key: Path | None = None,
     ) -> AdapterOut:
+        """Upload ``folder`` (and ``gguf``) as candidate ``version``; signed with the
+        Ed25519 key in the file ``signing_key`` when given (:mod:`crlhf_contract.signing`)."""
         folder = Path(folder)
         names = sorted(p.name for p in folder.iterdir() if p.is_file())
         data = {
@@ -232,6 +286,15 @@ class StoreClient:
             blob = Path(gguf).read_bytes()
             files.append(("gguf", (Path(gguf).name, blob)))
             data["gguf_sha256"] = hashlib.sha256(blob).hexdigest()
+        if signing_key is not None:
+            from crlhf_contract.signing import sign_adapter
+
+            data["signature"] = sign_adapter(
+                Path(signing_key),
+                version=version,
+                sha256=data["sha256"],
+                gguf_sha256=data.get("gguf_sha256"),
+            )
         response = self._request("POST", "/v1/adapters", data=data, files=files)
         return self._parse(AdapterOut, response)
 
@@ -242,32 +305,70 @@ class StoreClient:
         return self._parse(AdapterOut, self._request("POST", f"/v1/adapters/{version}/retire"))
 
     def download_adapter(self, adapter: AdapterOut, dest: Path) -> Path:
-        """Download the PEFT files of ``adapter`` into ``dest`` and verify both digests."""
-        response = self._request("GET", f"/v1/adapters/{adapter.version}/download")
-        archive = response.content
-        got = hashlib.sha256(archive).hexdigest()
-        header = response.headers.get("X-Checksum-Sha256", "")
+        """Download the PEFT files of ``adapter`` into ``dest`` and verify both digests;
+        the archive and its files may hold no more than the registry's recorded size."""
+        version = adapter_version(adapter.version)
+        size = min(adapter.size, MAX_BYTES)
+        buffer = io.BytesIO()
+        got, header = self._download(
+            f"/v1/adapters/{version}/download", buffer, limit=size + TAR_OVERHEAD
+        )
         if got != header:
-            raise ChecksumMismatch(f"adapter {adapter.version} archive", header, got)
-        names = safe_extract(archive, dest)
+            raise ChecksumMismatch(f"adapter {version} archive", header, got)
+        try:
+            names = safe_extract(buffer.getvalue(), dest, max_bytes=size)
+        except (UnsafeArchive, tarfile.TarError) as exc:
+            raise UnsafeAdapter(f"adapter {version}: {exc}") from exc
         digest = folder_digest(dest, names)
         if digest != adapter.sha256:
-            raise ChecksumMismatch(f"adapter {adapter.version} files", adapter.sha256, digest)
+            raise ChecksumMismatch(f"adapter {version} files", adapter.sha256, digest)
         return Path(dest)
 
     def download_gguf(self, adapter: AdapterOut, dest: Path) -> Path:
-        """Download the GGUF LoRA artifact of ``adapter`` to the file ``dest``, verified."""
-        expected = next((a.sha256 for a in adapter.artifacts if a.kind == "gguf"), None)
-        if expected is None:
-            raise StoreRejected(404, f"adapter {adapter.version} has no gguf artifact")
-        response = self._request(
-            "GET", f"/v1/adapters/{adapter.version}/download", params={"artifact": "gguf"}
+        """Download the GGUF LoRA artifact of ``adapter`` to the file ``dest``, verified
+        (a file that fails is removed), no larger than the registry's recorded size."""
+        version = adapter_version(adapter.version)
+        artifact = gguf_artifact(adapter)
+        if artifact is None:
+            raise StoreRejected(404, f"adapter {version} has no gguf artifact")
+        dest = Path(dest)
+        try:
+            with dest.open("wb") as sink:
+                got, _ = self._download(
+                    f"/v1/adapters/{version}/download",
+                    sink,
+                    limit=min(artifact.size, MAX_BYTES),
+                    params={"artifact": "gguf"},
+                )
+            if got != artifact.sha256:
+                raise ChecksumMismatch(f"adapter {version} gguf", artifact.sha256, got)
+        except BaseException:
+            dest.unlink(missing_ok=True)
+            raise
+        return dest
+
+
+def gguf_artifact(adapter: AdapterOut) -> AdapterArtifact | None:
+    """The registry's record of the adapter's GGUF file (sha256, size), if it has one."""
+    return next((a for a in adapter.artifacts if a.kind == "gguf"), None)
+
+
+def _checked(response: httpx.Response, method: str, path: str) -> httpx.Response:
+    """``response`` if it succeeded, else the error its status means."""
+    status = response.status_code
+    if status >= 500:
+        raise StoreUnavailable(
+            f"{method} {path}: HTTP {status}",
+            status=status,
+            retry_after=_retry_after(response),
         )
-        got = hashlib.sha256(response.content).hexdigest()
-        if got != expected:
-            raise ChecksumMismatch(f"adapter {adapter.version} gguf", expected, got)
-        Path(dest).write_bytes(response.content)
-        return Path(dest)
+    if status >= 400:
+        try:
+            detail = response.json().get("detail", response.text)
+        except (ValueError, AttributeError):
+            detail = response.text
+        raise StoreRejected(status, detail, retry_after=_retry_after(response))
+    return response
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -242,6 +242,9 @@ class AdapterOut(BaseModel):
     created_by: str | None = None
     created_at: datetime
     published_at: datetime | None = None
+    signature: str | None = None
+    """The trainer's Ed25519 signature of the version and digests (form field ``signature``
+    of the upload; :mod:`crlhf_contract.signing`); None when it published unsigned."""
 
 
 class ErrorOut(BaseModel):

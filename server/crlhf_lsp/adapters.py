@@ -8,6 +8,16 @@ base model by the backend (LoRA, safetensors only, target modules and shapes). T
 itself is handed to ``swap`` which runs it on the model thread, between two generations,
 never during one; a failed swap leaves the previous adapter in place (the backend rolls
 back) and the version is not tried again until the registry names another one.
+
+Nothing the store says is trusted as a path or as content:
+
+- the version must be one the registry could hold (:data:`crlhf_contract.digest.VERSION`)
+  and every path built from it must resolve inside the cache folder;
+- with ``adapterPublicKey`` set, the registry's record (version, folder digest, GGUF
+  digest) must carry the trainer's Ed25519 signature (:mod:`crlhf_contract.signing`)
+  before anything is downloaded; the files are then checked against those digests;
+- a cached folder or ``.gguf`` is re-hashed against the registry's digests every time it
+  is about to be loaded, and downloaded again when it differs.
 """
 
 from __future__ import annotations
@@ -20,9 +30,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from crlhf_contract.client import StoreClient, StoreError
-from crlhf_contract.digest import folder_digest
+from crlhf_contract.client import StoreClient, StoreError, adapter_version, gguf_artifact
+from crlhf_contract.digest import file_sha256, folder_digest
 from crlhf_contract.schemas import AdapterOut
+from crlhf_contract.signing import verify_adapter
 
 from crlhf_lsp.errors import AdapterError
 
@@ -45,6 +56,7 @@ class AdapterManager:
         log: Callable[[str, bool], None],
         wants_files: Callable[[], bool] = lambda: True,
         base_model: Callable[[], str] = lambda: "",
+        public_key: Callable[[], str] = lambda: "",
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.client = client
@@ -53,6 +65,7 @@ class AdapterManager:
         self.log = log
         self.wants_files = wants_files
         self.base_model = base_model
+        self.public_key = public_key
         self.current: str | None = None
         self.refused: set[str] = set()
         self.poll_seconds = 0.0
@@ -107,6 +120,17 @@ class AdapterManager:
                 return None
 
     def _install(self, client: StoreClient, adapter: AdapterOut) -> Swapped:
+        adapter_version(adapter.version)
+        key = self.public_key()
+        if key:
+            gguf = gguf_artifact(adapter)
+            verify_adapter(
+                key,
+                adapter.signature,
+                version=adapter.version,
+                sha256=adapter.sha256,
+                gguf_sha256=gguf.sha256 if gguf else None,
+            )
         base = self.base_model()
         if base and adapter.base_model and Path(base).name != Path(adapter.base_model).name:
             self.log(
@@ -122,8 +146,8 @@ class AdapterManager:
         return swapped
 
     def _download(self, client: StoreClient, adapter: AdapterOut) -> Path:
-        dest = self.cache_dir / adapter.version
-        self._download_gguf(client, adapter, dest.with_name(dest.name + ".gguf"))
+        dest = self._in_cache(adapter.version)
+        self._download_gguf(client, adapter, self._in_cache(adapter.version + ".gguf"))
         if dest.is_dir():
             names = [p.name for p in dest.iterdir() if p.is_file()]
             if folder_digest(dest, names) == adapter.sha256:
@@ -138,11 +162,32 @@ class AdapterManager:
             shutil.rmtree(work, ignore_errors=True)
         return dest
 
-    @staticmethod
-    def _download_gguf(client: StoreClient, adapter: AdapterOut, path: Path) -> None:
-        """The GGUF LoRA artifact (llamacpp backend), verified, next to the PEFT folder."""
-        if path.is_file() or not any(a.kind == "gguf" for a in adapter.artifacts):
+    def _in_cache(self, name: str) -> Path:
+        """``<cache>/<name>``, refused unless it resolves to a direct child of the cache: a
+        name from the store becomes a folder that may be deleted and replaced."""
+        adapter_version(name.removesuffix(".gguf"))
+        cache = self.cache_dir.resolve()
+        path = (cache / name).resolve()
+        if path.parent != cache or not path.is_relative_to(cache):
+            raise AdapterError(f"adapter path {name!r} leaves the cache {cache}: refused")
+        return path
+
+    def _download_gguf(self, client: StoreClient, adapter: AdapterOut, path: Path) -> None:
+        """The GGUF LoRA artifact (llamacpp backend), verified, next to the PEFT folder; a
+        cached one is re-hashed first and replaced when it is not what the registry says."""
+        artifact = gguf_artifact(adapter)
+        if artifact is None:
             return
+        if path.is_file():
+            got = file_sha256(path)
+            if got == artifact.sha256:
+                return
+            self.log(
+                f"crlhf: cached {path.name} has sha256 {got}, the registry says "
+                f"{artifact.sha256}: downloading it again",
+                True,
+            )
+            path.unlink()
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         client.download_gguf(adapter, partial)

@@ -68,7 +68,7 @@ def _lifecycle(server: CrlhfServer) -> None:
             settings = Settings().merged(params.initialization_options)
         except CrlhfLspError as exc:
             ls.warn_user(f"crlhf: {exc}; using the defaults")
-            settings = Settings()
+            settings = _defaults()
         ls.apply_settings(settings, initial=True)
 
     @server.feature(types.SHUTDOWN)
@@ -219,6 +219,16 @@ def _commands(server: CrlhfServer) -> None:
     @server.feature(M_STATUS)
     def status(ls: CrlhfServer, *args: Any) -> dict[str, Any]:
         return ls.status()
+
+
+def _defaults() -> Settings:
+    """The defaults, or, when the environment's are not usable either (an insecure
+    ``$CRLHF_STORE_URL``, a bad ``$CRLHF_ADAPTER_PUBLIC_KEY``), the defaults without a
+    store: ratings then wait in the outbox and no adapter is fetched unverified."""
+    try:
+        return Settings().checked()
+    except CrlhfLspError:
+        return Settings(storeUrl="")
 
 
 def _field(params: Any, name: str) -> Any:

@@ -140,7 +140,10 @@ class CrlhfServer(LanguageServer):
                 log=self.log_to_client,
                 wants_files=self._backend_wants_files,
                 base_model=lambda: self.settings.model,
+                public_key=lambda: self.settings.adapterPublicKey,
             )
+        elif old.adapterPublicKey != new.adapterPublicKey:
+            self.adapters.refused.clear()  # judged against another key: judge them again
         self.adapters.start(new.adapterPollSeconds)
         self.status_changed()
 

@@ -21,7 +21,16 @@ key                    default                     meaning
                                                    adapter; 0: never (``crlhf.checkAdapter``)
 ``device``             ``cpu``                     torch device of the local backend
 ``enabled``            ``true``                    false: no completions (ratings still work)
+``adapterPublicKey``   ``$CRLHF_ADAPTER_PUBLIC_   the trainer's Ed25519 public key (the line
+                       KEY``                       of ``crlhf-signing.pub``, or its path):
+                                                   set, only adapters signed with it load
+``allowInsecureStore`` ``false``                   true: accept a plain-http ``storeUrl`` on
+                                                   another machine (the token and every
+                                                   rating then cross the network readable)
 =====================  ==========================  =========================================
+
+A plain ``http://`` store URL is refused unless its host is this machine (``localhost``,
+``127.0.0.0/8``, ``::1``) or ``allowInsecureStore`` is true: use ``https://`` for a team store.
 
 Keys may come flat or under a ``crlhf`` section (``{"crlhf": {...}}``), as VS Code sends them.
 """
@@ -29,10 +38,12 @@ Keys may come flat or under a ``crlhf`` section (``{"crlhf": {...}}``), as VS Co
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from crlhf_lsp.errors import SettingsError
 
@@ -58,6 +69,10 @@ class Settings:
     adapterPollSeconds: float = 300.0
     device: str = "cpu"
     enabled: bool = True
+    adapterPublicKey: str = field(
+        default_factory=lambda: os.environ.get("CRLHF_ADAPTER_PUBLIC_KEY", "")
+    )
+    allowInsecureStore: bool = False
 
     def merged(self, options: Any) -> Settings:
         """A copy with the known keys of ``options`` (a dict, flat or under ``crlhf``)."""
@@ -76,12 +91,24 @@ class Settings:
             except (TypeError, ValueError) as exc:
                 message = f"setting {f.name!r}: {value!r} is not a {kind.__name__}"
                 raise SettingsError(message) from exc
-        new = dataclasses.replace(self, **changes)
-        if new.backend not in BACKENDS:
-            raise SettingsError(f"setting 'backend': {new.backend!r}; use one of {BACKENDS}")
-        if new.maxTokens < 1:
+        return dataclasses.replace(self, **changes).checked()
+
+    def checked(self) -> Settings:
+        """``self`` if every value is usable, else :class:`SettingsError` naming the first
+        that is not (the defaults from the environment are checked too)."""
+        if self.backend not in BACKENDS:
+            raise SettingsError(f"setting 'backend': {self.backend!r}; use one of {BACKENDS}")
+        if self.maxTokens < 1:
             raise SettingsError("setting 'maxTokens' must be at least 1")
-        return new
+        _check_store_url(self.storeUrl, self.allowInsecureStore)
+        if self.adapterPublicKey:
+            from crlhf_contract.signing import SigningError, load_public_key
+
+            try:
+                load_public_key(self.adapterPublicKey)
+            except SigningError as exc:
+                raise SettingsError(f"setting 'adapterPublicKey': {exc}") from exc
+        return self
 
     def public(self) -> dict[str, Any]:
         """The settings without the token (for logs)."""
@@ -96,3 +123,27 @@ def _coerce(kind: type, value: Any) -> Any:
     if kind is float and isinstance(value, bool) or kind is int and isinstance(value, bool):
         raise TypeError("a boolean is not a number")
     return kind(value)
+
+
+def _check_store_url(url: str, allow_insecure: bool) -> None:
+    if not url:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"setting 'storeUrl': {url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not allow_insecure and not is_loopback(parts.hostname):
+        raise SettingsError(
+            f"setting 'storeUrl': {url} is plain http to another machine, so the token and "
+            "every rating would cross the network readable, and adapters could be replaced "
+            "on the way; use https://, or set allowInsecureStore: true on a network you trust"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: traffic that never leaves this machine."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

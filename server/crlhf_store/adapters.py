@@ -111,6 +111,20 @@ def stage(
         raise
 
 
+SIGNATURE = re.compile(r"^[A-Za-z0-9+/]{86}==$")
+"""Base64 of the 64 bytes of an Ed25519 signature."""
+
+
+def check_signature(signature: str | None) -> None:
+    """The store cannot verify it (no key) but keeps only what could be a signature."""
+    if signature is not None and not SIGNATURE.fullmatch(signature):
+        raise _invalid(
+            "signature must be the base64 of a 64-byte Ed25519 signature "
+            "(crlhf_contract.signing.sign_adapter)",
+            "signature",
+        )
+
+
 def discard(storage: AdapterStorage, key: str) -> None:
     storage.delete(key)
     storage.delete(key + GGUF)
@@ -127,6 +141,7 @@ def register(
     sha256: str,
     metrics: dict[str, Any],
     created_by: str,
+    signature: str | None = None,
 ) -> AdapterOut:
     """Insert the registry row and move the staged files to the version's key."""
     if session.scalar(select(Adapter.id).where(Adapter.version == version)) is not None:
@@ -142,6 +157,7 @@ def register(
         metrics=metrics,
         status="candidate",
         created_by=created_by,
+        signature=signature,
     )
     session.add(row)
     try:
@@ -177,6 +193,7 @@ def to_out(row: Adapter) -> AdapterOut:
         created_by=row.created_by,
         created_at=row.created_at,
         published_at=row.published_at,
+        signature=row.signature,
     )
 
 

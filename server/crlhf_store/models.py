@@ -207,6 +207,8 @@ class Adapter(Base):
     created_at: Mapped[datetime] = _now()
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    signature: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    """The trainer's base64 Ed25519 signature (crlhf_contract.signing); not verified here."""
 
     artifacts: Mapped[list[AdapterArtifactRow]] = relationship(
         back_populates="adapter", order_by="AdapterArtifactRow.kind", lazy="selectin"

@@ -9,14 +9,20 @@ exit status 2.  Heavy imports (numpy, torch) happen inside the subcommands, so t
     crlhf-train aggregate --labels LABELS.csv [--gold GOLD.csv]
         [--method em2|paper|paper-l1|mv] --out POSTERIORS.csv
         [--annotators-out ANNOTATORS.csv]
+    crlhf-train keygen --out DIR
+        an Ed25519 key pair to sign published adapters: DIR/crlhf-signing.key (0600, for
+        ``publish``/``run --signing-key`` or ``$CRLHF_SIGNING_KEY``) and crlhf-signing.pub
+        (its line is the editors' ``adapterPublicKey``)
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from . import commands as C
 from .errors import AggregationError, CrlhfTrainError
@@ -105,6 +111,30 @@ class OutputError(CrlhfTrainError):
     """An output file that cannot be written."""
 
 
+# ---------------------------------------------------------------- keygen
+def add_keygen_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for the two key files")
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    from crlhf_contract.signing import SigningError, generate_keypair
+
+    try:
+        private, public = generate_keypair(Path(args.out))
+    except (SigningError, OSError) as exc:
+        raise OutputError(str(exc)) from None
+    print(
+        f"private key: {private} (keep it with the trainer: --signing-key {private})\n"
+        f"public key:  {public} (set the editors' crlhf adapterPublicKey to its line: "
+        f"{public.read_text().strip()})"
+    )
+    return 0
+
+
+SIGNED = ("publish", "run")
+"""Subcommands that upload an adapter, and so take ``--signing-key``."""
+
+
 # ---------------------------------------------------------------- the table
 COMMANDS: dict[str, Command] = {
     "aggregate": (
@@ -118,6 +148,7 @@ COMMANDS: dict[str, Command] = {
     "eval": ("pass@k and held-out reward: candidate vs baseline", C.add_eval_arguments, C.run_eval),
     "publish": ("gate, upload, publish if no regression", C.add_publish_arguments, C.run_publish),
     "run": ("the whole nightly job: pull → publish", C.add_run_arguments, C.run_run),
+    "keygen": ("a key pair to sign published adapters", add_keygen_arguments, run_keygen),
 }
 
 
@@ -129,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_text, add_arguments, run) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         add_arguments(p)
+        if name in SIGNED:
+            p.add_argument(
+                "--signing-key",
+                metavar="FILE",
+                help="Ed25519 private key (crlhf-train keygen) to sign the adapter with "
+                "(env CRLHF_SIGNING_KEY)",
+            )
         p.set_defaults(run=run)
     return parser
 
@@ -136,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "signing_key", None):
+        # publish() reads it there, so the flag reaches the upload of any subcommand.
+        os.environ["CRLHF_SIGNING_KEY"] = args.signing_key
     try:
         return args.run(args)
     except (CrlhfTrainError, AggregationError) as exc:

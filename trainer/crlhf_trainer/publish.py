@@ -15,6 +15,7 @@ file as ``gguf``; the registry stores it under the same version with its own sha
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -166,9 +167,23 @@ def publish(
     metrics: Mapping[str, Any],
     decision: GateDecision,
     gguf: Path | None = None,
+    signing_key: Path | None = None,
 ) -> PublishResult:
-    """Upload ``folder`` as a candidate; publish it if ``decision`` passed."""
+    """Upload ``folder`` as a candidate; publish it if ``decision`` passed.
+
+    Signed with the Ed25519 private key in ``signing_key`` (default: the file named by
+    ``$CRLHF_SIGNING_KEY``; ``crlhf-train keygen`` makes one): editors whose
+    ``adapterPublicKey`` is its public key load only adapters signed with it."""
     verify_adapter(folder)
+    if signing_key is None and os.environ.get("CRLHF_SIGNING_KEY"):
+        signing_key = Path(os.environ["CRLHF_SIGNING_KEY"])
+    if signing_key is not None:
+        from crlhf_contract.signing import SigningError, load_private_key
+
+        try:
+            load_private_key(Path(signing_key))  # a bad key fails here, before any upload
+        except SigningError as exc:
+            raise AdapterError(str(exc)) from exc
     try:
         out = client.upload_adapter(
             Path(folder),
@@ -178,6 +193,7 @@ def publish(
             metrics=_flat(metrics)
             | {"gate": decision.reason(), "gate_decision": decision.to_json()},
             gguf=gguf,
+            signing_key=signing_key,
         )
         if decision.passed:
             out = client.publish_adapter(version)

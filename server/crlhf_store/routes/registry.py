@@ -60,11 +60,15 @@ def upload_adapter(
     metrics: Annotated[str, Form(description="JSON object")] = "{}",
     gguf: Annotated[UploadFile | None, File(description="optional GGUF LoRA")] = None,
     gguf_sha256: Annotated[str | None, Form()] = None,
+    signature: Annotated[
+        str | None, Form(description="the trainer's base64 Ed25519 signature (optional)")
+    ] = None,
 ) -> AdapterOut:
     """Upload a candidate adapter; a checksum mismatch is refused and stores nothing."""
     parts = [adapters.Part(name=f.filename or "", file=f.file) for f in files]
     adapters.check_form(version=version, sha256=sha256, files=parts, parent=parent or None)
     metrics_obj = _json_object(metrics)
+    adapters.check_signature(signature or None)
     gguf_part = adapters.Part(name=gguf.filename or "", file=gguf.file) if gguf else None
     staged = adapters.stage(
         store.storage, sha256=sha256, files=parts, gguf=gguf_part, gguf_sha256=gguf_sha256
@@ -81,6 +85,7 @@ def upload_adapter(
                 sha256=sha256,
                 metrics=metrics_obj,
                 created_by=principal.name,
+                signature=signature or None,
             )
     finally:
         adapters.discard(store.storage, staged.key)
