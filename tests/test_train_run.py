@@ -15,13 +15,21 @@ from crlhf_trainer.train import TrainConfig
 from train_helpers import populate, tiny
 
 
+def _token_file(store, folder: Path) -> str:
+    """The trainer's token in a file: crlhf-train refuses one on its command line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "trainer.token"
+    path.write_text(store.trainer_token + "\n")
+    return str(path)
+
+
 def _args(store, work: Path, *extra: str) -> list[str]:
     return [
         "run",
         "--store-url",
         store.url,
-        "--token",
-        store.trainer_token,
+        "--token-file",
+        _token_file(store, work.parent),
         "--model",
         str(tiny()),
         "--work-dir",
@@ -70,7 +78,7 @@ def test_crlhf_train_run_publishes_an_adapter(live_store, tmp_path, capsys):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["publish"]["passed"] and summary["train"]["examples"] > 0
     # the next night, stage by stage, continues the chain
-    store = ["--store-url", live_store.url, "--token", live_store.trainer_token]
+    store = ["--store-url", live_store.url, "--token-file", _token_file(live_store, tmp_path)]
     common = ["--work-dir", str(work), "--model", str(tiny())]
     assert main(["pull", *store, "--work-dir", str(work)]) == 0
     train = ["--max-steps", "1", "--batch-size", "4", "--grad-accum", "1", "--method", "pg-line"]

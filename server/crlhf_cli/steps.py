@@ -155,10 +155,13 @@ class Demo:
         return backend, str(self.model_ref.path)
 
     def completions(self, problems: list[DemoProblem]) -> list[Rated]:
-        from crlhf_trainer.sandbox import Sandbox
+        from crlhf_trainer.sandbox import Sandbox, SandboxUnavailable
 
         assert self.lsp is not None
-        sandbox = Sandbox(timeout=10.0, cpu_seconds=10, memory_mb=1024)
+        try:
+            sandbox = Sandbox(timeout=10.0, cpu_seconds=10, memory_mb=1024)
+        except SandboxUnavailable as exc:  # the demo runs generated code: jailed or not at all
+            raise DemoError(str(exc)) from None
         rated: list[Rated] = []
         with self.bar() as bar:
             task = bar.add_task("completions via crlhf-lsp", total=len(problems))

@@ -4,9 +4,14 @@ Each is ``add_<name>_arguments(parser)`` plus ``run_<name>(args) -> exit code``,
 registered in :data:`crlhf_trainer.cli.COMMANDS`. torch and transformers are imported
 inside the runners so ``crlhf-train --help`` stays fast.
 
-    crlhf-train run --store-url URL --token TOKEN --model MODEL [--work-dir DIR]
-        [--method pg|pg-line|grpo] [--max-steps N] [--eval humaneval,mbpp|none]
-        [--eval-limit N] [--publish/--no-publish] [--device auto|cpu|cuda]
+    CRLHF_TOKEN=… crlhf-train run --store-url URL --model MODEL [--work-dir DIR]
+        [--token-file FILE] [--method pg|pg-line|grpo] [--max-steps N]
+        [--eval humaneval,mbpp|none] [--eval-limit N] [--unsafe-eval]
+        [--publish/--no-publish] [--device auto|cpu|cuda]
+
+The token comes from ``CRLHF_TOKEN`` or ``--token-file``, never from the command line:
+every user of the machine can read a process's arguments (``ps``, ``/proc/PID/cmdline``),
+and so could the generated programs the evaluation runs.
 
 Exit status: 0 done (a refused gate included: the adapter stays a candidate), 2 an error
 from :class:`~crlhf_trainer.errors.CrlhfTrainError` (one line on stderr).
@@ -47,10 +52,22 @@ def _store(p: argparse.ArgumentParser) -> None:
         help="the store, e.g. https://crlhf.example.com (env CRLHF_STORE_URL)",
     )
     p.add_argument(
-        "--token",
-        default=os.environ.get("CRLHF_TOKEN"),
-        help="a trainer-scope token (env CRLHF_TOKEN)",
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="a file holding a trainer-scope token (default: env CRLHF_TOKEN)",
     )
+    p.add_argument("--token", action=_RefuseToken, help=argparse.SUPPRESS)
+
+
+class _RefuseToken(argparse.Action):
+    """``--token VALUE`` would show the token to every user of the machine."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        parser.error(
+            "--token VALUE puts the token where every user of this machine can read it "
+            "(ps, /proc/PID/cmdline); set CRLHF_TOKEN or pass --token-file FILE instead"
+        )
 
 
 def _work(p: argparse.ArgumentParser) -> None:
@@ -109,6 +126,12 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-samples", type=int, default=1, help="samples per problem (n)")
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument(
+        "--unsafe-eval",
+        action="store_true",
+        help="where bubblewrap cannot jail the generated programs, run them anyway, as this "
+        "user: they can read and delete your files (default: refuse)",
+    )
 
 
 def _publish_options(p: argparse.ArgumentParser) -> None:
@@ -205,10 +228,13 @@ def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
         samples=getattr(args, "eval_samples", 1),
         temperature=getattr(args, "temperature", 0.0),
         max_new_tokens=getattr(args, "max_new_tokens", 256),
+        unsafe=getattr(args, "unsafe_eval", False),
     )
+    if names and args.command in ("eval", "run"):
+        _check_jail(ev.unsafe)  # before hours of training, not after
     return NightlyConfig(
         store_url=getattr(args, "store_url", None) or "",
-        token=getattr(args, "token", None),
+        token=_token(args),
         model=_model_id(args.model) if getattr(args, "model", None) else "",
         work_dir=args.work_dir,
         aggregation=getattr(args, "aggregation", "em2"),
@@ -223,6 +249,35 @@ def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
         publish=getattr(args, "publish", True),
         continue_from_latest=getattr(args, "continue_from_latest", True),
     )
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    from .errors import TrainConfigError
+
+    path = getattr(args, "token_file", None)
+    if path is None:
+        return os.environ.get("CRLHF_TOKEN") or None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise TrainConfigError(f"--token-file {path}: cannot read it ({exc.strerror})") from None
+    if not token:
+        raise TrainConfigError(f"--token-file {path} is empty; write the trainer's token in it")
+    return token
+
+
+def _check_jail(unsafe: bool) -> None:
+    from .sandbox import check_jail
+
+    problem = check_jail(unsafe=unsafe)  # raises, naming the fix, unless unsafe
+    if problem is not None:
+        print(
+            "crlhf-train: WARNING: --unsafe-eval: generated programs run UNJAILED, as "
+            f"this user ({problem}). They can read, change and delete your files (the "
+            "store token included) and reach the network. Install bubblewrap "
+            "(`make setup-system`) to jail them.",
+            file=sys.stderr,
+        )
 
 
 def _model_id(model: str) -> str:

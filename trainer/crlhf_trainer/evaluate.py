@@ -141,6 +141,7 @@ class EvalConfig:
     max_new_tokens: int = 256
     timeout: float = 10.0  # per program, wall-clock seconds
     memory_mb: int = 1024
+    unsafe: bool = False  # run programs unjailed where bubblewrap cannot (--unsafe-eval)
     workers: int = 2  # programs run at once
     seed: int = 0
 
@@ -200,7 +201,12 @@ def run_benchmark(
 
     ``items``, when given, receives the per-problem pass@k values (``pass@1`` → list).
     """
-    sandbox = Sandbox(timeout=cfg.timeout, cpu_seconds=int(cfg.timeout), memory_mb=cfg.memory_mb)
+    sandbox = Sandbox(
+        timeout=cfg.timeout,
+        cpu_seconds=int(cfg.timeout),
+        memory_mb=cfg.memory_mb,
+        unsafe=cfg.unsafe,
+    )
     torch.manual_seed(cfg.seed)
     passed: list[int] = []
     with ThreadPoolExecutor(max_workers=cfg.workers) as pool:

@@ -79,7 +79,14 @@ from typing import Literal
 
 from .errors import CrlhfTrainError
 
-__all__ = ["Outcome", "Sandbox", "SandboxResult", "SandboxUnavailable", "jail_problem"]
+__all__ = [
+    "Outcome",
+    "Sandbox",
+    "SandboxResult",
+    "SandboxUnavailable",
+    "check_jail",
+    "jail_problem",
+]
 
 Outcome = Literal["passed", "failed", "timeout", "memory", "error"]
 
@@ -119,17 +126,14 @@ class Sandbox:
     _problem: str | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
-        self._problem = jail_problem()
-        if self._problem is None:
-            return
-        if not self.unsafe:
-            raise SandboxUnavailable(_refusal(self._problem))
-        warnings.warn(
-            f"generated programs run UNJAILED, as this user ({self._problem}): "
-            "they can read and delete your files and reach the network",
-            RuntimeWarning,
-            stacklevel=3,
-        )
+        self._problem = check_jail(unsafe=self.unsafe)
+        if self._problem is not None:
+            warnings.warn(
+                f"generated programs run UNJAILED, as this user ({self._problem}): "
+                "they can read and delete your files and reach the network",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     @property
     def jailed(self) -> bool:
@@ -346,14 +350,22 @@ def jail_problem() -> str | None:
     return None
 
 
-def _refusal(problem: str) -> str:
-    return (
-        f"generated programs cannot run in a jail here: {problem}. Install bubblewrap "
-        "(`make setup-system`, or `apt-get install bubblewrap`) on a kernel that allows user "
-        "namespaces (Debian/Ubuntu: sysctl kernel.unprivileged_userns_clone=1, "
-        "kernel.apparmor_restrict_unprivileged_userns=0); or accept running them unjailed, "
-        "as this user, with `crlhf-train --unsafe-eval` (Sandbox(unsafe=True))"
-    )
+def check_jail(*, unsafe: bool) -> str | None:
+    """``None`` when programs will run jailed; why not, when ``unsafe`` lets them run unjailed.
+
+    Raises :class:`SandboxUnavailable`, naming the fix, when they cannot be jailed and
+    ``unsafe`` is false.
+    """
+    problem = jail_problem()
+    if problem is not None and not unsafe:
+        raise SandboxUnavailable(
+            f"generated programs cannot run in a jail here: {problem}. Install bubblewrap "
+            "(`make setup-system`, or `apt-get install bubblewrap`) on a kernel that allows "
+            "user namespaces (Debian/Ubuntu: sysctl kernel.unprivileged_userns_clone=1, "
+            "kernel.apparmor_restrict_unprivileged_userns=0); or accept running them "
+            "unjailed, as this user, with `crlhf-train --unsafe-eval` (Sandbox(unsafe=True))"
+        )
+    return problem
 
 
 # --- watching, killing, judging -------------------------------------------------------
