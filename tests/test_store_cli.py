@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -9,17 +10,23 @@ import uuid
 from pathlib import Path
 
 import pytest
+from crlhf_contract.schemas import CompletionIn, RatingIn
 from crlhf_store.cli import main
 from crlhf_store.db import Database
 from crlhf_store.ingest import store_completions, store_ratings
-from crlhf_contract.schemas import CompletionIn, RatingIn
 from crlhf_store.settings import StoreSettings
 from crlhf_store.tokens import authenticate, create_annotator
 from sqlalchemy import text
 
 
-def run(capsys: pytest.CaptureFixture[str], db_url: str, *args: str) -> tuple[int, str, str]:
-    code = main([args[0], "--database-url", db_url, *args[1:]])
+def run(
+    capsys: pytest.CaptureFixture[str], db_url: str, *args: str, stdin: str = ""
+) -> tuple[int, str, str]:
+    real_stdin, sys.stdin = sys.stdin, io.StringIO(stdin)
+    try:
+        code = main([args[0], "--database-url", db_url, *args[1:]])
+    finally:
+        sys.stdin = real_stdin
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -35,8 +42,14 @@ def test_create_annotator_prints_the_token_last_and_revoke_kills_it(
     db = Database(db_url)
     with db.reading() as s:
         assert authenticate(s, token=token).scopes == ("annotator", "trainer")  # type: ignore[union-attr]
-    assert run(capsys, db_url, "revoke-token", token)[0] == 0
-    assert run(capsys, db_url, "revoke-token", token)[0] == 1  # nothing left to revoke
+    # a token on the command line is refused, and stays live
+    code, _, err = run(capsys, db_url, "revoke-token", token)
+    assert code == 2 and "--stdin" in err and token not in err
+    with db.reading() as s:
+        assert authenticate(s, token=token) is not None
+    assert run(capsys, db_url, "revoke-token", "--stdin", stdin=f"{token}\n")[0] == 0
+    assert run(capsys, db_url, "revoke-token", "--stdin", stdin=token)[0] == 1  # none left
+    assert run(capsys, db_url, "revoke-token", "--stdin", stdin="\n")[0] == 2
     with db.reading() as s:
         assert authenticate(s, token=token) is None
         assert authenticate(s, token=second) is not None

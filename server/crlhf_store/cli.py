@@ -4,7 +4,7 @@
                       [--workers N]
     crlhf-store migrate
     crlhf-store create-annotator NAME [--scope annotator|trainer|admin]
-    crlhf-store revoke-token (TOKEN | --annotator NAME)
+    crlhf-store revoke-token (--stdin | --annotator NAME)   (the token on stdin)
     crlhf-store import-honeypots FILE.jsonl
     crlhf-store export-labels [--out FILE] [--after CURSOR]
 
@@ -117,13 +117,29 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     from crlhf_store.errors import NotFound
     from crlhf_store.tokens import revoke_token
 
-    if (args.token is None) == (args.annotator is None):
-        print("crlhf-store revoke-token: give a TOKEN or --annotator NAME", file=sys.stderr)
+    if args.token is not None:
+        # argv is readable by every user (ps, /proc/PID/cmdline) and lands in shell history
+        print(
+            "crlhf-store revoke-token: a token on the command line can be read by every user "
+            "of this machine; pipe it in instead: crlhf-store revoke-token --stdin < FILE",
+            file=sys.stderr,
+        )
+        return 2
+    if args.stdin == (args.annotator is not None):
+        print(
+            "crlhf-store revoke-token: give --stdin (the token on standard input) "
+            "or --annotator NAME",
+            file=sys.stderr,
+        )
+        return 2
+    token = sys.stdin.readline().strip() if args.stdin else None
+    if args.stdin and not token:
+        print("crlhf-store revoke-token: no token on standard input", file=sys.stderr)
         return 2
     db = _database(_settings(args))
     try:
         with db.writing() as session:
-            n = revoke_token(session, token=args.token, annotator=args.annotator)
+            n = revoke_token(session, token=token, annotator=args.annotator)
     except NotFound as exc:
         print(f"crlhf-store revoke-token: {exc}", file=sys.stderr)
         return 1
@@ -221,7 +237,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "revoke-token", parents=[common], help="revoke a token, or all of one annotator"
     )
-    p.add_argument("token", nargs="?")
+    p.add_argument("token", nargs="?", help=argparse.SUPPRESS)  # refused: see --stdin
+    p.add_argument("--stdin", action="store_true", help="read the token to revoke from stdin")
     p.add_argument("--annotator", help="revoke every token of this annotator")
     p.set_defaults(func=cmd_revoke_token)
 
