@@ -22,7 +22,7 @@ LLAMA_BUILD ?= native
 endif
 WHEELHOUSE ?= $(HOME)/.cache/crlhf/wheels/$(LLAMA_BUILD)
 
-.PHONY: install test lint format demo store bench clean
+.PHONY: install setup-system test lint format demo store bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -47,8 +47,19 @@ format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-test: install lint
-	@command -v nvim >/dev/null || (apt-get update -q && apt-get install -y -q neovim)  # the Neovim LSP test
+# System packages, apt-get installed only where missing (CI runs `make test` as root on a
+# fresh Debian): bubblewrap jails the generated programs (crlhf_trainer/sandbox.py), without
+# it evaluation refuses to run them; Neovim drives the Neovim LSP test.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+setup-system:
+	@missing=""; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v nvim >/dev/null || missing="$$missing neovim"; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+test: setup-system install lint
 	$(BIN)/python -m pytest -q -ra
 
 # make demo DEMO_ARGS="--full" (or --model ID, --work-dir DIR, --device cuda; crlhf demo --help)
