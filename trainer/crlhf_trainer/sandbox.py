@@ -335,9 +335,13 @@ def jail_problem() -> str | None:
         exposed = [r for r in roots if r == "/" or _inside(place, r)]
         if exposed:
             return f"Python's folder {exposed[0]} holds {place}, which the jail must not show"
+    # as a program would run: as root, after dropping to a run's uid (the stdlib must be
+    # readable by it)
+    uid = _fresh_uid() if os.geteuid() == 0 else None
+    drop = f"import os; os.setgroups([]); os.setgid({uid}); os.setuid({uid}); " if uid else ""
     try:
         probe = subprocess.run(
-            _jail_argv("pass", program_fd=None, info_fd=None, disk_bytes=2**20),
+            _jail_argv(drop + "import runpy", program_fd=None, info_fd=None, disk_bytes=2**20),
             capture_output=True,
             timeout=30,
             check=False,
