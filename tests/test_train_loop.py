@@ -7,6 +7,7 @@ import torch
 from crlhf_trainer.errors import TrainConfigError
 from crlhf_trainer.policy import collate, token_logprobs
 from crlhf_trainer.train import TrainConfig, load_policy, train
+from safetensors.torch import load_file
 from train_helpers import PROMPTS, examples, sample, tiny
 
 # a large lr moves the tiny model far on purpose: no early stop on KL here (tested below)
@@ -47,7 +48,13 @@ def test_training_stops_early_when_the_policy_drifts_from_the_base(logged, tmp_p
     report = train(str(model_dir), ex, cfg, tmp_path / "a")
     assert report.steps < 12 and report.stopped and "KL" in report.stopped
     assert report.history[-1]["kl"] > 0.5 >= max(h["kl"] for h in report.history[:-1])
-    assert (tmp_path / "a" / "adapter_model.safetensors").is_file()
+    assert report.steps == len(report.history) - 2
+    # the saved adapter is the last one within the limit, not the one that broke it: here
+    # the weights after one update, as a one-step run (same data order, same first lr) has
+    assert report.steps == 1, report.history
+    train(str(model_dir), ex, TrainConfig(method="pg", **CFG | {"max_steps": 1}), tmp_path / "b")
+    saved, one = (load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in "ab")
+    assert all(torch.equal(saved[k], one[k]) for k in one)
 
 
 def test_rewards_without_spread_train_nothing(logged, tmp_path):

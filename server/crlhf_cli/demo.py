@@ -2,15 +2,23 @@
 
 1. resolve the model (default ``gemma3-270m``; converted once into the user cache)
 2. start an SQLite crlhf-store in the working folder; make tokens; import honeypots
-3. start crlhf-lsp and drive it over stdio as an editor: ghost text for MBPP (train split)
-   and HumanEval prompts, each accepted with ``crlhf.accepted``
-4. run every program in the sandbox: per-line truth (rule in :mod:`crlhf_cli.problems`)
+3. start crlhf-lsp and drive it over stdio as an editor: ghost text for the scenario's
+   prompts (``--scenario conventions``: standard-library functions cut before a line
+   that breaks a code convention; ``mbpp``: MBPP/HumanEval), each accepted
+4. per-line truth: the conventions (:mod:`crlhf_cli.conventions`), or for ``mbpp``
+   execution in the sandbox (rule in :mod:`crlhf_cli.problems`)
 5. a simulated crowd rates the review queue line by line through the store's HTTP API
 6. aggregation (em2 vs majority vote, scored against the truth), rewards
-7. the nightly trainer: pull, aggregate, LoRA update, pass@k before/after, gate, publish
-8. crlhf-lsp hot-swaps the published adapter (``crlhf/adapterChanged``); one completion
-   is shown before and after
-9. a summary table, ``--json FILE`` and an HTML report in the working folder
+7. the nightly trainer: pull, aggregate, LoRA update, evaluate candidate and baseline on
+   the same held-out items (conventions: standard-library modules never rated), gate on
+   the paired interval, publish only what does no harm
+8. what the gate saw, beside majority-vote and random credit trained at the same label
+   budget, the parse and repetition guards, and a before/after completion
+9. crlhf-lsp hot-swaps a published adapter (``crlhf/adapterChanged``)
+10. a summary table, ``--json FILE`` and an HTML report in the working folder
+
+Exit status: 0 an adapter was published and hot-swapped, 3 the gate kept it a candidate
+(the summary says why), 1 an error.
 """
 
 from __future__ import annotations
@@ -39,6 +47,13 @@ class DemoConfig:
     device: str = "cpu"  # cpu | cuda
     backend: str = "auto"  # crlhf-lsp's backend: auto (llamacpp for a GGUF on a CPU) | local
     mode: str = "quick"
+    # conventions: the team's code conventions, judged per line (crlhf_cli.conventions),
+    # the scenario where the default model measurably learns on 2 cores; mbpp: MBPP and
+    # HumanEval problems, truth from execution and the reference (pass@k before/after)
+    scenario: str = "conventions"
+    prompts: int = 32  # conventions: training-side prompts completed by crlhf-lsp
+    heldout: int = 60  # conventions: held-out functions the gate compares on
+    guard_prompts: int = 12  # conventions: held-out prompts generated before and after
     mbpp: int = 20  # completions for MBPP training-split problems
     humaneval: int = 4  # completions for HumanEval problems (from its end)
     honeypots: int = 24  # honeypots (reference solutions, some mutated)
@@ -53,7 +68,8 @@ class DemoConfig:
     method: str = "pg-line"  # pg | pg-line
     eval_limit: int = 5  # first N problems of HumanEval and of MBPP's test split
     eval_max_tokens: int = 128
-    gate_margin: float = 0.2  # largest allowed drop of a gated metric (few problems: coarse)
+    lr: float = 2e-4
+    min_items: int = 20  # the gate: paired items a metric needs before it is trusted
     seed: int = 0
     json_out: Path | None = None
     fresh: bool = True  # start from an empty working folder
@@ -73,7 +89,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         grad_accum=4,
         eval_limit=50,
         eval_max_tokens=256,
-        gate_margin=0.02,
+        prompts=120,
+        heldout=150,
+        guard_prompts=40,
     ),
 }
 
@@ -131,9 +149,19 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         "eval_limit",
         "eval_max_tokens",
         "seed",
+        "prompts",
+        "heldout",
+        "guard_prompts",
+        "min_items",
     ):
         knobs.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name)
-    knobs.add_argument("--gate-margin", type=float)
+    knobs.add_argument("--lr", type=float)
+    p.add_argument(
+        "--scenario",
+        choices=["conventions", "mbpp"],
+        help="conventions (default): code conventions judged per line, gated on held-out "
+        "standard-library code; mbpp: MBPP/HumanEval problems, pass@k",
+    )
     knobs.add_argument(
         "--mix",
         type=_mix,

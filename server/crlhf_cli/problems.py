@@ -34,6 +34,7 @@ from crlhf_contract.schemas import HoneypotIn, completion_lines
 
 __all__ = [
     "DemoProblem",
+    "conventions_problems",
     "honeypots",
     "humaneval_tail",
     "line_truth",
@@ -50,6 +51,7 @@ class DemoProblem:
     prompt: str
     tests: str
     reference: str  # a correct solution's code
+    head: str = ""  # the start of the completion's first line that the prompt holds
 
     def program(self, completion: str) -> str:
         return f"{self.prompt}{completion}\n\n{self.tests}\n"
@@ -164,3 +166,18 @@ def honeypots(problems: Sequence[DemoProblem], seed: int = 0) -> list[HoneypotIn
                     lines[i], truth[i] = mutated, -1
         out.append(HoneypotIn(prompt=problem.prompt, text="\n".join(lines), truth=truth))
     return out
+
+
+def conventions_problems(
+    n: int, n_honeypots: int, seed: int = 0
+) -> tuple[list[DemoProblem], list[HoneypotIn]]:
+    """Scenario ``conventions``: training-side standard-library prompts and honeypots."""
+    from crlhf_cli import conventions
+
+    train_side, _ = conventions.split(conventions.stdlib_functions())
+    random.Random(seed).shuffle(train_side)
+    problems = [
+        DemoProblem(task_id=f.key, prompt=f.prompt, tests="", reference=f.source, head=f.head)
+        for f in train_side[:n]
+    ]
+    return problems, conventions.honeypots(train_side[n:], n_honeypots)

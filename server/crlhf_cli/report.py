@@ -1,8 +1,9 @@
-"""The demo's HTML report: the summary and four plots, inline SVG (one self-contained file).
+"""The demo's HTML report: the summary and its plots, inline SVG (one self-contained file).
 
 Plots: estimated vs simulated reliability per annotator, the reward distribution, the
-training curve, pass@k before and after. matplotlib (the ``demo`` extra) renders them with
-its non-interactive Agg/SVG backend, so no display is needed.
+training curve, pass@k before and after, and (scenario ``conventions``) the held-out
+metric's change per credit source with its interval. matplotlib (the ``demo`` extra)
+renders them with its non-interactive Agg/SVG backend, so no display is needed.
 """
 
 from __future__ import annotations
@@ -124,6 +125,24 @@ def pass_plot(before: dict[str, float], after: dict[str, float]) -> str:
     return _svg(fig)
 
 
+def arms_plot(arms: dict[str, dict[str, float]]) -> str:
+    """The held-out metric's change per credit source, with 90% paired intervals."""
+    fig, ax = _figure()
+    names = list(arms)
+    labels = {"em2": "em2 (published?)", "mv": "majority vote", "random": "random credit"}
+    mid = [arms[n]["delta"] for n in names]
+    err = [
+        [m - arms[n]["delta_low"] for n, m in zip(names, mid, strict=True)],
+        [arms[n]["delta_high"] - m for n, m in zip(names, mid, strict=True)],
+    ]
+    ax.errorbar(range(len(names)), mid, yerr=err, fmt="o", capsize=5, color="#2a9d8f")
+    ax.axhline(0, color="#999", linewidth=1)
+    ax.set_xticks(range(len(names)), [labels.get(n, n) for n in names], fontsize=8)
+    ax.set(ylabel="Δ held-out conventions (nats/token)")
+    ax.set_title("Held-out change by credit source, same labels (90% CI)")
+    return _svg(fig)
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     return f"<table>{cells}</table>"
@@ -155,6 +174,8 @@ def write_report(
         training_plot(details.get("history", [])),
         pass_plot(before, after),
     ]
+    if details.get("arms"):
+        plots.append(arms_plot(details["arms"]))
     example = details.get("example") or {}
     prompt = html.escape(example.get("prompt", ""))
     pair = "".join(

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crlhf_store.process import StoreNotReady, free_port, serve_command, wait_ready
 from crlhf_contract.schemas import HoneypotIn, Scope
+from crlhf_store.process import StoreNotReady, free_port, serve_command, wait_ready
 
 __all__ = ["DemoError", "StoreProcess"]
 

@@ -17,10 +17,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from crlhf_cli import conventions
 from crlhf_cli.crowd import SimAnnotator, TruthBook, make_crowd, rate_all
 from crlhf_cli.demo import DemoConfig
 from crlhf_cli.lsp import Completion, LspDriver
-from crlhf_cli.problems import DemoProblem, honeypots, humaneval_tail, line_truth, mbpp_train
+from crlhf_cli.problems import (
+    DemoProblem,
+    conventions_problems,
+    honeypots,
+    humaneval_tail,
+    line_truth,
+    mbpp_train,
+)
 from crlhf_cli.services import DemoError, StoreProcess
 
 __all__ = ["Demo", "Rated", "summary_rows"]
@@ -93,18 +101,76 @@ class Demo:
         crowd = self.crowd(book)
         aggregation, rewards = self.aggregation(rated, crowd)
         nightly = self.train()
+        learning = self.learning(nightly, rated) if cfg.scenario == "conventions" else None
         hot_swap, example = self.hot_swap(nightly, rated)
-        return self.summary(rated, crowd, aggregation, rewards, nightly, hot_swap, example)
+        if learning is not None:  # the held-out prompt that shows the change
+            example = self.details["example"] = self.details.pop("learning_example")
+        summary = self.summary(rated, crowd, aggregation, rewards, nightly, hot_swap, example)
+        summary["learning"] = learning
+        return summary
+
+    def learning(self, nightly: dict[str, Any], rated: list[Rated]) -> dict[str, Any]:
+        """The gate's held-out metric before → after, other credit at the same budget,
+        the guards and an example (:mod:`crlhf_cli.demo_learning`)."""
+        from crlhf_trainer.gate import paired_interval
+
+        from crlhf_cli import demo_learning as dl
+        from crlhf_cli.learning import Collected
+
+        run = Path(nightly["run"])
+        evals = _read_json(run / "eval.json")
+        base = evals["baseline"]["items"][dl.METRIC]
+        cand = evals["candidate"]["items"][dl.METRIC]
+        delta, low, high = paired_interval([c - b for c, b in zip(cand, base, strict=True)])
+        model = str(self.model_ref.path)
+        with self.step("majority vote and random credit, same labels, same training"):
+            collected = [
+                Collected(r.problem.task_id, r.completion.id, r.completion.text, r.truth)
+                for r in rated
+            ]
+            suite = dl.conventions_suite(self.cfg.heldout)
+            arms = dl.arm_results(
+                self.work / "trainer", model, self.train_config, collected, suite, base
+            )
+        with self.step("guards: greedy completions of held-out prompts, before and after"):
+            adapter = run / "adapter"
+            guards = dl.generation_guards(
+                model, adapter if adapter.is_dir() else None, self.cfg.guard_prompts
+            )
+        self.details["learning_example"] = guards.pop("example")
+        self.details["arms"] = {"em2": {"delta": delta, "delta_low": low, "delta_high": high}}
+        self.details["arms"] |= arms
+        return {
+            "scenario": "conventions",
+            "metric": dl.METRIC,
+            "higher_is_better": True,
+            "n": len(base),
+            "before": sum(base) / len(base),
+            "after": sum(cand) / len(cand),
+            "delta": delta,
+            "delta_low": low,
+            "delta_high": high,
+            "majority_vote": arms["mv"],
+            "random": arms["random"],
+            **guards,
+        }
 
     def problems(self) -> tuple[list[DemoProblem], list[Any]]:
         cfg = self.cfg
+        if cfg.scenario == "conventions":
+            problems, pots = conventions_problems(cfg.prompts, cfg.honeypots, cfg.seed)
+            self._write_honeypots(pots)
+            return problems, pots
         mbpp = mbpp_train(cfg.mbpp + cfg.honeypots, seed=cfg.seed)
         problems = mbpp[: cfg.mbpp] + humaneval_tail(cfg.humaneval)
         pots = honeypots(mbpp[cfg.mbpp :], seed=cfg.seed)
+        self._write_honeypots(pots)
+        return problems, pots
+
+    def _write_honeypots(self, pots: list[Any]) -> None:
         with open(self.work / "honeypots.jsonl", "w", encoding="utf-8") as f:
             for h in pots:
                 f.write(h.model_dump_json() + "\n")
-        return problems, pots
 
     def start_store(self, pots: list[Any]) -> None:
         cfg = self.cfg
@@ -171,14 +237,20 @@ class Demo:
                 if completion is None:
                     continue
                 self.lsp.accept(completion)
-                result = sandbox.run(problem.program(completion.text))
-                truth = line_truth(completion.text, problem.reference, result.passed)
-                rated.append(Rated(problem, completion, result.passed, truth))
+                if self.cfg.scenario == "conventions":
+                    truth = conventions.line_truth(completion.text, problem.head)
+                    passed = -1 not in truth  # keeps every convention
+                else:
+                    result = sandbox.run(problem.program(completion.text))
+                    truth = line_truth(completion.text, problem.reference, result.passed)
+                    passed = result.passed
+                rated.append(Rated(problem, completion, passed, truth))
         self.lsp.wait_outbox_empty()
         if not rated:
             raise DemoError("crlhf-lsp gave no completion at all; see the lsp.log")
         passed = sum(r.passed for r in rated)
-        self.console.print(f"  {len(rated)} completions accepted, {passed} pass their tests")
+        what = "keep every convention" if self.cfg.scenario == "conventions" else "pass their tests"
+        self.console.print(f"  {len(rated)} completions accepted, {passed} {what}")
         return rated
 
     def truth_book(self, rated: list[Rated], pots: list[Any]) -> TruthBook:
@@ -220,18 +292,21 @@ class Demo:
         """em2 and majority vote on the store's export, scored against the known truth."""
         from crlhf_contract.client import StoreClient
         from crlhf_contract.schemas import completion_lines
-        from crlhf_trainer.aggregation import aggregate
-        from crlhf_trainer.aggregation.labels import LabelSet
-        from crlhf_trainer.rewards import completion_rewards
+        from crlhf_trainer.aggregation.labels import LabelSet, item_key
+        from crlhf_trainer.rewards import aggregate_labels
+
+        from crlhf_cli.learning_stats import line_scores
 
         assert self.store is not None
+        counts = {r.completion.id: len(completion_lines(r.completion.text)) for r in rated}
         with self.step("aggregation (em2 vs majority vote)"):
             with StoreClient(self.store.url, self.tokens["trainer"]) as client:
                 pages = [p.model_dump(mode="json") for p in client.iter_label_pages()]
             labels = LabelSet.from_export(pages)
-            em2, mv = aggregate(labels, "em2"), aggregate(labels, "mv")
+            em2, rewards = aggregate_labels(labels, "em2", counts)
+            mv, _ = aggregate_labels(labels, "mv", counts)
         truth = {
-            f"{r.completion.id}:{line}": t
+            item_key(r.completion.id, line): t
             for r in rated
             for line, t in enumerate(r.truth)
             if t is not None
@@ -239,10 +314,14 @@ class Demo:
         index = {item: i for i, item in enumerate(labels.items)}
         scored = [(index[item], t) for item, t in truth.items() if item in index]
 
-        def accuracy(p: Any) -> float | None:
+        def scores(p: Any) -> dict[str, Any] | None:
             if not scored:
                 return None
-            return sum((p[i] > 0.5) == (t > 0) for i, t in scored) / len(scored)
+            return asdict(line_scores([p[i] for i, _ in scored], [t for _, t in scored]))
+
+        def accuracy(p: Any) -> float | None:
+            s = scores(p)
+            return None if s is None else s["accuracy"]
 
         kinds = {a.name: a for a in crowd}
         estimated = {a.annotator: a for a in em2.annotators}
@@ -271,13 +350,13 @@ class Demo:
             "labels": labels.n_labels,
             "accuracy": accuracy(em2.p_correct),
             "majority_vote_accuracy": accuracy(mv.p_correct),
+            # beside each accuracy: the constant baseline, balanced accuracy, AUC, Brier
+            "scores": {"em2": scores(em2.p_correct), "majority_vote": scores(mv.p_correct)},
             "flagged_annotators": flagged,
             "flagged_unreliable": sum(kinds[n].kind in bad_kinds for n in flagged),
             "unreliable_annotators": sum(a.kind in bad_kinds for a in crowd),
             "reliability_mae": sum(errors) / len(errors) if errors else None,
         }
-        counts = {r.completion.id: len(completion_lines(r.completion.text)) for r in rated}
-        rewards = completion_rewards(em2, counts)
         by_id = {r.completion.id: r for r in rated}
         reward_rows = [
             {
@@ -301,9 +380,12 @@ class Demo:
 
     def train(self) -> dict[str, Any]:
         from crlhf_trainer.evaluate import EvalConfig
+        from crlhf_trainer.gate import GateConfig
         from crlhf_trainer.nightly import NightlyConfig, run_nightly
         from crlhf_trainer.train import TrainConfig
         from transformers.utils import logging as hf_logging
+
+        from crlhf_cli.demo_learning import conventions_suite
 
         # the demo draws its own bars: transformers' per-load bars and deprecation notes
         # would interleave with them
@@ -313,32 +395,44 @@ class Demo:
         assert self.store is not None
         cfg = self.cfg
         self.train_started = time.monotonic()
+        self.train_config = TrainConfig(
+            method=cfg.method,
+            max_steps=cfg.train_steps,
+            batch_size=cfg.batch_size,
+            grad_accum=cfg.grad_accum,
+            lr=cfg.lr,
+            warmup_steps=max(1, cfg.train_steps // 8),
+            seed=cfg.seed,
+            device=cfg.device,
+        )
+        conventions_scenario = cfg.scenario == "conventions"
+        benchmarks = ("humaneval", "mbpp") if cfg.eval_limit else ()
+        suites = {"conventions": conventions_suite(cfg.heldout)} if conventions_scenario else {}
         ncfg = NightlyConfig(
             store_url=self.store.url,
             token=self.tokens["trainer"],
             model=str(self.model_ref.path),
             work_dir=self.work / "trainer",
             method=cfg.method,
-            train=TrainConfig(
-                method=cfg.method,
-                max_steps=cfg.train_steps,
-                batch_size=cfg.batch_size,
-                grad_accum=cfg.grad_accum,
-                warmup_steps=max(1, cfg.train_steps // 8),
-                seed=cfg.seed,
-                device=cfg.device,
-            ),
+            train=self.train_config,
             eval=EvalConfig(
-                limit=cfg.eval_limit, max_new_tokens=cfg.eval_max_tokens, seed=cfg.seed
+                benchmarks=benchmarks,
+                limit=cfg.eval_limit or None,
+                max_new_tokens=cfg.eval_max_tokens,
+                seed=cfg.seed,
+                suites=suites,
             ),
-            margin=cfg.gate_margin,
+            # conventions: the held-out set is whole modules never rated, so every rated
+            # completion can train; mbpp keeps a tenth of the rated completions out
+            heldout_fraction=0.0 if conventions_scenario else 0.1,
+            gate=GateConfig(min_items=cfg.min_items),
         )
         with self.bar() as bar:
             tasks: dict[str, Any] = {}
             labels = {
                 "pull": "trainer: pull",
                 "train": "trainer: LoRA steps",
-                "eval": "trainer: pass@k before/after",
+                "eval": "trainer: held-out before/after",
             }
 
             def progress(stage: str, advance: int, total: int | None) -> None:
@@ -448,6 +542,7 @@ class Demo:
                 "published": publish.get("status") == "published",
                 "status": publish.get("status"),
                 "decision": publish.get("decision"),
+                "reason": publish.get("decision"),
             },
             "hot_swap": hot_swap,
             "example": {k: example[k] for k in ("task_id", "before", "after")},
@@ -489,6 +584,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
             f"em2 {_pct(agg['accuracy'])} · majority vote "
             f"{_pct(agg['majority_vote_accuracy'])} ({agg['lines']} lines)",
         ),
+        *_score_rows(agg.get("scores")),
         (
             "flagged annotators",
             f"{len(agg['flagged_annotators'])} "
@@ -507,9 +603,54 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
             f"({_num(s['train']['seconds'], 's')})",
         ),
         *[(k, f"{_num(ev['before'].get(k))} → {_num(ev['after'].get(k))}") for k in passes],
+        *_learning_rows(s.get("learning")),
         ("adapter", f"{ad['version']} {ad['status']} ({ad['decision']})"),
         ("hot swap", f"{'yes' if hs['swapped'] else 'no'}, {_num(hs['ms'], ' ms')}"),
         ("wall time", _num(s.get("wall_s"), " s")),
+    ]
+
+
+def _score_rows(scores: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Accuracy means little alone: a constant answer can score 97% on skewed lines."""
+    rows = []
+    for name, sc in (scores or {}).items():
+        if sc:
+            rows.append(
+                (
+                    f"  {name.replace('_', ' ')}",
+                    f"constant answer {_pct(sc['constant'])} · balanced {_pct(sc['balanced'])}"
+                    f" · AUC {_num(sc['auc'])} · Brier {_num(sc['brier'])}",
+                )
+            )
+    return rows
+
+
+def _learning_rows(learning: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not learning:
+        return []
+
+    def delta(d: dict[str, Any]) -> str:
+        return f"Δ {d['delta']:+.3f} [{d['delta_low']:+.3f}, {d['delta_high']:+.3f}]"
+
+    def moved(key: str) -> str:
+        return f"{learning[key]['before']:.0%} → {learning[key]['after']:.0%}"
+
+    return [
+        (
+            "held-out conventions (nats/token)",
+            f"{learning['before']:+.3f} → {learning['after']:+.3f}, {delta(learning)} "
+            f"on {learning['n']} functions never rated (90% paired interval)",
+        ),
+        (
+            "same labels, other credit",
+            f"majority vote {delta(learning['majority_vote'])} · "
+            f"random credit {delta(learning['random'])}",
+        ),
+        (
+            "guards (held-out prompts)",
+            f"rule-breaking lines {moved('violation_rate')} · parses {moved('parse_rate')} · "
+            f"repeated lines {moved('repetition')}",
+        ),
     ]
 
 

@@ -38,7 +38,7 @@ import gzip
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -144,6 +144,9 @@ class EvalConfig:
     unsafe: bool = False  # run programs unjailed where bubblewrap cannot (--unsafe-eval)
     workers: int = 2  # programs run at once
     seed: int = 0
+    # the team's own held-out work: name -> (model, tokenizer) -> one score per item,
+    # higher is better; each becomes a gated metric "heldout/<name>" (crlhf_trainer.gate)
+    suites: dict[str, Callable[[Any, Any], list[float]]] = field(default_factory=dict)
 
     def validate(self) -> EvalConfig:
         unknown = set(self.benchmarks) - set(BENCHMARKS)
@@ -267,6 +270,10 @@ def evaluate(
         for k, v in result.items():
             metrics[f"{name}/{k}"] = v
         items |= {f"{name}/{k}": v for k, v in per.items()}
+    for name, suite in cfg.suites.items():
+        scores = [float(x) for x in suite(model, tokenizer)]
+        metrics[f"heldout/{name}"] = float(np.mean(scores)) if scores else float("nan")
+        items[f"heldout/{name}"] = scores
     margins = heldout_line_margins(model, heldout)
     metrics["heldout/completions"] = len(heldout)
     if margins:

@@ -52,9 +52,10 @@ Decision = Literal["publish", "refused", "not enough evidence"]
 DEFAULT_MARGINS: dict[str, float] = {
     "pass@": 0.02,  # shares of problems solved: 2 points
     "heldout/reward": 0.02,  # expected share of correct lines: 2 points
-    "heldout/line_margin": 0.1,  # nats/token: × the baseline's per-item sd (see margin_for)
 }
-"""Relative margins by metric family: absolute for shares, × per-item sd for log-probs."""
+"""Absolute margins of the metrics that are shares in [0, 1]."""
+SD_MARGIN = 0.1
+"""Any other gated metric (a log-prob margin, a team's own suite): × the baseline's sd."""
 
 _LOWER_IS_BETTER = ("repetition",)
 
@@ -137,19 +138,17 @@ def _finite(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def is_gated(name: str) -> bool:
-    """pass@k of every benchmark and the held-out metrics named in DEFAULT_MARGINS."""
-    return "/pass@" in name or (name.startswith("heldout/") and name in DEFAULT_MARGINS)
+    """pass@k of every benchmark and every held-out metric (``heldout/…``)."""
+    return "/pass@" in name or name.startswith("heldout/")
 
 
 def margin_for(name: str, baseline_items: Sequence[float], scale: float = 1.0) -> float:
     """The allowed loss of ``name`` in its own units (module docstring)."""
-    for key, rel in DEFAULT_MARGINS.items():
+    for key, absolute in DEFAULT_MARGINS.items():
         if key in name:
-            if key == "heldout/line_margin":
-                sd = float(np.std(baseline_items)) if len(baseline_items) > 1 else 0.0
-                return rel * scale * sd
-            return rel * scale
-    return 0.02 * scale
+            return absolute * scale
+    sd = float(np.std(baseline_items)) if len(baseline_items) > 1 else 0.0
+    return SD_MARGIN * scale * sd
 
 
 def paired_interval(

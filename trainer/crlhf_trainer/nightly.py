@@ -124,9 +124,8 @@ def pull_work(cfg: NightlyConfig, progress: Progress | None = None) -> dict[str,
 
 def aggregate_work(cfg: NightlyConfig, *, post: bool = True) -> tuple[dict[str, Any], dict]:
     """Aggregate every pulled label; returns (summary, rewards by completion id)."""
-    from .aggregation import aggregate
     from .aggregation.labels import LabelSet
-    from .rewards import completion_rewards
+    from .rewards import aggregate_labels
 
     work = WorkDir(cfg.work_dir)
     labels = LabelSet.from_export(work.label_pages())
@@ -135,15 +134,9 @@ def aggregate_work(cfg: NightlyConfig, *, post: bool = True) -> tuple[dict[str, 
             f"no line ratings in {work.root} (is the store empty? run `crlhf-train pull`); "
             "developers rate accepted lines with 👍/👎 in their editor"
         )
-    result = aggregate(labels, cfg.aggregation)
     completions = work.completions()
     line_counts = {cid: len(completion_lines(c.get("text", ""))) for cid, c in completions.items()}
-    rated = {cid for cid, _ in (i.rsplit(":", 1) for i in labels.items)}
-    rewards = {
-        cid: r
-        for cid, r in completion_rewards(result, line_counts).items()
-        if cid in rated and cid in completions
-    }
+    result, rewards = aggregate_labels(labels, cfg.aggregation, line_counts)
     summary = {
         "method": result.method,
         "labels": labels.n_labels,

@@ -31,8 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .aggregation.base import INTERVAL, AggregationResult
+from .aggregation.labels import LabelSet, split_item
 
-__all__ = ["Reward", "completion_rewards", "poisson_binomial_pmf", "split_item"]
+__all__ = ["Reward", "aggregate_labels", "completion_rewards", "poisson_binomial_pmf", "split_item"]
 
 
 @dataclass
@@ -42,18 +43,6 @@ class Reward:
     low: float  # 90% interval of the share
     high: float
     line_posteriors: list[float]  # P(line correct), per line, for per-line credit
-
-
-def split_item(item: str) -> tuple[str, int]:
-    """``"cid:3"`` -> ``("cid", 3)``; a name without a line suffix is line 0 of itself.
-
-    >>> split_item("9f1c:12"), split_item("plain")
-    (('9f1c', 12), ('plain', 0))
-    """
-    cid, sep, line = item.rpartition(":")
-    if sep and line.isdigit():
-        return cid, int(line)
-    return item, 0
 
 
 def poisson_binomial_pmf(q: np.ndarray) -> np.ndarray:
@@ -109,3 +98,17 @@ def completion_rewards(
         for r, (cid, lines) in enumerate(group):
             rewards[cid] = Reward(cid, float(means[r]), float(low[r]), float(high[r]), lines)
     return rewards
+
+
+def aggregate_labels(
+    labels: LabelSet, method: str, line_counts: Mapping[str, int]
+) -> tuple[AggregationResult, dict[str, Reward]]:
+    """The one way an export becomes rewards: fit ``method`` on ``labels`` and return the
+    fit and a reward for every rated completion that ``line_counts`` knows (the nightly
+    run and the demo both call this; the demo then scores the fit against its truth)."""
+    from .aggregation import aggregate
+
+    result = aggregate(labels, method)
+    rated = {split_item(item)[0] for item in labels.items}
+    rewards = completion_rewards(result, line_counts)
+    return result, {cid: r for cid, r in rewards.items() if cid in rated and cid in line_counts}

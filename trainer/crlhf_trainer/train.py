@@ -215,6 +215,7 @@ def train(
     batches = _forever(loader)
     history: list[dict[str, float]] = []
     stopped: str | None = None
+    good = [p.detach().clone() for p in params]  # the last weights within kl_stop
     tokens, t0 = 0, time.perf_counter()
     wrapped.train()
     for step in range(config.max_steps):
@@ -243,6 +244,19 @@ def train(
             tokens += batch.n_tokens
             for k, v in stats.items():
                 logged[k] = logged.get(k, 0.0) + v / config.grad_accum
+        # logged["kl"] is the KL of the weights this step measured (before its update):
+        # past the limit, go back to the last weights that were within it and stop
+        if _mean_across_ranks(accelerator, logged["kl"]) > config.kl_stop:
+            for p, g in zip(params, good, strict=True):
+                p.data.copy_(g)
+            optimizer.zero_grad(set_to_none=True)
+            stopped = (
+                f"KL {logged['kl']:.3g} > {config.kl_stop:g} nats/token at step {step + 1}; "
+                f"kept the weights after {step - 1} update(s)"
+            )
+            history.append(logged)
+            break
+        good = [p.detach().clone() for p in params]
         grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -252,9 +266,7 @@ def train(
         history.append(logged)
         if on_step:
             on_step(step + 1, logged)
-        if _mean_across_ranks(accelerator, logged["kl"]) > config.kl_stop:
-            stopped = f"KL {logged['kl']:.3g} > {config.kl_stop:g} nats/token at step {step + 1}"
-            break
+
     seconds = time.perf_counter() - t0
     accelerator.wait_for_everyone()
     out_dir = Path(out_dir)
@@ -262,7 +274,7 @@ def train(
         save_adapter(accelerator.unwrap_model(wrapped), out_dir, base_model or model)
     return TrainReport(
         adapter_dir=out_dir,
-        steps=len(history),
+        steps=len(history) - (2 if stopped else 0),  # the updates in the saved weights
         tokens=tokens,
         seconds=seconds,
         tokens_per_s=tokens / max(seconds, 1e-9),

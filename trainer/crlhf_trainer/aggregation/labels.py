@@ -27,7 +27,29 @@ import numpy as np
 
 from .errors import LabelFileError
 
-__all__ = ["LabelSet", "parse_label"]
+__all__ = ["LabelSet", "item_key", "parse_label", "split_item"]
+
+
+def item_key(completion_id: object, line: int) -> str:
+    """The one way an item (a line of a completion) is named: ``"<completion_id>:<line>"``.
+
+    >>> item_key("9f1c", 12)
+    '9f1c:12'
+    """
+    return f"{completion_id}:{int(line)}"
+
+
+def split_item(item: str) -> tuple[str, int]:
+    """``"cid:3"`` -> ``("cid", 3)``; a name without a line suffix is line 0 of itself.
+
+    >>> split_item("9f1c:12"), split_item("plain")
+    (('9f1c', 12), ('plain', 0))
+    """
+    cid, sep, line = item.rpartition(":")
+    if sep and line.isdigit():
+        return cid, int(line)
+    return item, 0
+
 
 _LABEL_VALUES = {"1": 1, "+1": 1, "0": -1, "-1": -1}
 
@@ -182,14 +204,14 @@ class LabelSet:
                 raise LabelFileError(where, None, "not a label export page (no 'labels')")
             for k, row in enumerate(page["labels"], start=1):
                 try:
-                    item = f"{row['completion_id']}:{int(row['line'])}"
+                    item = item_key(row["completion_id"], row["line"])
                     records.append((item, str(row["annotator"]), parse_label(row["label"])))
                 except (KeyError, TypeError, ValueError) as exc:
                     raise LabelFileError(where, k, f"bad label row: {exc}") from None
             for cid, truths in (page.get("honeypots") or {}).items():
                 for line, value in enumerate(truths):
                     try:
-                        gold[f"{cid}:{line}"] = parse_label(value)
+                        gold[item_key(cid, line)] = parse_label(value)
                     except ValueError as exc:
                         raise LabelFileError(where, None, f"honeypot {cid}: {exc}") from None
         return cls.from_records(records, gold)

@@ -1,0 +1,200 @@
+"""What the demo shows of learning (scenario ``conventions``): the held-out metric before and
+after with its paired interval, majority-vote and random credit trained at the same label
+budget, the guards against degenerate learning, and one completion before and after.
+
+The held-out metric is the gate's ``heldout/conventions``: on standard-library functions
+from modules never rated, ``−(mean log p(rule-breaking lines) − mean log p(conforming
+lines))`` per function, nats/token, higher is better (:mod:`crlhf_cli.learning`).
+
+Guards, on greedy completions of held-out prompts by the base model and the candidate
+(learning to avoid a bad line can mean learning to degenerate):
+
+- ``violation_rate``: share of judged lines that break a convention;
+- ``parse_rate``: share of completions after which the function still parses (a block
+  left open at the end is closed with ``pass`` first);
+- ``repetition``: share of completions with a non-blank line repeated;
+- ``rewritten``: of the prompts whose first line the base broke and the candidate kept,
+  the share where the candidate wrote code there (not a blank, nor a repeated line).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from crlhf_cli import conventions as conv
+
+__all__ = ["METRIC", "conventions_suite", "generation_guards", "heldout_prompts"]
+
+METRIC = "heldout/conventions"
+
+
+@functools.lru_cache(maxsize=4)
+def _eval_items(tokenizer_name: str, limit: int, max_tokens: int) -> tuple[Any, ...]:
+    from transformers import AutoTokenizer
+
+    from crlhf_cli.learning import eval_items
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
+    _, heldout = conv.split(conv.stdlib_functions())
+    return tuple(eval_items(tokenizer, heldout, limit, max_tokens))
+
+
+def conventions_suite(limit: int, max_tokens: int = 256) -> Callable[[Any, Any], list[float]]:
+    """The trainer's held-out suite: one score per held-out function, higher is better."""
+    from crlhf_cli.learning import margins
+
+    def suite(model: Any, tokenizer: Any) -> list[float]:
+        items = _eval_items(tokenizer.name_or_path, limit, max_tokens)
+        return [-m for m in margins(model, items)]
+
+    return suite
+
+
+def heldout_prompts(n: int) -> list[conv.Function]:
+    _, heldout = conv.split(conv.stdlib_functions())
+    return heldout[:: max(1, len(heldout) // max(1, n))][:n]
+
+
+def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    """Greedy continuations, cut after six lines (what a ghost text shows)."""
+    import torch
+
+    device = next(model.parameters()).device
+    out = []
+    model.eval()
+    for prompt in prompts:
+        ids = tokenizer(prompt, return_tensors="pt").to(device)
+        pad = (
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        )
+        with torch.no_grad():
+            gen = model.generate(
+                **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad
+            )
+        text = tokenizer.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
+        out.append("\n".join(text.split("\n")[:6]))
+    return out
+
+
+def _parses(prompt: str, completion: str) -> bool:
+    source = (prompt + completion).rstrip()
+    lines = source.split("\n")
+    last = lines[-1] if lines else ""
+    indent = " " * (len(last) - len(last.lstrip()) + 4)
+    body = "\n".join(line for line in lines if not line.startswith("# "))
+    for attempt in (body, body + "\n" + indent + "pass"):
+        try:
+            ast.parse(attempt)
+            return True
+        except SyntaxError:
+            continue
+    return False
+
+
+def _repeats(text: str) -> bool:
+    seen = [line.strip() for line in text.split("\n") if line.strip()]
+    return len(seen) != len(set(seen))
+
+
+def guard_scores(functions: Sequence[conv.Function], texts: Sequence[str]) -> dict[str, float]:
+    judged = [t for f, x in zip(functions, texts, strict=True) for t in conv.line_truth(x, f.head)]
+    judged = [t for t in judged if t is not None]
+    n = max(1, len(texts))
+    return {
+        "violation_rate": sum(t < 0 for t in judged) / max(1, len(judged)),
+        "parse_rate": sum(_parses(f.prompt, x) for f, x in zip(functions, texts, strict=True)) / n,
+        "repetition": sum(_repeats(x) for x in texts) / n,
+    }
+
+
+def generation_guards(
+    model_path: str, adapter: Path | None, n: int, max_new_tokens: int = 48
+) -> dict[str, Any]:
+    """Guards for the base model and the candidate adapter, and a before/after example."""
+    from crlhf_trainer.train import TrainConfig, load_policy
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    functions = heldout_prompts(n)
+    prompts = [f.prompt for f in functions]
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    base = AutoModelForCausalLM.from_pretrained(model_path)
+    before = generate(base, tokenizer, prompts, max_new_tokens)
+    del base
+    if adapter is None:
+        after = list(before)
+    else:
+        policy = load_policy(model_path, TrainConfig(), adapter=adapter, trainable=False)
+        after = generate(policy, tokenizer, prompts, max_new_tokens)
+        del policy
+    b, a = guard_scores(functions, before), guard_scores(functions, after)
+    fixed = [
+        i
+        for i, f in enumerate(functions)
+        if (conv.line_truth(before[i], f.head)[:1] == [-1])
+        and (conv.line_truth(after[i], f.head)[:1] != [-1])
+    ]
+    rewritten = [i for i in fixed if after[i].split("\n")[0].strip() and not _repeats(after[i])]
+    example = fixed[0] if fixed else 0
+    return {
+        "prompts": len(prompts),
+        **{k: {"before": b[k], "after": a[k]} for k in b},
+        "rewritten": {"fixed": len(fixed), "rewritten": len(rewritten)},
+        "example": {
+            "task_id": functions[example].key,
+            "prompt": prompts[example],
+            "before": before[example],
+            "after": after[example],
+        },
+    }
+
+
+def arm_results(
+    work_dir: Path,
+    model_path: str,
+    train_config: Any,
+    collected: Sequence[Any],
+    suite: Callable[[Any, Any], list[float]],
+    base_items: Sequence[float],
+    arms: Sequence[str] = ("mv", "random"),
+) -> dict[str, dict[str, float]]:
+    """Train each arm on the nightly run's pulled export (same labels, same settings) and
+    score it on the held-out suite, paired with the base: {arm: after, delta, interval}."""
+    from crlhf_trainer.dataset import WorkDir, build_examples
+    from crlhf_trainer.errors import NoTrainingData
+    from crlhf_trainer.gate import paired_interval
+    from crlhf_trainer.train import load_policy, train
+    from transformers import AutoTokenizer
+
+    from crlhf_cli.learning import arm_rewards
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    out: dict[str, dict[str, float]] = {}
+    for arm in arms:
+        rewards = arm_rewards(arm, work_dir, collected, seed=train_config.seed)
+        examples, _ = build_examples(
+            WorkDir(work_dir).completions(),
+            rewards,
+            tokenizer.decode,
+            max_tokens=train_config.max_tokens,
+        )
+        folder = work_dir.parent / "arms" / arm
+        try:
+            train(model_path, examples, train_config, folder)
+        except NoTrainingData:
+            scores = list(base_items)  # nothing to learn: the base model stays
+        else:
+            policy = load_policy(model_path, train_config, adapter=folder, trainable=False)
+            scores = suite(policy, tokenizer)
+            del policy
+        delta, low, high = paired_interval([a - b for a, b in zip(scores, base_items, strict=True)])
+        out[arm] = {
+            "after": sum(scores) / max(1, len(scores)),
+            "delta": delta,
+            "delta_low": low,
+            "delta_high": high,
+        }
+    return out

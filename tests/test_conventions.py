@@ -1,0 +1,71 @@
+"""The conventions scenario: rules a reviewer judges per line, real prompts, a clean split."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+from crlhf_cli import conventions as conv
+
+
+def test_docstring_examples_run():
+    failed, attempted = doctest.testmod(conv)
+    assert attempted > 0 and failed == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "rules"),
+    [
+        ('    msg = "%d items" % n', ["fstring"]),
+        ("    msg = '{} items'.format(n)", ["fstring"]),
+        ('    msg = f"{n} items"', []),
+        ("    x = a % b", []),  # arithmetic is not formatting
+        ("    p = os.path.join(root, name)", ["pathlib"]),
+        ("    p = Path(root) / name", []),
+        ("    print(value)", ["logging"]),
+        ("    log.debug('x')", []),
+        ("    except:", ["bare-except"]),
+        ("    except ValueError:", []),
+        ("def f(a, b):", ["type-hints"]),
+        ("def f(a: int) -> int:", []),
+    ],
+)
+def test_each_rule_judges_one_line(line, rules):
+    assert conv.breaks(line) == rules
+
+
+def test_line_truth_judges_the_first_line_with_the_prompts_part_of_it():
+    head = '    raise TypeError("bad: %s"'
+    assert conv.line_truth(" % x)\n    return y\n\n    # done", head) == [-1, 1, None, None]
+    assert conv.line_truth(".format(x))", head='    s = "{}"') == [-1]
+    assert conv.line_truth(")\n", head=head) == [1]  # the string is left unformatted
+
+
+@pytest.fixture(scope="module")
+def functions():
+    return conv.stdlib_functions()
+
+
+def test_prompts_stop_just_before_the_rule_breaking_construct(functions):
+    assert len(functions) > 500
+    for f in functions[:200]:
+        line = f.source.split("\n")[f.first_break]
+        assert conv.breaks(line), f.key
+        assert f.prompt.endswith(f.head) and f.head == line[: f.cut]
+        assert not [r for r in conv.breaks(f.head) if r != "type-hints"], (f.key, f.head)
+
+
+def test_the_split_never_puts_a_package_on_both_sides(functions):
+    train, held = conv.split(functions)
+    top = {f.module.split(".")[0] for f in train}
+    assert not top & {f.module.split(".")[0] for f in held}
+    assert 0.1 < len(held) / len(functions) < 0.6
+
+
+def test_honeypots_carry_the_rules_truth_per_line(functions):
+    train, _ = conv.split(functions)
+    pots = conv.honeypots(train, 20)
+    assert len(pots) == 20
+    for h in pots:
+        assert len(h.truth) == len(h.text.split("\n"))
+        assert -1 in h.truth  # each starts with the rest of its rule-breaking line
