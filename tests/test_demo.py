@@ -64,49 +64,91 @@ def test_summary_rows_render_missing_values() -> None:
     assert "pass@1" in rows
 
 
-@pytest.mark.slow
-def test_demo_end_to_end_with_the_tiny_model(tmp_path: Path) -> None:
+def _run_demo(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict, Path]:
     from tiny_model import build_tiny_model
 
-    model = build_tiny_model()
     work, out = tmp_path / "demo", tmp_path / "summary.json"
     cmd = [
         sys.executable, "-m", "crlhf_cli.main", "demo", "--quick",
-        "--model", str(model), "--work-dir", str(work), "--json", str(out),
-        "--mbpp", "10", "--humaneval", "2", "--honeypots", "12", "--annotators", "10",
+        "--model", str(build_tiny_model()), "--work-dir", str(work), "--json", str(out),
+        "--honeypots", "12", "--annotators", "10",
         "--mix", "reliable=0.4,always_up=0.3,adversary=0.3", "--redundancy", "5",
-        "--max-honeypots", "12", "--max-tokens", "40", "--train-steps", "2",
-        "--eval-limit", "2", "--eval-max-tokens", "24",
+        "--max-honeypots", "12", "--max-tokens", "40", "--train-steps", "2", *args,
     ]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert run.returncode in (0, 3), run.stdout[-4000:] + run.stderr[-4000:]
     s = json.loads(out.read_text())
     assert s == json.loads((work / "summary.json").read_text())
+    return run, s, work
 
+
+def _check_the_gate_and_the_swap(run: subprocess.CompletedProcess, s: dict, work: Path) -> None:
+    """Published and hot-swapped (exit 0), or kept a candidate with its reason (exit 3)."""
+    adapter, swap = s["adapter"], s["hot_swap"]
+    assert adapter["version"] and len(adapter["sha256"]) == 64
+    assert adapter["reason"] == adapter["decision"] and adapter["reason"]
+    if adapter["published"]:
+        assert run.returncode == 0 and adapter["status"] == "published"
+        assert swap["swapped"] is True and swap["version"] == adapter["version"]
+        assert 0.0 < swap["ms"] < 30_000
+    else:
+        assert run.returncode == 3 and adapter["status"] == "candidate"
+        assert adapter["reason"].startswith(("refused", "not enough evidence")), adapter
+        assert swap["swapped"] is False
+    report = (work / "report.html").read_text()
+    assert adapter["version"] in report
+    assert "crlhf demo: summary" in run.stdout
+
+
+def _check_the_crowd(s: dict) -> None:
     seen = {k: s[k] for k in ("completions", "crowd", "aggregation", "adapter", "hot_swap")}
-    assert s["completions"]["n"] >= 8, seen
     agg = s["aggregation"]
     assert agg["lines"] >= 10, seen
-    assert agg["accuracy"] > agg["majority_vote_accuracy"], seen
-    assert 0.0 <= agg["majority_vote_accuracy"] < agg["accuracy"] <= 1.0
+    assert 0.0 <= agg["majority_vote_accuracy"] <= agg["accuracy"] <= 1.0, seen
     flagged = agg["flagged_annotators"]
     assert flagged and all(not name.startswith("reliable") for name in flagged), seen
     assert agg["flagged_unreliable"] == len(flagged)
-
+    em2 = agg["scores"]["em2"]
+    assert em2["accuracy"] == agg["accuracy"] and 0.5 <= em2["constant"] <= 1.0
     assert s["rewards"]["n_completions"] == s["completions"]["n"]
     assert 0.0 <= s["rewards"]["mean"] <= 1.0
+
+
+@pytest.mark.slow
+def test_demo_conventions_end_to_end_with_the_tiny_model(tmp_path: Path) -> None:
+    run, s, work = _run_demo(tmp_path, "--prompts", "14", "--heldout", "24", "--guard-prompts", "3")
+    assert s["completions"]["n"] >= 10
+    _check_the_crowd(s)
+    learning = s["learning"]
+    assert learning["scenario"] == "conventions" and learning["higher_is_better"] is True
+    assert learning["n"] >= 10 and learning["metric"] == "heldout/conventions"
+    assert learning["delta_low"] <= learning["delta"] <= learning["delta_high"]
+    assert learning["delta"] == pytest.approx(learning["after"] - learning["before"], abs=1e-9)
+    for arm in ("majority_vote", "random"):
+        d = learning[arm]
+        assert d["delta_low"] <= d["delta"] <= d["delta_high"], arm
+    for guard in ("parse_rate", "repetition", "violation_rate"):
+        assert 0.0 <= learning[guard]["before"] <= 1.0 and 0.0 <= learning[guard]["after"] <= 1.0
+    # the gate compared on the same held-out functions the summary reports
+    gate = json.loads(next((work / "trainer" / "runs").glob("*/publish.json")).read_text())
+    (check,) = [c for c in gate["gate"]["checks"] if c["name"] == "heldout/conventions"]
+    assert check["n"] == learning["n"] and check["delta"] == pytest.approx(learning["delta"])
+    assert s["example"]["before"] is not None
+    _check_the_gate_and_the_swap(run, s, work)
+    assert (work / "report.html").read_text().count("<svg") == 5
+
+
+@pytest.mark.slow
+def test_demo_mbpp_end_to_end_with_the_tiny_model(tmp_path: Path) -> None:
+    run, s, work = _run_demo(
+        tmp_path, "--scenario", "mbpp", "--mbpp", "10", "--humaneval", "2",
+        "--eval-limit", "2", "--eval-max-tokens", "24",
+    )  # fmt: skip
+    assert s["completions"]["n"] >= 8 and s["learning"] is None
+    _check_the_crowd(s)
     for when in ("before", "after"):
         assert 0.0 <= s["eval"][when]["pass@1"] <= 1.0
-
-    adapter = s["adapter"]
-    assert adapter["published"] is True and adapter["version"], seen
-    assert len(adapter["sha256"]) == 64
-    swap = s["hot_swap"]
-    assert swap["swapped"] is True and swap["version"] == adapter["version"], seen
-    assert 0.0 < swap["ms"] < 30_000
-    assert s["example"]["before"] and s["example"]["after"] is not None
-
-    report = (work / "report.html").read_text()
-    assert report.count("<svg") == 4
-    assert adapter["version"] in report
-    assert "crlhf demo: summary" in run.stdout
+    # two problems per benchmark are too few to show no harm: the gate says so
+    assert not s["adapter"]["published"]
+    _check_the_gate_and_the_swap(run, s, work)
+    assert (work / "report.html").read_text().count("<svg") == 4
