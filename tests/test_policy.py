@@ -13,9 +13,11 @@ from crlhf_trainer.policy import (
     advantages_pg_line,
     clipped_surrogate,
     collate,
+    exact_kl,
     kl_k3,
     policy_loss,
     reference_logprobs,
+    token_distributions,
     token_logprobs,
 )
 from crlhf_trainer.train import TrainConfig, load_policy
@@ -75,6 +77,10 @@ def test_the_kl_term_is_finite_and_not_negative(logged):
     k3 = kl_k3(logp, ref)
     assert torch.isfinite(k3).all() and (k3 >= 0).all()
     assert torch.equal(kl_k3(logp, logp), torch.zeros_like(logp))
+    full = torch.log_softmax(torch.randn(2, 3, 50, generator=g), -1)
+    ref_full = torch.log_softmax(torch.randn(2, 3, 50, generator=g), -1)
+    kl = exact_kl(full, ref_full)
+    assert (kl >= 0).all() and torch.allclose(exact_kl(full, full), torch.zeros(2, 3), atol=1e-6)
     policy = load_policy(str(model_dir), TrainConfig())
     with torch.no_grad():
         for p in (p for n, p in policy.named_parameters() if "lora_B" in n):
@@ -82,6 +88,23 @@ def test_the_kl_term_is_finite_and_not_negative(logged):
     loss, stats = policy_loss(policy, collate(ex, 0), advantages_pg, 0.5, kl_coef=0.1)
     assert torch.isfinite(loss)
     assert stats["kl"] > 0 and torch.isfinite(torch.tensor(stats["kl"]))
+
+
+def test_the_kl_is_exact_where_the_sampled_estimate_explodes(logged):
+    """Pushing a logged token far down makes k3 on that token explode; the exact KL of the
+    distribution the policy now has at that position stays what it is."""
+    model_dir, ex = logged
+    policy = load_policy(str(model_dir), TrainConfig())
+    b = collate(ex[:1], 0)
+    with torch.no_grad():
+        full = token_distributions(policy, b)
+    crushed = full.clone()
+    t, tok = 0, int(b.completion_ids[0, 0])
+    crushed[0, t, tok] = -40.0  # the logged token made nearly impossible
+    crushed[0, t] = torch.log_softmax(crushed[0, t], -1)
+    k3 = kl_k3(crushed[0, t, tok], full[0, t, tok])
+    exact = exact_kl(crushed, full)[0, t]
+    assert k3 > 1e6 and exact < 20
 
 
 def test_the_clip_stops_the_gradient_once_the_ratio_left_the_trust_region():
