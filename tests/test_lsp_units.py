@@ -215,6 +215,25 @@ def test_openai_backend_streams_tokens_and_logprobs() -> None:
     assert seen["model"] == "v3" and seen["stop"] == ["\n"]
 
 
+def test_openai_backend_drops_logprobs_that_do_not_match_the_tokens() -> None:
+    """A null log-prob left out made the lists differ, and the store refuses such a row."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/tokenize":
+            return httpx.Response(200, json={"tokens": [1]})
+        lp = {"tokens": ["token_id:5", "token_id:7"], "token_logprobs": [None, -1.0]}
+        chunk = {"choices": [{"text": "x =", "logprobs": lp}]}
+        return httpx.Response(200, text=f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n")
+
+    backend = OpenAIBackend("http://vllm", "base", transport=httpx.MockTransport(handler))
+    out = backend.generate(GenerationRequest("p", max_tokens=4), threading.Event())
+    assert (out.token_ids, out.token_logprobs) == ([5, 7], None)
+    row = CompletionIn(
+        id=uuid.uuid4(), prompt="p", text=out.text, model="m", token_ids=out.token_ids
+    )
+    assert row.token_logprobs is None
+
+
 # --- outbox --------------------------------------------------------------------------------
 
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 import uuid
 from pathlib import Path
 
 import pytest
 from crlhf_contract.digest import manifest_digest
-from crlhf_store.honeypots import import_honeypots
+from crlhf_contract.schemas import (
+    MAX_COMPLETION_TOKENS,
+    MAX_PROMPT_TOKENS,
+    TOKEN_ID_END,
+    HoneypotIn,
+    ReviewTask,
+)
+from crlhf_store.errors import Invalid
+from crlhf_store.honeypots import import_honeypots, parse_jsonl
 from crlhf_store.models import ApiToken, LineRating
-from crlhf_contract.schemas import HoneypotIn, ReviewTask
 from sqlalchemy import func, select, text
 from store_helpers import Api, api_on, completion, rating
 
@@ -187,6 +195,96 @@ def test_a_body_over_the_limit_is_413_and_stores_nothing(db_url: str, tmp_path: 
         assert n_ratings(api) == 0
 
 
+def _raw(payload: dict, spell: dict[str, str]) -> bytes:  # type: ignore[type-arg]
+    """``payload`` as JSON with placeholder strings replaced by raw JSON spellings."""
+    body = json.dumps(payload)
+    for placeholder, raw in spell.items():
+        body = body.replace(f'"{placeholder}"', raw)
+    return body.encode()
+
+
+LOGPROB_2 = ["body", "completions", 1, "token_logprobs", 2]
+
+
+def test_non_finite_numbers_nul_and_lone_surrogates_are_422_naming_the_field(api: Api) -> None:
+    """Each used to be stored (SQLite: as Infinity, exported as null), or to answer 500: the
+    422 handler could not encode 1e400, and PostgreSQL text cannot hold a NUL."""
+    c = post_completion(api)
+    row = completion()
+
+    def ratings(spelling: str) -> bytes:
+        return _raw({"ratings": [rating(c["id"]) | {"line": "X"}]}, {"X": spelling})
+
+    def logprobs(*values: object) -> bytes:
+        rows = [completion(), row | {"token_logprobs": [*values[:-1], "X"]}]
+        return _raw({"completions": rows}, {"X": str(values[-1])})
+
+    huge = "1" + "0" * 400 + ".5"  # no exponent, still beyond a float
+    run = {"method": "m", "n_labels": 0, "n_items": 0, "annotators": [], "metrics": {"loss": "X"}}
+    cases: list[tuple[str, str, bytes, list]] = [  # type: ignore[type-arg]
+        ("alice", "/v1/ratings", ratings("1e400"), ["body", "ratings", 0, "line"]),
+        ("alice", "/v1/ratings", ratings("-1E+999"), ["body", "ratings", 0, "line"]),
+        ("alice", "/v1/completions", logprobs(-0.5, -0.1, "-1e400"), LOGPROB_2),
+        ("alice", "/v1/completions", logprobs(-0.5, -0.1, "NaN"), LOGPROB_2),
+        ("alice", "/v1/completions", logprobs(-0.5, -0.1, "-Infinity"), LOGPROB_2),
+        ("trainer", "/v1/aggregation-runs", _raw(run, {"X": huge}), ["body", "metrics", "loss"]),
+    ]
+    for field in ("prompt", "suffix", "text", "model", "language", "adapter_version"):
+        body = json.dumps({"completions": [completion(), completion(**{field: "a\x00b"})]})
+        cases.append(("alice", "/v1/completions", body.encode(), ["body", "completions", 1, field]))
+    nul_key = {
+        "method": "m",
+        "n_labels": 0,
+        "n_items": 0,
+        "annotators": [],
+        "metrics": {"a\x00": 1},
+    }
+    nul_loc = ["body", "metrics", "a\x00"]
+    cases.append(("trainer", "/v1/aggregation-runs", json.dumps(nul_key).encode(), nul_loc))
+    lone = _raw({"completions": [completion(prompt="P")]}, {"P": '"x\\ud83d y"'})
+    cases.append(("alice", "/v1/completions", lone, ["body", "completions", 0, "prompt"]))
+    for who, path, body, loc in cases:
+        r = api.post(path, who, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 422, (body[:200], r.text)
+        assert r.json()["detail"][0]["loc"] == loc, (body[:200], r.text)
+    assert n_ratings(api) == 0
+    assert [
+        x["id"] for x in api.get("/v1/completions/export", "trainer").json()["completions"]
+    ] == [c["id"]]
+    assert api.get("/v1/aggregation-runs", "trainer").json() == []
+    # The same spellings inside strings, a tiny exponent and a real emoji are fine.
+    fine = completion(prompt="x = [1, NaN, -Infinity, 1e400] # \\u0000 😀", token_logprobs="L")
+    body = _raw({"completions": [fine]}, {"L": "[-1e-400, -2E-5, -0.5]"})
+    r = api.post("/v1/completions", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+
+
+def test_token_ids_are_bounded_in_range_and_match_their_logprobs(api: Api) -> None:
+    bad: list[tuple[dict, list]] = [  # type: ignore[type-arg]
+        ({"token_ids": [1, 10**30, 3]}, ["token_ids", 1]),
+        ({"token_ids": [-5, 1, 2]}, ["token_ids", 0]),
+        ({"prompt_token_ids": [7, TOKEN_ID_END]}, ["prompt_token_ids", 1]),
+        ({"prompt_token_ids": [True]}, ["prompt_token_ids", 0]),
+        ({"token_ids": [1] * (MAX_COMPLETION_TOKENS + 1), "token_logprobs": None}, ["token_ids"]),
+        ({"prompt_token_ids": [1] * (MAX_PROMPT_TOKENS + 1)}, ["prompt_token_ids"]),
+        ({"token_logprobs": [-0.5, -0.25]}, ["token_logprobs"]),  # 2 for 3 ids
+        ({"token_ids": None}, ["token_logprobs"]),  # log-probs of no tokens
+    ]
+    for change, loc in bad:
+        r = api.post("/v1/completions", json={"completions": [completion(), completion(**change)]})
+        assert r.status_code == 422, (change, r.text)
+        assert r.json()["detail"][0]["loc"] == ["body", "completions", 1, *loc], r.text
+    assert api.get("/v1/completions/export", "trainer").json()["completions"] == []
+    edge = completion(
+        token_ids=[0, TOKEN_ID_END - 1],
+        token_logprobs=[-1.0, -2.0],
+        prompt_token_ids=[TOKEN_ID_END - 1] * MAX_PROMPT_TOKENS,
+    )
+    assert api.post("/v1/completions", json={"completions": [edge]}).status_code == 200
+    no_logprobs = completion(token_logprobs=None)
+    assert api.post("/v1/completions", json={"completions": [no_logprobs]}).status_code == 200
+
+
 # --- review queue and honeypots -------------------------------------------------------------
 
 
@@ -199,6 +297,13 @@ def honeypots(api: Api, n: int) -> list[uuid.UUID]:
         import_honeypots(s, honeypots=items)
         rows = s.execute(text("SELECT completion_id FROM honeypots")).scalars().all()
     return [uuid.UUID(str(r)) for r in rows]
+
+
+def test_a_honeypot_with_a_nul_is_refused_naming_its_line_and_field() -> None:
+    lines = ['{"text": "x = 1\\n", "truth": [1]}', '{"text": "y\\u0000\\n", "truth": [1]}']
+    with pytest.raises(Invalid) as caught:
+        parse_jsonl(lines)
+    assert caught.value.loc == ("line", 2, "text")
 
 
 def test_review_queue_serves_others_completions_until_redundancy(api: Api) -> None:

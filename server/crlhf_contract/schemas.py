@@ -29,7 +29,14 @@ GET  /v1/adapters/{version}/download  ?artifact=peft|gguf        archive / file 
 Adapter upload (multipart): ``files`` (one part per file of a PEFT adapter folder, the part's
 filename is the file's name), form fields ``version``, ``parent`` (optional), ``base_model``,
 ``sha256`` (the folder digest of :func:`crlhf_contract.digest.folder_digest`), ``metrics``
-(JSON object), and optionally ``gguf`` (a GGUF LoRA file) with ``gguf_sha256``.
+(JSON object), and optionally ``gguf`` (a GGUF LoRA file) with its ``gguf_sha256``
+(required with it). Files are safetensors weights or JSON/Markdown/text side files: a
+pickle (``adapter_model.bin``, ``*.pt`` …) is refused with 422.
+
+What the store refuses in any JSON body, with a 422 whose ``loc`` names the field: a
+number that is not finite (``NaN``, ``Infinity``, ``1e400``), a string or key holding a
+NUL character (``\\u0000``) or an unpaired UTF-16 surrogate. No database column or JSON
+response can carry them.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 Scope = Literal["annotator", "trainer", "admin"]
 EventKind = Literal["shown", "accepted", "partial", "dismissed"]
@@ -50,6 +57,16 @@ MAX_BATCH = 1000
 """Most rows in one posted batch; larger batches get a 422 naming the field."""
 MAX_INT = 2**31 - 1
 """Largest count or line number the database columns hold (32-bit)."""
+MAX_COMPLETION_TOKENS = 16_384
+"""Most ``token_ids`` (and ``token_logprobs``) of one completion: far above any inline
+completion (crlhf-lsp generates 64 by default), far below what would stall the trainer."""
+MAX_PROMPT_TOKENS = 131_072
+"""Most ``prompt_token_ids`` of one completion: the longest context of today's code models
+(crlhf-lsp sends at most 1,536)."""
+TOKEN_ID_END = 2**31
+"""Token ids are integers (not true/false, not 1.0) in ``[0, TOKEN_ID_END)``: no vocabulary
+comes near, and torch indexes embeddings with them."""
+TokenId = Annotated[int, Field(strict=True, ge=0, lt=TOKEN_ID_END)]
 
 
 def completion_lines(text: str) -> list[str]:
@@ -83,8 +100,8 @@ class Stored(BaseModel):
 # --- completions -------------------------------------------------------------------
 
 
-class CompletionIn(_Strict):
-    """One suggestion the model produced; ``id`` is chosen by the client (idempotency)."""
+class _CompletionText(BaseModel):
+    """What a completion says: common to what is posted and what is exported."""
 
     id: UUID
     prompt: str
@@ -93,19 +110,53 @@ class CompletionIn(_Strict):
     text: str
     model: str = Field(max_length=512)
     adapter_version: str | None = Field(default=None, max_length=128)
-    token_ids: list[int] | None = None
-    token_logprobs: list[float] | None = None
-    prompt_token_ids: list[int] | None = None
+
+
+class CompletionIn(_CompletionText):
+    """One suggestion the model produced; ``id`` is chosen by the client (idempotency).
+
+    ``token_ids`` (at most :data:`MAX_COMPLETION_TOKENS`) and ``prompt_token_ids`` (at most
+    :data:`MAX_PROMPT_TOKENS`) hold ids in ``[0, 2**31)``; ``token_logprobs``, when given,
+    has one entry per token id. Anything else is a 422 naming the field.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    token_ids: list[TokenId] | None = Field(default=None, max_length=MAX_COMPLETION_TOKENS)
+    token_logprobs: list[float] | None = Field(default=None, max_length=MAX_COMPLETION_TOKENS)
+    prompt_token_ids: list[TokenId] | None = Field(default=None, max_length=MAX_PROMPT_TOKENS)
+
+    @field_validator("token_logprobs")
+    @classmethod
+    def _one_logprob_per_token(
+        cls, value: list[float] | None, info: ValidationInfo
+    ) -> list[float] | None:
+        # token_ids is validated first (field order); absent here when it was refused.
+        if value is not None and "token_ids" in info.data:
+            n_ids = len(info.data["token_ids"] or [])
+            if len(value) != n_ids:
+                raise ValueError(
+                    f"{len(value)} log-probs for {n_ids} token ids: send one per token id, or none"
+                )
+        return value
 
 
 class CompletionBatch(_Strict):
     completions: list[CompletionIn] = Field(max_length=MAX_BATCH)
 
 
-class CompletionOut(CompletionIn):
-    """A completion as the trainer exports it."""
+class CompletionOut(_CompletionText):
+    """A completion as the trainer exports it.
+
+    The token fields are not bounded here: rows stored before the bounds existed are
+    exported as they are, and the trainer skips (and counts) the ones it cannot use
+    rather than failing a whole page. A log-prob stored as a non-finite number by an old
+    store arrives as ``null``.
+    """
 
     model_config = ConfigDict(extra="ignore")
+    token_ids: list[int] | None = None
+    token_logprobs: list[float | None] | None = None
+    prompt_token_ids: list[int] | None = None
     annotator: str
     created_at: datetime
     seq: int

@@ -6,13 +6,14 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 
+from crlhf_contract.schemas import HoneypotIn, completion_lines
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crlhf_store.errors import Invalid
 from crlhf_store.models import Completion, Honeypot
-from crlhf_contract.schemas import HoneypotIn, completion_lines
+from crlhf_store.strictjson import NotStorable, check_storable
 
 
 def parse_jsonl(lines: Iterable[str]) -> list[HoneypotIn]:
@@ -25,6 +26,10 @@ def parse_jsonl(lines: Iterable[str]) -> list[HoneypotIn]:
             honeypot = HoneypotIn.model_validate_json(line)
         except ValidationError as exc:
             raise Invalid(f"line {number}: {exc.errors()[0]['msg']}", loc=("line", number)) from exc
+        try:  # a NUL fails on PostgreSQL (a 500 from the dashboard's import form)
+            check_storable(honeypot.model_dump())
+        except NotStorable as exc:
+            raise Invalid(f"line {number}: {exc}", loc=("line", number, *exc.path)) from exc
         n = len(completion_lines(honeypot.text))
         if len(honeypot.truth) != n:
             raise Invalid(

@@ -90,7 +90,9 @@ class OpenAIBackend(Backend):
             text=text,
             token_ids=ids,
             prompt_token_ids=prompt_ids if ids is not None else None,
-            token_logprobs=logprobs if ids is not None else None,
+            # A log-prob the server left out (null) makes the lists differ; the store
+            # refuses such a row (one log-prob per id), so the ids go alone.
+            token_logprobs=logprobs if ids is not None and len(logprobs) == len(ids) else None,
             cancelled=cancel.is_set(),
         )
 
