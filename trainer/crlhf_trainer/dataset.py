@@ -11,12 +11,17 @@ crlhf-lsp produced them. Re-tokenising ``prompt + text`` would not give the same
 (byte-level BPE merges across the boundary, e.g. ``"\\n"`` + indentation), so the
 log-probabilities we push up or down would belong to a sequence the model never wrote.
 Each generated token also gets the line it belongs to (for per-line credit): the line of
-its first non-blank character, found by decoding growing prefixes of the logged ids.
+its first non-blank character, found by decoding the logged ids incrementally.
+
+A row the trainer cannot use (ids outside the vocabulary, log-probs that do not match the
+ids, more ids than the store accepts today, …) is skipped and counted in :class:`Skipped`,
+which the nightly run reports: one bad row never fails the night.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from crlhf_contract.client import StoreClient, StoreError
+from crlhf_contract.schemas import MAX_COMPLETION_TOKENS, MAX_PROMPT_TOKENS, TOKEN_ID_END
 
 from .errors import NoTrainingData, StoreGone
 
@@ -31,6 +37,7 @@ __all__ = [
     "Cursor",
     "Example",
     "PullStats",
+    "Skipped",
     "WorkDir",
     "build_examples",
     "pull",
@@ -177,33 +184,79 @@ class Example:
 
 @dataclass
 class Skipped:
+    """Rated completions left out of training, by reason (the nightly report shows it)."""
+
     no_token_ids: int = 0
     no_reward: int = 0
     logprob_mismatch: int = 0
+    """log-probs logged, but not one finite number per token id"""
+    bad_token_ids: int = 0
+    """ids that are not integers of the vocabulary, or more of them than the store takes"""
 
 
-def token_lines(decode: Callable[[list[int]], str], ids: list[int]) -> list[int]:
+def token_lines(
+    decode: Callable[[list[int]], str], ids: list[int], *, max_pending: int = 16
+) -> list[int]:
     """Line (0-based) of each generated token: where its first non-blank character is.
 
     A token like ``"\\n    return"`` starts by ending one line but carries the next one's
     code, so it is credited to the next line; a token of blanks only (``"\\n"``) to the
-    line it ends. Decoding growing prefixes keeps multi-byte characters split over two
-    tokens intact (decoding tokens one by one would not).
+    line it ends.
+
+    Linear: each step decodes a short window, never the whole prefix (which took 3.4 s for
+    8k ids and hours for a million). The window starts at the last token whose text was
+    complete, so a token decodes in the context it had (SentencePiece drops the space of a
+    window's first token; the context token absorbs that), and it grows while a character
+    split over several byte tokens is incomplete (it decodes as U+FFFD until its last
+    byte). ``max_pending`` caps that growth for ids that never complete a character.
+    The lines are those of decoding every growing prefix, as before.
     """
     lines: list[int] = []
-    prev = ""
+    start = 0  # the window: ids[start:i + 1]
+    context = ""  # text of ids[start:read], the tokens before the uncommitted ones
+    read = 0  # ids[read:i] decoded with U+FFFD at the end: not committed yet
+    newlines = 0  # in the text of ids[:read]
+    prev = ""  # text after `context` at the previous step
     for i in range(len(ids)):
-        text = decode(ids[: i + 1])
+        window = decode(ids[start : i + 1])
+        if window.startswith(context):
+            text = window[len(context) :]
+        else:  # a tokenizer that rewrites across the boundary; keep what still agrees
+            text = window[len(os.path.commonprefix([context, window])) :]
         # A character split over two tokens decodes as U+FFFD until it is complete, so
         # the new text can differ from the previous one before its end.
         k = len(os.path.commonprefix([prev, text]))
         piece = text[k:]
-        base = text[:k].count("\n")
+        base = newlines + text[:k].count("\n")
         stripped = piece.lstrip()
         offset = piece[: len(piece) - len(stripped)].count("\n") if stripped else 0
         lines.append(base + offset)
-        prev = text
+        if text.endswith("\ufffd") and i + 1 - read < max_pending:
+            prev = text  # wait for the rest of the character
+            continue
+        newlines += text.count("\n")
+        # The committed tokens become the next window's context, decoded on their own
+        # as the next window will decode them.
+        start, read, prev = read, i + 1, ""
+        context = decode(ids[start:read])
     return lines
+
+
+def _ids_ok(ids: Any, most: int, vocab_size: int) -> bool:
+    """``ids`` is a list of at most ``most`` integers in ``[0, vocab_size)``."""
+    return (
+        isinstance(ids, list)
+        and len(ids) <= most
+        and all(type(i) is int and 0 <= i < vocab_size for i in ids)
+    )
+
+
+def _logprobs_ok(logprobs: Any, n: int) -> bool:
+    return (
+        isinstance(logprobs, list)
+        and len(logprobs) == n
+        and all(isinstance(x, int | float) and math.isfinite(x) for x in logprobs)
+    )
 
 
 def build_examples(
@@ -212,15 +265,20 @@ def build_examples(
     decode: Callable[[list[int]], str],
     *,
     max_tokens: int = 1024,
+    vocab_size: int | None = None,
 ) -> tuple[list[Example], Skipped]:
     """Examples for every rated completion that has logged token ids.
 
     ``rewards`` maps a completion id to an object with ``mean`` and ``line_posteriors``
     (:func:`crlhf_trainer.rewards.completion_rewards`). Prompts longer than
-    ``max_tokens`` keep their last tokens (the code right before the cursor).
+    ``max_tokens`` keep their last tokens (the code right before the cursor). A row whose
+    ids are not in ``[0, vocab_size)`` (``len(tokenizer)``; without it, the store's bound)
+    or whose log-probs do not match them is skipped and counted in the returned
+    :class:`Skipped`.
     """
     examples: list[Example] = []
     skipped = Skipped()
+    vocab = vocab_size if vocab_size is not None else TOKEN_ID_END
     for cid, reward in rewards.items():
         c = completions.get(str(cid))
         if c is None:
@@ -230,12 +288,23 @@ def build_examples(
         if not ids or prompt_ids is None:
             skipped.no_token_ids += 1
             continue
+        if not (
+            _ids_ok(ids, MAX_COMPLETION_TOKENS, vocab)
+            and _ids_ok(prompt_ids, MAX_PROMPT_TOKENS, vocab)
+        ):
+            skipped.bad_token_ids += 1
+            continue
         logprobs = c.get("token_logprobs")
-        if logprobs is not None and len(logprobs) != len(ids):
+        if logprobs is not None and not _logprobs_ok(logprobs, len(ids)):
+            # Log-probs of other tokens than these: the ids themselves are suspect too.
             skipped.logprob_mismatch += 1
-            logprobs = None
+            continue
+        try:
+            lines = token_lines(decode, list(ids))
+        except (ValueError, TypeError, OverflowError, IndexError, KeyError):
+            skipped.bad_token_ids += 1  # the tokenizer refused them: not its vocabulary
+            continue
         room = max(1, max_tokens - len(ids))
-        lines = token_lines(decode, list(ids))
         posts = list(reward.line_posteriors)
         # A line nobody rated (or past the rated text) gets the completion's reward.
         credit = [posts[ln] if ln < len(posts) else reward.mean for ln in lines]
@@ -254,7 +323,9 @@ def build_examples(
     if not examples:
         raise NoTrainingData(
             f"none of the {len(rewards)} rated completion(s) can be trained on "
-            f"({skipped.no_token_ids} without logged token ids, {skipped.no_reward} not pulled); "
-            "crlhf-lsp logs token ids for completions it generates — rate some of those"
+            f"({skipped.no_token_ids} without logged token ids, {skipped.no_reward} not pulled, "
+            f"{skipped.bad_token_ids + skipped.logprob_mismatch} with unusable ids or "
+            "log-probs); crlhf-lsp logs token ids for completions it generates — rate some of "
+            "those"
         )
     return examples, skipped
