@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crlhf_store import dashboard, metrics
+from crlhf_store.authgate import BearerGate
 from crlhf_store.db import Database
 from crlhf_store.deps import Store
 from crlhf_store.errors import StoreServerError
@@ -67,6 +68,9 @@ def create_app(
     app.add_middleware(
         BodySizeLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes
     )
+    # Outside the size limit: the token is checked before any byte of the body is read,
+    # and the limit then knows whether the caller may upload.
+    app.add_middleware(BearerGate, db=db)
     metrics.instrument(app, db)  # outermost: times every request; GET /metrics
 
     @app.exception_handler(StoreServerError)

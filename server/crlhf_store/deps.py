@@ -6,11 +6,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Annotated
 
+from crlhf_contract.schemas import Scope
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
+from crlhf_store.authgate import MISSING, UNKNOWN, principal_of
 from crlhf_store.db import Database
-from crlhf_contract.schemas import Scope
 from crlhf_store.settings import StoreSettings
 from crlhf_store.storage import AdapterStorage
 from crlhf_store.tokens import Principal, authenticate
@@ -34,27 +36,32 @@ StoreDep = Annotated[Store, Depends(get_store)]
 _bearer = HTTPBearer(auto_error=False, description="a token from `crlhf-store create-annotator`")
 
 
-def current_principal(
+async def current_principal(
+    request: Request,
     store: StoreDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    # BearerGate (crlhf_store.authgate) authenticated the request before its body was
+    # read; the lookup below only serves an app assembled without it.
+    principal = principal_of(request.scope)
+    if principal is not None:
+        return principal
     challenge = {"WWW-Authenticate": "Bearer"}
     if credentials is None:
-        raise HTTPException(
-            401,
-            "missing bearer token: send `Authorization: Bearer <token>` "
-            "(`crlhf-store create-annotator NAME` prints one)",
-            headers=challenge,
-        )
-    with store.db.reading() as session:
-        principal = authenticate(session, token=credentials.credentials)
+        raise HTTPException(401, MISSING, headers=challenge)
+
+    def lookup() -> Principal | None:
+        with store.db.reading() as session:
+            return authenticate(session, token=credentials.credentials)
+
+    principal = await run_in_threadpool(lookup)
     if principal is None:
-        raise HTTPException(401, "unknown or revoked token", headers=challenge)
+        raise HTTPException(401, UNKNOWN, headers=challenge)
     return principal
 
 
 def require(scope: Scope):  # type: ignore[no-untyped-def]
-    def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
         if not principal.may(scope):
             raise HTTPException(
                 403,

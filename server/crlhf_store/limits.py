@@ -1,7 +1,10 @@
 """Body-size limit (ASGI middleware): a body over the limit gets 413 before it is stored.
 
 A declared ``Content-Length`` over the limit is refused before reading; a chunked body is
-counted as it arrives and refused once it passes the limit.
+counted as it arrives and refused once it passes the limit. The upload limit (2 GiB by
+default) applies to an adapter upload by a trainer's token only (authenticated by
+:class:`crlhf_store.authgate.BearerGate`, which runs first); everyone else gets the JSON
+limit.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from crlhf_store.authgate import principal_of
 
 
 class BodyTooLarge(HTTPException):
@@ -36,7 +41,11 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.upload_limit if scope["path"] in self.upload_paths else self.limit
+        principal = principal_of(scope)
+        may_upload = principal is not None and principal.may("trainer")
+        limit = (
+            self.upload_limit if may_upload and scope["path"] in self.upload_paths else self.limit
+        )
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _send_413(send, limit)
