@@ -37,6 +37,16 @@ def test_a_session_holds_no_token_and_ends_with_it(db: Database) -> None:
         assert auth.session_of(s, session_id=session_id) is None
 
 
+def test_a_token_pasted_with_surrounding_whitespace_logs_in(db: Database) -> None:
+    """It was checked stripped but looked up unstripped: no token row, a 500 at login."""
+    with db.writing() as s:
+        token = create_annotator(s, name="root", scope="admin")
+        session_id = auth.open_session(s, token=f"  {token}\r\n")
+    with db.reading() as s:
+        admin = auth.session_of(s, session_id=session_id)
+    assert admin is not None and admin.name == "root"
+
+
 def test_logout_expiry_and_refusals(db: Database) -> None:
     with db.writing() as s:
         token = create_annotator(s, name="root", scope="admin")

@@ -69,7 +69,8 @@ def open_session(session: Session, *, token: str, now: datetime | None = None) -
 
     Raises :class:`NotAdmin` for a valid token without the admin scope.
     """
-    principal = authenticate(session, token=token.strip())
+    token = token.strip()  # pasted with a newline or spaces: strip once, use it twice below
+    principal = authenticate(session, token=token)
     if principal is None:
         return None
     if not principal.may("admin"):
