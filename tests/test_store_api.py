@@ -285,6 +285,20 @@ def test_token_ids_are_bounded_in_range_and_match_their_logprobs(api: Api) -> No
     assert api.post("/v1/completions", json={"completions": [no_logprobs]}).status_code == 200
 
 
+def test_sqlite_syncs_every_commit_so_an_answered_batch_is_on_disk(tmp_path: Path) -> None:
+    """WAL with synchronous=NORMAL syncs at checkpoints only: a power loss could take a
+    batch the store had already answered 200 for."""
+    from crlhf_store.db import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'store.db'}", pool_size=1, max_overflow=0)
+    try:
+        with db.reading() as s:
+            assert s.scalar(text("PRAGMA journal_mode")) == "wal"
+            assert s.scalar(text("PRAGMA synchronous")) == 2  # FULL
+    finally:
+        db.dispose()
+
+
 # --- review queue and honeypots -------------------------------------------------------------
 
 

@@ -6,6 +6,11 @@ reads first and writes later can fail with SQLITE_BUSY instead of waiting) and, 
 one process, queue on a lock first (SQLite's busy handler polls with sleeps up to 100 ms,
 which would wreck tail latency under concurrent clients). ``busy_timeout`` still covers
 other processes (the admin CLI while the server runs).
+
+Durability on SQLite: ``synchronous=FULL``. In WAL mode ``NORMAL`` syncs only at
+checkpoints, so a batch the store had answered 200 for could vanish on a power loss, and
+the client (told it was stored) would never send it again. ``FULL`` syncs the WAL at every
+commit; what that costs is measured in the README (``bench/store_ingest.py``).
 """
 
 from __future__ import annotations
@@ -93,7 +98,7 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=FULL")  # an acknowledged batch is on disk
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
