@@ -507,3 +507,47 @@ def test_gguf_artifact_round_trip(api: Api) -> None:
     assert api.post("/v1/adapters", "trainer", data=data, files=parts).status_code == 422
     assert api.get("/v1/adapters/g2/download").status_code == 404
     assert api.get("/v1/adapters/v1/download", params={"artifact": "gguf"}).status_code == 404
+
+
+PICKLE = b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01."  # pickle.dumps(1)
+
+
+def test_pickle_weights_are_refused_and_leave_nothing(api: Api, tmp_path: Path) -> None:
+    """torch.load (PEFT's fallback for a .bin) runs a pickle's code on every machine that
+    loads the adapter: only safetensors weights and plain side files are taken."""
+    for name in ("adapter_model.bin", "a.pt", "a.pth", "a.pkl", "a.ckpt", "a.pickle", "weights"):
+        r = upload(api, "v1", files=FILES | {name: PICKLE})
+        assert r.status_code == 422, name
+        detail = r.json()["detail"][0]
+        assert detail["loc"] == ["body", "files"] and "safetensors" in detail["msg"], name
+    assert api.get("/v1/adapters").json() == []
+    assert not any((tmp_path / "adapters").glob("*/*"))
+    side_files = FILES | {"README.md": b"# v1", "tokenizer.json": b"{}"}
+    assert upload(api, "v1", files=side_files).status_code == 200
+
+
+def test_a_gguf_needs_its_digest_and_a_gguf_name(api: Api) -> None:
+    blob = b"GGUF" + b"\x01" * 100
+    digest = manifest_digest({n: hashlib.sha256(b).hexdigest() for n, b in FILES.items()})
+    data = {"version": "g1", "base_model": "tiny", "sha256": digest}
+    parts = [("files", (n, b)) for n, b in FILES.items()]
+    r = api.post("/v1/adapters", "trainer", data=data, files=[*parts, ("gguf", ("l.gguf", blob))])
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "gguf_sha256"]
+    data["gguf_sha256"] = hashlib.sha256(blob).hexdigest()
+    r = api.post("/v1/adapters", "trainer", data=data, files=[*parts, ("gguf", ("l.bin", blob))])
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "gguf"]
+    assert api.get("/v1/adapters").json() == []
+    r = api.post("/v1/adapters", "trainer", data=data, files=[*parts, ("gguf", ("l.gguf", blob))])
+    assert r.status_code == 200, r.text
+
+
+def test_nul_in_an_adapter_form_or_path_is_refused_not_500(api: Api) -> None:
+    r = upload(api, "v1", base_model="tiny\x00")
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "base_model"]
+    r = upload(api, "v1", metrics='{"a": "\\u0000"}')
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "metrics", "a"]
+    r = upload(api, "v1", metrics='{"loss": -1e400}')
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "metrics", "loss"]
+    for path in ("/v1/adapters/v%001/publish", "/v1/adapters/v%001/retire"):
+        assert api.post(path, "trainer").status_code == 404, path
+    assert api.get("/v1/adapters/v%001/download").status_code == 404

@@ -5,6 +5,13 @@ Checksum: ``sha256`` of an upload is the folder digest of its PEFT files
 manifest). The store recomputes it while writing the files to a staging key; a mismatch
 is refused with 422 and the staged files are deleted. The download is the deterministic
 tar of the files, its own sha256 in ``X-Checksum-Sha256``.
+
+Only files that load without running code are accepted: weights as safetensors, side
+files as JSON, Markdown, text, SentencePiece models or Jinja templates
+(:data:`ALLOWED_SUFFIXES`). ``adapter_model.bin``, ``*.pt``, ``*.pth``, ``*.pkl``,
+``*.ckpt`` … are pickles that ``torch.load`` (PEFT's fallback) would execute on every
+machine that loads the adapter; they are refused with 422. A GGUF artifact comes with its
+``gguf_sha256``, which is checked (an upload without it is refused).
 """
 
 from __future__ import annotations
@@ -15,20 +22,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
+from crlhf_contract.digest import manifest_digest, tar_of
+from crlhf_contract.schemas import AdapterArtifact, AdapterOut
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from crlhf_contract.digest import manifest_digest, tar_of
 from crlhf_store.errors import ChecksumRefused, Conflict, Invalid, NotFound
 from crlhf_store.models import Adapter, AdapterArtifactRow
-from crlhf_contract.schemas import AdapterArtifact, AdapterOut
 from crlhf_store.storage import AdapterStorage
 
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 GGUF = "@gguf"  # suffix of the storage key holding an adapter's GGUF file
+ALLOWED_SUFFIXES = (".safetensors", ".json", ".md", ".txt", ".model", ".jinja")
+"""File types an adapter folder may hold: none of them is read by unpickling."""
 
 
 @dataclass
@@ -53,11 +62,23 @@ def _invalid(msg: str, *loc: Any) -> Invalid:
     return Invalid(msg, loc=("body", *loc))
 
 
-def check_form(*, version: str, sha256: str, files: list[Part], parent: str | None) -> None:
+def check_form(
+    *,
+    version: str,
+    sha256: str,
+    files: list[Part],
+    parent: str | None,
+    base_model: str = "",
+    gguf: Part | None = None,
+    gguf_sha256: str | None = None,
+) -> None:
+    """Refuse a bad form before anything is written (422 naming the field)."""
     if not VERSION.match(version):
         raise _invalid(f"version {version!r}: use letters, digits, . _ + - (max 128)", "version")
     if parent is not None and not VERSION.match(parent):
         raise _invalid(f"parent {parent!r} is not a valid version", "parent")
+    if "\x00" in base_model:  # PostgreSQL text cannot hold it
+        raise _invalid("base_model holds a NUL character; remove it", "base_model")
     if not SHA256.match(sha256):
         raise _invalid("sha256 must be 64 lowercase hex digits (the folder digest)", "sha256")
     if not files:
@@ -66,8 +87,24 @@ def check_form(*, version: str, sha256: str, files: list[Part], parent: str | No
     for name in names:
         if not FILE_NAME.match(name):
             raise _invalid(f"file name {name!r}: a flat name (letters, digits, . _ + -)", "files")
+        if not name.lower().endswith(ALLOWED_SUFFIXES):
+            raise _invalid(
+                f"file {name!r} is refused: weights must be safetensors (a .bin/.pt/.pth/.pkl/"
+                ".ckpt file is a pickle that runs code when loaded; save the adapter with "
+                f"safe_serialization=True); other files may be {', '.join(ALLOWED_SUFFIXES)}",
+                "files",
+            )
     if len(set(names)) != len(names):
         raise _invalid("the same file name appears twice", "files")
+    if gguf is not None:
+        if not FILE_NAME.match(gguf.name) or not gguf.name.lower().endswith(".gguf"):
+            raise _invalid(f"gguf file name {gguf.name!r}: a flat name ending in .gguf", "gguf")
+        if not gguf_sha256 or not SHA256.match(gguf_sha256.lower()):
+            raise _invalid(
+                "a gguf file needs gguf_sha256 (64 hex digits, the sha256 of the file): "
+                "the store checks it before storing the file",
+                "gguf_sha256",
+            )
 
 
 def stage(
@@ -95,10 +132,10 @@ def stage(
             )
         staged = Staged(key=key, files=digests, size=size)
         if gguf is not None:
-            if not FILE_NAME.match(gguf.name):
-                raise _invalid(f"gguf file name {gguf.name!r} is not a flat name", "gguf")
+            if not gguf_sha256:  # check_form refuses this first; never store unverified
+                raise _invalid("a gguf file needs gguf_sha256", "gguf_sha256")
             got, n = storage.write(key + GGUF, gguf.name, gguf.file)
-            if gguf_sha256 is not None and got != gguf_sha256.lower():
+            if got != gguf_sha256.lower():
                 raise ChecksumRefused(
                     f"gguf checksum mismatch: the file digests to {got}, the form says "
                     f"{gguf_sha256}; nothing was stored",
@@ -198,6 +235,8 @@ def to_out(row: Adapter) -> AdapterOut:
 
 
 def get(session: Session, *, version: str) -> Adapter:
+    if not VERSION.match(version):  # cannot exist; and PostgreSQL refuses a NUL in a query
+        raise NotFound(f"no adapter {version!r}; GET /v1/adapters lists them")
     row = session.scalar(select(Adapter).where(Adapter.version == version))
     if row is None:
         raise NotFound(f"no adapter {version!r}; GET /v1/adapters lists them")

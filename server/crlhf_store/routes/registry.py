@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Any, Literal
 
+from crlhf_contract.schemas import AdapterOut, AdapterStatus, AggregationRunIn, AggregationRunOut
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
@@ -13,8 +14,7 @@ from crlhf_store.dashboard.history import record_status_change
 from crlhf_store.deps import AnnotatorDep, Store, StoreDep, TrainerDep
 from crlhf_store.errors import Invalid
 from crlhf_store.routes import AUTH, BODY, CONFLICT, NOT_FOUND
-from crlhf_contract.schemas import AdapterOut, AdapterStatus, AggregationRunIn, AggregationRunOut
-from crlhf_store.strictjson import StrictJSONRoute, loads_strict
+from crlhf_store.strictjson import NotStorable, StrictJSONRoute, loads_strict
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
 
@@ -59,17 +59,30 @@ def upload_adapter(
     parent: Annotated[str | None, Form()] = None,
     metrics: Annotated[str, Form(description="JSON object")] = "{}",
     gguf: Annotated[UploadFile | None, File(description="optional GGUF LoRA")] = None,
-    gguf_sha256: Annotated[str | None, Form()] = None,
+    gguf_sha256: Annotated[
+        str | None, Form(description="sha256 of the gguf file; required with it")
+    ] = None,
     signature: Annotated[
         str | None, Form(description="the trainer's base64 Ed25519 signature (optional)")
     ] = None,
 ) -> AdapterOut:
-    """Upload a candidate adapter; a checksum mismatch is refused and stores nothing."""
+    """Upload a candidate adapter; a checksum mismatch is refused and stores nothing.
+
+    Only safetensors weights and JSON/Markdown/text side files are accepted (no pickles);
+    a ``gguf`` file needs its ``gguf_sha256``."""
     parts = [adapters.Part(name=f.filename or "", file=f.file) for f in files]
-    adapters.check_form(version=version, sha256=sha256, files=parts, parent=parent or None)
+    gguf_part = adapters.Part(name=gguf.filename or "", file=gguf.file) if gguf else None
+    adapters.check_form(
+        version=version,
+        sha256=sha256,
+        files=parts,
+        parent=parent or None,
+        base_model=base_model,
+        gguf=gguf_part,
+        gguf_sha256=gguf_sha256,
+    )
     metrics_obj = _json_object(metrics)
     adapters.check_signature(signature or None)
-    gguf_part = adapters.Part(name=gguf.filename or "", file=gguf.file) if gguf else None
     staged = adapters.stage(
         store.storage, sha256=sha256, files=parts, gguf=gguf_part, gguf_sha256=gguf_sha256
     )
@@ -94,6 +107,8 @@ def upload_adapter(
 def _json_object(raw: str) -> dict[str, Any]:
     try:
         value = loads_strict(raw)
+    except NotStorable as exc:
+        raise Invalid(f"metrics: {exc}", loc=("body", "metrics", *exc.path)) from exc
     except ValueError as exc:
         raise Invalid(f"metrics is not JSON: {exc}", loc=("body", "metrics")) from exc
     if not isinstance(value, dict):
