@@ -51,6 +51,12 @@ async def _status_when(client, **expected):  # type: ignore[no-untyped-def]
     return status if all(status[k] == v for k, v in expected.items()) else None
 
 
+async def _unreachable_with(client, pending: int):  # type: ignore[no-untyped-def]
+    """The status once the new token's first try met the stopped store."""
+    status = await _status_when(client, storeReachable=False, outboxPending=pending)
+    return status if status and status["storeProblem"].startswith("store unreachable") else None
+
+
 async def test_a_refused_token_loses_nothing_and_set_aside_rows_can_be_requeued(
     tmp_path: Path, live_store
 ) -> None:
@@ -75,9 +81,10 @@ async def test_a_refused_token_loses_nothing_and_set_aside_rows_can_be_requeued(
             )
         )
         status = await wait_until(
-            lambda: _status_when(client, outboxPending=0, outboxSetAside=1), timeout=30
+            lambda: _status_when(client, outboxPending=0, outboxSetAside=1, storeReachable=True),
+            timeout=30,
         )
-        assert status["storeReachable"] is True and status["storeProblem"] is None
+        assert status["storeProblem"] is None
         assert _labels(live_store) == Counter((cid, 0, 1) for cid in ids)
         [aside] = await command(client, "crlhf.setAside")
         assert aside["kind"] == "rating" and aside["reason"].startswith("422")
@@ -109,10 +116,7 @@ async def test_a_store_down_then_refusing_then_back_keeps_every_rating(
         client.workspace_did_change_configuration(
             types.DidChangeConfigurationParams(settings={"token": live_store.annotator_token})
         )
-        status = await wait_until(
-            lambda: _status_when(client, storeReachable=False, outboxPending=8)
-        )
-        assert status["storeProblem"].startswith("store unreachable")
+        await wait_until(lambda: _unreachable_with(client, 8))
         await asyncio.to_thread(live_store.start)
         await wait_until(lambda: _status_when(client, outboxPending=0), timeout=90)
         assert _labels(live_store) == Counter((cid, 0, -1) for cid in ids)

@@ -117,6 +117,7 @@ class Outbox:
         self._full_warned = False
         self._warned_problem: str | None = None
         self._aside_total = 0  # rows set aside since start: a flush that did only that progressed
+        self._aside_reasons: list[str] = []
         self._thread: threading.Thread | None = None
         self._prune()
 
@@ -292,6 +293,7 @@ class Outbox:
                 if rows:
                     sent += self._send(client, kind, rows)
         finally:
+            self._warn_set_aside()
             if sent:
                 self.on_change()
         return sent
@@ -316,6 +318,9 @@ class Outbox:
             return self._send(client, kind, rows[:half]) + self._send(client, kind, rows[half:])
         with self._lock:
             self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i, _ in rows])
+        # Reachable as soon as the rows are gone, so a status never shows them sent by an
+        # unreachable store.
+        self._set_reachable(True, None)
         return len(rows)
 
     def _set_aside(self, row_id: int, reason: str) -> None:
@@ -325,11 +330,18 @@ class Outbox:
                 (reason[:2000], time.time(), row_id),
             )
         self._aside_total += 1
-        self.warn(
-            f"crlhf: the store rejected an outbox row ({reason[:300]}); it is set aside in "
-            f"{self.path} (command crlhf.requeue sends it again)"
-        )
+        self._aside_reasons.append(reason)
         self._prune()
+
+    def _warn_set_aside(self) -> None:
+        """One warning per flush, however many rows it set aside."""
+        reasons, self._aside_reasons = self._aside_reasons, []
+        if reasons:
+            self.warn(
+                f"crlhf: the store rejected {len(reasons)} outbox row(s) ({reasons[0][:300]}); "
+                f"they are set aside in {self.path}: command crlhf.setAside lists them, "
+                "crlhf.requeue sends them again"
+            )
 
     def _prune(self) -> None:
         """Drop set-aside rows older than ``SET_ASIDE_DAYS`` and beyond ``SET_ASIDE_CAP``."""
@@ -365,9 +377,11 @@ class Outbox:
             self.on_change()
         if actionable and problem is not None and problem != self._warned_problem:
             self._warned_problem = problem
+            pending = self.pending()
+            waiting = f"{pending} rows wait" if pending else "ratings will wait"
             self.warn(
                 f"crlhf: the store {self._store_name()} cannot take ratings: {problem}. "
-                f"{self.pending()} rows wait in {self.path}; they are sent once it can"
+                f"{waiting} in {self.path}; they are sent once it can"
             )
         if reachable:
             self._warned_problem = None
