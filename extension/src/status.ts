@@ -1,4 +1,4 @@
-// The status bar item: model and adapter, ratings waiting in the outbox, store reachability.
+// The status bar item: model and adapter, rows to send from the outbox, store reachability.
 // A click opens a quick pick of the main commands.
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
@@ -73,7 +73,7 @@ export class StatusBar implements vscode.Disposable {
         `**crlhf** — completions ${completionsEnabled() ? "on" : "off"}`,
         `model: ${status.model ?? "?"}`,
         `adapter: ${adapter}`,
-        `ratings waiting in the outbox: ${pending}`,
+        `to send: ${pending} (completions, events and ratings in the outbox)`,
         `store: ${status.storeReachable === true ? "reachable" : status.storeReachable === false ? "unreachable" : "unknown"}`,
         "",
         "Click for commands.",

@@ -39,18 +39,17 @@ from crlhf_lsp import __version__
 from crlhf_lsp.adapters import AdapterManager, Swapped, timed
 from crlhf_lsp.backends import Backend, create_backend
 from crlhf_lsp.completion import (
-    PROMPT_BUDGET,
     CompletionRecord,
     generate,
     read_cursor,
     typed_through,
 )
 from crlhf_lsp.errors import CrlhfLspError
-from crlhf_lsp.feedback import Feedback, parse_rate_args
+from crlhf_lsp.feedback import Feedback
 from crlhf_lsp.outbox import Outbox
 from crlhf_lsp.settings import Settings
 
-__all__ = ["PROMPT_BUDGET", "CrlhfServer", "create_server", "parse_rate_args"]
+__all__ = ["CrlhfServer", "create_server"]
 
 log = logging.getLogger("crlhf_lsp")
 

@@ -110,10 +110,6 @@ class Settings:
                 raise SettingsError(f"setting 'adapterPublicKey': {exc}") from exc
         return self
 
-    def public(self) -> dict[str, Any]:
-        """The settings without the token (for logs)."""
-        return dataclasses.asdict(self) | {"token": "***" if self.token else ""}
-
 
 def _coerce(kind: type, value: Any) -> Any:
     if kind is bool:

@@ -41,7 +41,6 @@ class StoreSettings(BaseSettings):
     honeypot_rate_new: float = 0.5
     """Share of honeypots for an annotator with fewer than ``honeypot_warmup`` answers."""
     honeypot_warmup: int = 10
-    export_max_limit: int = 10_000
     pool_size: int = 10
     max_overflow: int = 30
 

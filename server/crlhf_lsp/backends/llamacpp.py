@@ -149,14 +149,6 @@ class LlamaCppEngine:
     def detokenize(self, ids: Sequence[int]) -> str:
         return self._llm.detokenize(list(ids)).decode("utf-8", errors="replace")
 
-    @property
-    def bos_id(self) -> int:
-        return self._llm.token_bos()
-
-    @property
-    def eos_id(self) -> int:
-        return self._llm.token_eos()
-
     def token_id(self, piece: str) -> int | None:
         """The id of a control token spelled ``piece`` (e.g. ``<|fim_prefix|>``), if any."""
         ids = self.tokenize(piece, special=True)

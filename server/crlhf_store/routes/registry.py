@@ -9,7 +9,7 @@ from crlhf_contract.schemas import AdapterOut, AdapterStatus, AggregationRunIn, 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
-from crlhf_store import adapters, aggregation
+from crlhf_store import adapters, aggregation_runs
 from crlhf_store.dashboard.history import record_status_change
 from crlhf_store.deps import AnnotatorDep, Store, StoreDep, TrainerDep
 from crlhf_store.errors import Invalid
@@ -30,7 +30,7 @@ def post_aggregation_run(
 ) -> AggregationRunOut:
     """Record one aggregation: reliability per annotator, reward per completion."""
     with store.db.writing() as session:
-        return aggregation.store_run(session, run=run, created_by=principal.name)
+        return aggregation_runs.store_run(session, run=run, created_by=principal.name)
 
 
 @router.get(
@@ -43,7 +43,7 @@ def list_aggregation_runs(
     principal: TrainerDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[AggregationRunOut]:
     with store.db.reading() as session:
-        return aggregation.list_runs(session, limit=limit)
+        return aggregation_runs.list_runs(session, limit=limit)
 
 
 @router.post(

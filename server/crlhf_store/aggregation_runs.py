@@ -6,6 +6,7 @@ so the dashboard can chart them without parsing blobs.
 
 from __future__ import annotations
 
+from crlhf_contract.schemas import AggregationRunIn, AggregationRunOut
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,7 +18,6 @@ from crlhf_store.models import (
     Completion,
     CompletionReward,
 )
-from crlhf_contract.schemas import AggregationRunIn, AggregationRunOut
 
 
 def store_run(session: Session, *, run: AggregationRunIn, created_by: str) -> AggregationRunOut:
