@@ -2,6 +2,7 @@
 // commands, the status bar and the review queue; the intelligence lives in the server.
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
+import { type AdapterChanged, type AdapterCheck, CMD_CHECK_ADAPTER, M_ADAPTER_CHANGED } from "./protocol";
 import { rateSelection, type Vote } from "./rating";
 import { ReviewQueue } from "./review";
 import { ServerStartError, startServer } from "./server";
@@ -22,7 +23,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     await old?.stop().catch((err) => log.warn(`Stopping crlhf-lsp: ${err}`));
     try {
       client = await startServer(log, await serverSettings(context.secrets));
-      client.onNotification("crlhf/adapterChanged", (params: { version?: string } | null) => {
+      client.onNotification(M_ADAPTER_CHANGED, (params: AdapterChanged | null) => {
         log.info(`Adapter changed: ${JSON.stringify(params)}`);
         vscode.window.setStatusBarMessage(`crlhf: now using adapter ${params?.version ?? "(base model)"}`, 6000);
         void status.refresh();
@@ -59,7 +60,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
   });
   command("crlhf.checkForAdapter", async () => {
     if (!client?.isRunning()) return;
-    const result = await client.sendRequest("workspace/executeCommand", { command: "crlhf.checkAdapter", arguments: [] });
+    const result = await client.sendRequest<AdapterCheck>("workspace/executeCommand", { command: CMD_CHECK_ADAPTER, arguments: [] });
     log.info(`Adapter check: ${JSON.stringify(result)}`);
     vscode.window.setStatusBarMessage("crlhf: checked for a new adapter", 4000);
     void status.refresh();

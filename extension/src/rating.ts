@@ -4,6 +4,7 @@
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
 import type { Command, CodeAction } from "vscode-languageclient/node";
+import { CMD_RATE } from "./protocol";
 
 export type Vote = 1 | -1;
 
@@ -13,7 +14,7 @@ export function rateCommands(reply: Array<Command | CodeAction> | null, vote: Vo
   const commands: Command[] = [];
   for (const item of reply ?? []) {
     const command = "command" in item && typeof item.command === "object" ? item.command : (item as Command);
-    if (command?.command !== "crlhf.rate") continue;
+    if (command?.command !== CMD_RATE) continue;
     // Arguments are (completion id, line, vote) triples, one per line: the vote comes last.
     const args = command.arguments ?? [];
     const last = args[args.length - 1];

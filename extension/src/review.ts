@@ -4,22 +4,14 @@
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
 import { type Marked, ReviewDecorations } from "./decorations";
+import { CMD_NEXT_REVIEW_TASK, CMD_RATE, type ReviewTaskPayload } from "./protocol";
 import type { Vote } from "./rating";
 
 export const SCHEME = "crlhf-review";
 const PROMPT_LINES = 40;
 
-/** `GET /v1/review/next` as crlhf-lsp's `crlhf.nextReviewTask` returns it. */
-export interface ReviewTask {
-  task_id: string;
-  completion_id: string;
-  language: string;
-  prompt: string;
-  text: string;
-}
-
 interface OpenTask extends Marked {
-  task: ReviewTask;
+  task: ReviewTaskPayload;
 }
 
 export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.CodeActionProvider, vscode.CodeLensProvider {
@@ -54,7 +46,7 @@ export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.C
       void vscode.window.showWarningMessage("crlhf: crlhf-lsp is not running; see 'crlhf: Show the log'.");
       return false;
     }
-    const task = await client.sendRequest<ReviewTask | null>("workspace/executeCommand", { command: "crlhf.nextReviewTask", arguments: [] });
+    const task = await client.sendRequest<ReviewTaskPayload | null>("workspace/executeCommand", { command: CMD_NEXT_REVIEW_TASK, arguments: [] });
     if (!task?.completion_id) {
       void vscode.window.showInformationMessage("crlhf: the review queue is empty. Thank you!");
       return false;
@@ -62,7 +54,7 @@ export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.C
     const uri = vscode.Uri.from({ scheme: SCHEME, path: `/review-${task.task_id}`, query: task.language });
     const prompt = task.prompt.split("\n").slice(-PROMPT_LINES);
     const firstLine = prompt.length - 1;
-    const lineCount = task.text.replace(/\n$/, "").split("\n").length;
+    const lineCount = task.completion_lines;
     this.tasks.set(uri.toString(), { task, firstLine, lineCount, votes: new Map() });
     let document = await vscode.workspace.openTextDocument(uri);
     document = await vscode.languages.setTextDocumentLanguage(document, task.language).then((d) => d, () => document);
@@ -99,7 +91,7 @@ export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.C
     const open = this.tasks.get(uri);
     const client = this.client();
     if (!open || !client?.isRunning()) return;
-    await client.sendRequest("workspace/executeCommand", { command: "crlhf.rate", arguments: [open.task.completion_id, line, vote] });
+    await client.sendRequest("workspace/executeCommand", { command: CMD_RATE, arguments: [open.task.completion_id, line, vote] });
     open.votes.set(line, vote);
     this.decorateAll();
   }

@@ -2,16 +2,11 @@
 // A click opens a quick pick of the main commands.
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
+import { M_STATUS, M_STATUS_CHANGED, type Status } from "./protocol";
 import { completionsEnabled } from "./settings";
 
-/** What crlhf-lsp answers to the `crlhf/status` request (fields it lacks are shown as "?"). */
-export interface ServerStatus {
-  model?: string | null;
-  adapterVersion?: string | null;
-  outboxPending?: number | null;
-  storeReachable?: boolean | null;
-  enabled?: boolean;
-}
+/** What crlhf-lsp answers to `crlhf/status`; {} while it is not known (shown as "?"). */
+type ServerStatus = Partial<Status>;
 
 const MENU: Array<vscode.QuickPickItem & { command: string }> = [
   { label: "$(thumbsup) Rate current line(s) correct", command: "crlhf.rateUp" },
@@ -41,14 +36,14 @@ export class StatusBar implements vscode.Disposable {
   setClient(client: LanguageClient | undefined, problem?: string): void {
     this.client = client;
     this.problem = problem;
-    client?.onNotification("crlhf/statusChanged", (status: ServerStatus) => this.render(status));
+    client?.onNotification(M_STATUS_CHANGED, (status: Status) => this.render(status));
     void this.refresh();
   }
 
   async refresh(): Promise<void> {
     if (!this.client?.isRunning()) return this.render({});
     try {
-      this.render(await this.client.sendRequest<ServerStatus>("crlhf/status", {}));
+      this.render(await this.client.sendRequest<Status>(M_STATUS, {}));
     } catch (err) {
       this.log.debug(`crlhf/status failed: ${err}`);
       this.render({});

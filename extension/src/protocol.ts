@@ -1,0 +1,81 @@
+// Generated from crlhf_contract.protocol (server/crlhf_contract/protocol.py) by
+// extension/scripts/gen_protocol.py: do not edit. Regenerate with
+//   .venv/bin/python extension/scripts/gen_protocol.py
+// (tests/test_extension_protocol.py fails while this file is out of date.)
+
+// LSP methods (requests and notifications) of crlhf-lsp.
+export const M_ADAPTER_CHANGED = "crlhf/adapterChanged";
+export const M_DID_PARTIALLY_ACCEPT = "crlhf/didPartiallyAcceptCompletion";
+export const M_DID_SHOW = "crlhf/didShowCompletion";
+export const M_STATUS = "crlhf/status";
+export const M_STATUS_CHANGED = "crlhf/statusChanged";
+
+// workspace/executeCommand commands of crlhf-lsp.
+export const CMD_ACCEPTED = "crlhf.accepted";
+export const CMD_CHECK_ADAPTER = "crlhf.checkAdapter";
+export const CMD_NEXT_REVIEW_TASK = "crlhf.nextReviewTask";
+export const CMD_RATE = "crlhf.rate";
+export const CMD_REQUEUE = "crlhf.requeue";
+export const CMD_SET_ASIDE = "crlhf.setAside";
+export const CMD_TOGGLE_ENABLED = "crlhf.toggleEnabled";
+
+/** Sent once an adapter was hot-swapped in. */
+export interface AdapterChanged {
+  version: string | null;
+  previous: string | null;
+  seconds: number;
+}
+
+/** The answer of `crlhf.checkAdapter`. */
+export interface AdapterCheck {
+  version: string | null;
+  swapped: boolean;
+}
+
+/** The answer of `crlhf.requeue`: how many set-aside rows wait to be sent again. */
+export interface Requeued {
+  requeued: number;
+}
+
+/**
+ * A review task as the editor gets it from `crlhf.nextReviewTask`: the store's
+ * ReviewTask plus the count of its rateable lines, so
+ * the editor never re-derives line numbering itself.
+ */
+export interface ReviewTaskPayload {
+  task_id: string;
+  completion_id: string;
+  language: string;
+  prompt: string;
+  text: string;
+  /** len(completion_lines(text)): lines 0 … n-1 can be rated */
+  completion_lines: number;
+}
+
+/** One row of `crlhf.setAside`: a completion, event or rating the store rejected. */
+export interface SetAsideRow {
+  /** completion | event | rating */
+  kind: string;
+  /** its id (completion) or event_id: what crlhf.requeue takes */
+  key: string;
+  /** the store's answer, status first */
+  reason: string;
+  /** seconds since the epoch; pruned after 30 days */
+  setAsideAt: number;
+}
+
+/** What the status bar shows: `crlhf/status` answers it, `crlhf/statusChanged` pushes it. */
+export interface Status {
+  model: string | null;
+  /** null: the base model */
+  adapterVersion: string | null;
+  /** completions, events and ratings not yet stored */
+  outboxPending: number;
+  /** rows the store rejected as rows: crlhf.requeue sends them again */
+  outboxSetAside: number;
+  /** null: not known yet */
+  storeReachable: boolean | null;
+  /** why the store cannot take rows now ("token refused …") */
+  storeProblem: string | null;
+  enabled: boolean;
+}
