@@ -7,9 +7,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from crlhf_contract.schemas import CompletionIn
 from crlhf_lsp.completion import CompletionRecord
 from crlhf_lsp.feedback import Feedback
-from crlhf_contract.schemas import CompletionIn
 from lsprotocol import types
 from pygls.workspace import TextDocument
 

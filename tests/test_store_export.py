@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import uuid
 
+from crlhf_contract.schemas import CompletionIn, RatingIn
 from crlhf_store.db import Database
 from crlhf_store.export import export_labels
 from crlhf_store.ingest import store_completions, store_ratings
-from crlhf_contract.schemas import CompletionIn, RatingIn
 from crlhf_store.tokens import create_annotator
 
 

@@ -40,8 +40,8 @@ def test_the_folder_refuses_names_that_leave_it(tmp_path: Path) -> None:
 
 
 def test_the_app_runs_on_the_memory_storage(tmp_path: Path) -> None:
-    from crlhf_store.app import create_app
     from crlhf_contract.digest import manifest_digest
+    from crlhf_store.app import create_app
     from crlhf_store.settings import StoreSettings
     from crlhf_store.tokens import create_annotator
     from fastapi.testclient import TestClient

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import uuid
 
+from crlhf_contract.schemas import CompletionExport, CompletionOut, ExportedLabel, LabelExport
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from crlhf_store.db import is_postgresql
 from crlhf_store.models import Annotator, Completion, Honeypot, LineRating
-from crlhf_contract.schemas import CompletionExport, CompletionOut, ExportedLabel, LabelExport
 
 _SEQUENCER_LOCK = {"line_ratings": 0x63726C01, "completions": 0x63726C02}
 STAMP_BATCH = 50_000

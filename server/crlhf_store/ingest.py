@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn, Stored, completion_lines
 from sqlalchemy import JSON, Table, Uuid, any_, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -23,7 +24,6 @@ from sqlalchemy.orm import Session
 from crlhf_store.db import is_postgresql
 from crlhf_store.errors import Conflict, Invalid
 from crlhf_store.models import Completion, CompletionEvent, LineRating
-from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn, Stored, completion_lines
 
 
 def insert_ignoring_duplicates(

@@ -13,11 +13,11 @@ from __future__ import annotations
 import random
 import uuid
 
+from crlhf_contract.schemas import ReviewTask
 from sqlalchemy import Select, func, literal_column, select, union
 from sqlalchemy.orm import Session
 
 from crlhf_store.models import Completion, Honeypot, LineRating, ReviewAssignment
-from crlhf_contract.schemas import ReviewTask
 
 
 def next_task(

@@ -15,12 +15,12 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from crlhf_contract.schemas import Scope
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crlhf_store.errors import NotFound
 from crlhf_store.models import Annotator, ApiToken
-from crlhf_contract.schemas import Scope
 
 SCOPES: tuple[Scope, ...] = ("annotator", "trainer", "admin")
 TOKEN_PREFIX = "crlhf_"

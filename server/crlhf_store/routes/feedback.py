@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
-
-from crlhf_store import export, ingest, review
-from crlhf_store.deps import AnnotatorDep, StoreDep, TrainerDep
-from crlhf_store.routes import AUTH, BODY, CONFLICT
 from crlhf_contract.schemas import (
     CompletionBatch,
     CompletionExport,
@@ -18,6 +13,11 @@ from crlhf_contract.schemas import (
     ReviewTask,
     Stored,
 )
+from fastapi import APIRouter, Query, Response
+
+from crlhf_store import export, ingest, review
+from crlhf_store.deps import AnnotatorDep, StoreDep, TrainerDep
+from crlhf_store.routes import AUTH, BODY, CONFLICT
 from crlhf_store.strictjson import StrictJSONRoute
 
 router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from crlhf_contract.schemas import Me
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from crlhf_store.deps import AnnotatorDep, StoreDep
 from crlhf_store.routes import AUTH
-from crlhf_contract.schemas import Me
 from crlhf_store.strictjson import StrictJSONRoute
 
 router = APIRouter(route_class=StrictJSONRoute)
