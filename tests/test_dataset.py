@@ -248,3 +248,25 @@ def test_a_bad_row_is_skipped_and_counted_not_fatal(tokenizer):
     assert len(ex) == 1 and skipped.bad_token_ids == 1
     with pytest.raises(NoTrainingData, match="unusable ids"):
         build_examples({odd["id"]: odd}, {odd["id"]: reward}, refusing)
+
+
+def test_a_long_prompt_keeps_its_special_head_and_its_end(tokenizer):
+    """Issue 13: training kept the last tokens only, dropping BOS and the FIM marker."""
+    from crlhf_trainer.dataset import build_examples
+    from crlhf_trainer.rewards import Reward
+
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else 1
+    prompt = [bos, *range(10, 40)]
+    ids = tokenizer("x = 1")["input_ids"][-2:]
+    row = {"id": "c", "text": "x = 1", "token_ids": ids, "prompt_token_ids": prompt}
+    rewards = {"c": Reward("c", 1.0, 1.0, 1.0, [1.0])}
+    room = 12 - len(ids)
+    (cut,), _ = build_examples({"c": row}, rewards, tokenizer.decode, max_tokens=12)
+    assert cut.prompt_ids == prompt[-room:] and bos not in cut.prompt_ids
+    (kept,), _ = build_examples(
+        {"c": row}, rewards, tokenizer.decode, max_tokens=12, special_ids=frozenset({bos})
+    )
+    assert kept.prompt_ids == [bos, *prompt[-(room - 1) :]]
+    assert len(kept.prompt_ids) + len(kept.completion_ids) == 12
+    whole = build_examples({"c": row}, rewards, tokenizer.decode)[0][0]
+    assert whole.prompt_ids == prompt  # what was served fits the default

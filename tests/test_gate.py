@@ -20,11 +20,12 @@ def test_the_demo_night_is_refused():
     assert np.mean(baseline["heldout/reward"]) == pytest.approx(0.053, abs=1e-3)
     assert np.mean(candidate["heldout/reward"]) == pytest.approx(0.012, abs=1e-3)
     decision = gate(candidate, baseline)
-    assert not decision.passed
-    assert decision.decision == "refused"  # the harm shows even on 4 items
-    assert "heldout/reward" in decision.reason() and "n=4" in decision.reason()
-    lenient = gate(candidate, baseline, GateConfig(min_items=1, publish_without_evidence=True))
-    assert lenient.decision == "refused", "harm is never published, evidence or not"
+    assert not decision.passed and decision.decision == "not enough evidence"
+    assert "heldout/reward has 4 items" in decision.reason()
+    trusting = gate(candidate, baseline, GateConfig(min_items=4, publish_without_evidence=True))
+    assert trusting.decision == "refused", "harm is never published"
+    assert "heldout/reward" in trusting.reason() and "n=4" in trusting.reason()
+    assert trusting.checks[0].high < 0.02 and trusting.checks[0].low < -0.02
 
 
 def test_too_few_items_leave_a_candidate_with_the_reason_unless_asked():

@@ -100,3 +100,43 @@ def test_bad_settings_are_refused_before_any_work():
         TrainConfig(method="ppo").validate()
     with pytest.raises(TrainConfigError, match="≥ 1"):
         TrainConfig(max_steps=0).validate()
+
+
+def test_a_run_stopped_mid_way_resumes_to_the_same_adapter(logged, tmp_path):
+    """Issue 16: a checkpoint every N steps that --resume continues exactly."""
+    model_dir, rows = logged
+    ex = examples(model_dir, rows, [1.0 if i % 2 == 0 else 0.0 for i in range(len(rows))])
+    cfg = dict(CFG, max_steps=4, lr=1e-3, checkpoint_every=2)
+    whole = train(str(model_dir), ex, TrainConfig(method="pg-line", **cfg), tmp_path / "whole")
+
+    class Killed(Exception):
+        pass
+
+    def die_after_three(step, _):
+        if step == 3:
+            raise Killed  # the step-2 checkpoint is on disk, step 3 is lost
+
+    with pytest.raises(Killed):
+        train(
+            str(model_dir),
+            ex,
+            TrainConfig(method="pg-line", **cfg),
+            tmp_path / "cut",
+            on_step=die_after_three,
+        )
+    assert not (tmp_path / "cut" / "adapter_model.safetensors").exists()
+    resumed = train(
+        str(model_dir), ex, TrainConfig(method="pg-line", resume=True, **cfg), tmp_path / "cut"
+    )
+    assert resumed.steps == whole.steps == 4
+    a = load_file(str(tmp_path / "whole" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "adapter_model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+
+
+def test_resume_without_a_checkpoint_says_what_to_do(logged, tmp_path):
+    model_dir, rows = logged
+    ex = examples(model_dir, rows[:2], [1.0, 0.0])
+    with pytest.raises(TrainConfigError, match="checkpoint-every"):
+        train(str(model_dir), ex, TrainConfig(resume=True, max_steps=1), tmp_path / "a")

@@ -75,8 +75,9 @@ class LearningConfig:
     steps: int = 8
     batch_size: int = 4
     grad_accum: int = 1
-    lr: float = 2e-4
+    lr: float = 1e-4
     kl_coef: float = 0.05
+    kl_stop: float = 1.0  # nats/token: Gemma 3 270M passes 0.5 within two steps at lr 2e-4
     max_train_tokens: int = 320  # prompt + completion kept for training
     max_eval_tokens: int = 256  # of each held-out function
     device: str = "cpu"
@@ -487,6 +488,7 @@ def _train_and_score(
         lr=cfg.lr,
         warmup_steps=1,
         kl_coef=cfg.kl_coef,
+        kl_stop=cfg.kl_stop,
         seed=seed,
         device=cfg.device,
         max_tokens=cfg.max_train_tokens,

@@ -107,6 +107,18 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="save the training loop's whole state every N steps (next to the adapter)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the latest run from its checkpoint, exactly where it stopped",
+    )
+    p.add_argument(
         "--no-continue",
         dest="continue_from_latest",
         action="store_false",
@@ -218,6 +230,8 @@ def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
         kl_coef=getattr(args, "kl_coef", 0.05),
         importance=getattr(args, "importance", "policy"),
         seed=getattr(args, "seed", 0),
+        checkpoint_every=getattr(args, "checkpoint_every", 0),
+        resume=getattr(args, "resume", False),
         device=getattr(args, "device", "auto"),
     )
     benchmarks = getattr(args, "eval", "none")

@@ -259,19 +259,39 @@ def _logprobs_ok(logprobs: Any, n: int) -> bool:
     )
 
 
+def _fit_prompt(ids: list[int], room: int, special: frozenset[int]) -> list[int]:
+    """At most ``room`` ids: the leading special tokens, then the end of the prompt.
+
+    >>> _fit_prompt([2, 9, 10, 11, 12], 3, frozenset({2}))
+    [2, 11, 12]
+    >>> _fit_prompt([9, 10], 3, frozenset({2}))
+    [9, 10]
+    """
+    if len(ids) <= room:
+        return ids
+    head = 0
+    while head < len(ids) and ids[head] in special and head < room - 1:
+        head += 1
+    return ids[:head] + ids[len(ids) - (room - head) :]
+
+
 def build_examples(
     completions: Mapping[str, Mapping[str, Any]],
     rewards: Mapping[str, Any],
     decode: Callable[[list[int]], str],
     *,
-    max_tokens: int = 1024,
+    max_tokens: int = 2048,
     vocab_size: int | None = None,
+    special_ids: frozenset[int] = frozenset(),
 ) -> tuple[list[Example], Skipped]:
     """Examples for every rated completion that has logged token ids.
 
     ``rewards`` maps a completion id to an object with ``mean`` and ``line_posteriors``
-    (:func:`crlhf_trainer.rewards.completion_rewards`). Prompts longer than
-    ``max_tokens`` keep their last tokens (the code right before the cursor). A row whose
+    (:func:`crlhf_trainer.rewards.completion_rewards`). The default ``max_tokens`` holds
+    what crlhf-lsp serves (a prompt of up to 1,536 tokens and the completion), so the
+    model is trained on exactly what it was given. A longer prompt keeps its leading
+    special tokens (``special_ids``: BOS, a fill-in-the-middle prefix marker) and its
+    last tokens, the code right before the cursor. A row whose
     ids are not in ``[0, vocab_size)`` (``len(tokenizer)``; without it, the store's bound)
     or whose log-probs do not match them is skipped and counted in the returned
     :class:`Skipped`.
@@ -311,7 +331,7 @@ def build_examples(
         examples.append(
             Example(
                 completion_id=str(cid),
-                prompt_ids=list(prompt_ids)[-room:],
+                prompt_ids=_fit_prompt(list(prompt_ids), room, special_ids),
                 completion_ids=list(ids),
                 reward=float(reward.mean),
                 token_credit=[float(x) for x in credit],

@@ -21,8 +21,9 @@ metric at all (``--eval none``). ``publish_without_evidence`` lets a team publis
 second case on purpose; harm is never published.
 
 The demo night of issue 13 — held-out reward 0.053 → 0.012 on 4 completions, published
-by an absolute margin of 0.2 — is refused twice over: 4 items are too few, and the
-paired interval of the drop lies below −0.02 (``tests/test_gate.py``).
+by an absolute margin of 0.2 — is held back twice over: 4 items are too few to trust
+(not enough evidence), and even a gate told to trust 4 items refuses it, the paired
+interval of the drop lying below −0.02 (``tests/test_gate.py``).
 """
 
 from __future__ import annotations
@@ -180,12 +181,10 @@ def _check(name: str, cand: Sequence[float], base: Sequence[float], cfg: GateCon
     deltas = sign * (np.asarray(cand, float) - np.asarray(base, float))
     delta, low, high = paired_interval(deltas, cfg.confidence, cfg.resamples, cfg.seed)
     margin = margin_for(name, base, cfg.margin_scale)
-    if len(deltas) < cfg.min_items:
-        verdict: Verdict = "too few"
-        if len(deltas) and low < -margin:  # harm shows even on a few items: say so
-            verdict = "harm"
-    else:
-        verdict = "ok" if low >= -margin else "harm"
+    # A handful of items says nothing either way: their interval is reported, not trusted.
+    verdict: Verdict = (
+        "too few" if len(deltas) < cfg.min_items else "ok" if low >= -margin else "harm"
+    )
     return MetricCheck(
         name=name,
         n=len(deltas),
@@ -209,7 +208,7 @@ def gate(
     >>> good = gate({"mbpp/pass@1": [1, 1, 0] * 10}, {"mbpp/pass@1": [1, 0, 0] * 10})
     >>> good.decision, good.checks[0].verdict
     ('publish', 'ok')
-    >>> gate({"mbpp/pass@1": [0, 0]}, {"mbpp/pass@1": [1, 0]}).decision
+    >>> gate({"mbpp/pass@1": [0, 0] * 10}, {"mbpp/pass@1": [1, 0] * 10}).decision
     'refused'
     >>> gate({}, {}).decision
     'not enough evidence'

@@ -35,7 +35,14 @@ import torch
 
 from .dataset import Example
 from .errors import NoTrainingData
-from .train import TrainConfig, TrainReport, load_policy, peak_memory_mb, save_adapter
+from .train import (
+    TrainConfig,
+    TrainReport,
+    load_policy,
+    peak_memory_mb,
+    resolve_device,
+    save_adapter,
+)
 
 __all__ = ["LoggedRollouts", "grpo_groups", "policy_logprobs", "train_grpo"]
 
@@ -116,8 +123,8 @@ def train_grpo(
 
     config.validate()
     groups = grpo_groups(examples, group_size)
-    use_cpu = config.device == "cpu" or not torch.cuda.is_available()
-    device = torch.device("cpu" if use_cpu else "cuda")
+    device = resolve_device(config.device)
+    use_cpu = device.type == "cpu"
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     policy = load_policy(model, config, adapter=init_adapter, device=device)

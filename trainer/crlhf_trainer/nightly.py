@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from crlhf_contract.client import ChecksumMismatch, StoreClient, StoreError
+from crlhf_contract.client import AdapterUnverified, StoreClient, StoreError
 from crlhf_contract.schemas import (
     AggregationRunIn,
     AnnotatorReliabilityIn,
@@ -95,6 +95,16 @@ def new_run(work: WorkDir) -> Path:
     run = work.root / "runs" / name
     run.mkdir(parents=True, exist_ok=True)
     return run
+
+
+def _resumable_run(work: WorkDir) -> Path:
+    """The latest run with a training checkpoint (``crlhf-train train --resume``)."""
+    runs = sorted((work.root / "runs").glob("*/adapter.checkpoint/progress.json"))
+    if not runs:
+        raise TrainConfigError(
+            f"--resume: no run in {work.root} has a checkpoint; train with --checkpoint-every N"
+        )
+    return runs[-1].parent.parent
 
 
 def _main_rank() -> bool:
@@ -192,7 +202,25 @@ def split_examples(examples: list[Example], fraction: float) -> tuple[list[Examp
 
 
 def _parent_adapter(cfg: NightlyConfig, run: Path) -> tuple[str | None, Path | None]:
-    """The published adapter to continue from, downloaded and verified, if any."""
+    """The published adapter to continue from, downloaded and verified, if any.
+
+    Under ``accelerate launch`` every rank runs this: the main rank downloads into the
+    run folder and records what it found; the others wait for it and read that record,
+    so no two processes write one folder.
+    """
+    from accelerate import PartialState
+
+    state = PartialState(cpu=cfg.train.device == "cpu")
+    record = run / "parent.json"
+    if state.is_main_process:
+        version, dest = _download_parent(cfg, run)
+        _write_json(record, {"version": version, "dir": str(dest) if dest else None})
+    state.wait_for_everyone()
+    found = json.loads(record.read_text())
+    return found["version"], Path(found["dir"]) if found["dir"] else None
+
+
+def _download_parent(cfg: NightlyConfig, run: Path) -> tuple[str | None, Path | None]:
     if not cfg.continue_from_latest:
         return None, None
     with _client(cfg) as client:
@@ -204,9 +232,9 @@ def _parent_adapter(cfg: NightlyConfig, run: Path) -> tuple[str | None, Path | N
         dest = run / "parent"
         try:
             client.download_adapter(latest, dest)
-        except ChecksumMismatch as exc:
+        except AdapterUnverified as exc:
             raise AdapterError(
-                f"the published adapter {latest.version} fails its checksum ({exc}); retire it "
+                f"the published adapter {latest.version} fails its checks ({exc}); retire it "
                 "or train from the base model with --no-continue"
             ) from exc
         except StoreError as exc:
@@ -225,10 +253,15 @@ def train_run(
     work = WorkDir(cfg.work_dir)
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     examples, skipped = build_examples(
-        work.completions(), rewards, tokenizer.decode, max_tokens=cfg.train.max_tokens
+        work.completions(),
+        rewards,
+        tokenizer.decode,
+        max_tokens=cfg.train.max_tokens,
+        vocab_size=len(tokenizer),
+        special_ids=frozenset(tokenizer.all_special_ids),
     )
     train_set, heldout = split_examples(examples, cfg.heldout_fraction)
-    run = new_run(work)
+    run = _resumable_run(work) if cfg.train.resume else new_run(work)
     parent, parent_dir = _parent_adapter(cfg, run)
     with open(run / "heldout.jsonl", "w") as f:
         for e in heldout:
@@ -276,20 +309,17 @@ def evaluate_run(
     cfg: NightlyConfig, run: Path, progress: Progress | None = None
 ) -> dict[str, dict[str, float]]:
     """Candidate and baseline metrics on the same problems and held-out completions."""
-    import torch
     from transformers import AutoTokenizer
 
     from .evaluate import evaluate
-    from .train import load_policy
+    from .train import load_policy, resolve_device
 
     info = json.loads((run / "train.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
     heldout = _load_heldout(run)
     n = len(cfg.eval.benchmarks) * (cfg.eval.limit or 0)
     tick = (lambda: progress("eval", 1, 2 * n)) if progress and n else None
-    device = torch.device(
-        "cuda" if cfg.train.device != "cpu" and torch.cuda.is_available() else "cpu"
-    )
+    device = resolve_device(cfg.train.device)
     results: dict[str, dict[str, float]] = {}
     parent_dir = Path(info["parent_dir"]) if info.get("parent_dir") else None
     for name, adapter in (("baseline", parent_dir), ("candidate", run / "adapter")):

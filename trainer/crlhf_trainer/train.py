@@ -26,7 +26,15 @@ from .dataset import Example
 from .errors import AdapterError, NoTrainingData, TrainConfigError
 from .policy import RunningBaseline, collate, policy_loss, variant
 
-__all__ = ["TrainConfig", "TrainReport", "load_policy", "peak_memory_mb", "save_adapter", "train"]
+__all__ = [
+    "TrainConfig",
+    "TrainReport",
+    "load_policy",
+    "peak_memory_mb",
+    "resolve_device",
+    "save_adapter",
+    "train",
+]
 
 
 @dataclass
@@ -47,7 +55,9 @@ class TrainConfig:
     importance: str = "policy"
     adv_floor: float = 0.1  # advantages are divided by max(sd of the signal, this)
     min_signal: float = 0.01  # below this sd of rewards/credits there is nothing to learn
-    kl_stop: float = 0.5  # stop early once a step's mean KL to the base passes this (nats/tok)
+    kl_stop: float = 0.5  # stop once the mean KL to the base rose this much (nats/token)
+    checkpoint_every: int = 0  # save the loop's state every N optimizer steps (0: never)
+    resume: bool = False  # continue from <out_dir>.checkpoint
     baseline_momentum: float = 0.9  # EMA of the reward baseline
     max_grad_norm: float = 1.0
     lora_r: int = 16
@@ -57,7 +67,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     mixed_precision: str = "no"  # no | bf16 | fp16 (GPU): accelerate's autocast
-    max_tokens: int = 1024  # prompt + completion; longer prompts keep their end
+    max_tokens: int = 2048  # prompt + completion: what crlhf-lsp serves (≤ 1,536 + completion)
 
     def validate(self) -> TrainConfig:
         variant(self.method)  # raises on an unknown method
@@ -89,6 +99,15 @@ class TrainReport:
         d["final"] = self.history[-1] if self.history else {}
         del d["history"]
         return d
+
+
+def resolve_device(setting: str) -> torch.device:
+    """The one place a device setting (auto | cpu | cuda) becomes a torch device."""
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise TrainConfigError("device cuda asked for, but torch sees no GPU; use --device cpu")
+    if setting == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
 
 
 def seed_everything(seed: int) -> None:
@@ -176,112 +195,199 @@ def train(
     base_model: str | None = None,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainReport:
-    """Fine-tune a LoRA adapter on ``examples`` and save it to ``out_dir``."""
-    from accelerate import Accelerator
-    from torch.utils.data import DataLoader
+    """Fine-tune a LoRA adapter on ``examples`` and save it to ``out_dir``.
 
+    With ``config.checkpoint_every`` the loop's whole state is saved every N optimizer
+    steps into ``<out_dir>.checkpoint``; ``config.resume`` continues from there exactly
+    (the same weights, optimizer moments, baseline and data order as an uninterrupted run).
+    """
     config.validate()
     if not examples:
         raise TrainConfigError("no examples to train on")
-    accelerator = Accelerator(cpu=config.device == "cpu", mixed_precision=config.mixed_precision)
-    seed_everything(config.seed)
-    device = accelerator.device
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    policy = load_policy(model, config, adapter=init_adapter, device=device)
-    pad_id = policy.config.pad_token_id
-    pad_id = pad_id if isinstance(pad_id, int) else 0
-    params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    loader = DataLoader(
-        list(examples),
-        batch_size=config.batch_size,
-        shuffle=True,
-        collate_fn=lambda rows: collate(rows, pad_id),
-        generator=torch.Generator().manual_seed(config.seed),
-    )
-    wrapped, optimizer, loader = accelerator.prepare(policy, optimizer, loader)
-    method = variant(config.method)
-    signal = method.signal(examples)
-    start, spread = float(np.mean(signal)), float(np.std(signal))
-    if spread < config.min_signal:
-        raise NoTrainingData(
-            f"the {len(examples)} completions' {method.name} signal has sd {spread:.2g} < "
-            f"{config.min_signal:g}: every reward is about the same, nothing to learn from; "
-            "rate more (and more varied) completions"
+    loop = _Loop(model, examples, config, Path(out_dir), init_adapter)
+    if config.resume:
+        loop.restore()
+    while loop.step < config.max_steps and loop.stopped is None:
+        logged = loop.one_step()
+        if logged is not None and on_step:
+            on_step(loop.step, logged)
+    return loop.finish(base_model or model)
+
+
+class _Loop:
+    """The state of one training run, and its steps (nanoGPT's loop, split to be resumable)."""
+
+    def __init__(
+        self,
+        model: str,
+        examples: Sequence[Example],
+        config: TrainConfig,
+        out_dir: Path,
+        init_adapter: Path | None,
+    ) -> None:
+        from accelerate import Accelerator
+        from torch.utils.data import DataLoader
+
+        self.config, self.out_dir = config, out_dir
+        self.accelerator = Accelerator(
+            cpu=config.device == "cpu", mixed_precision=config.mixed_precision
         )
-    scale = max(spread, config.adv_floor)
-    baseline = RunningBaseline(start, config.baseline_momentum)
-    batches = _forever(loader)
-    history: list[dict[str, float]] = []
-    stopped: str | None = None
-    good = [p.detach().clone() for p in params]  # the last weights within kl_stop
-    tokens, t0 = 0, time.perf_counter()
-    wrapped.train()
-    for step in range(config.max_steps):
-        for group in optimizer.param_groups:
-            group["lr"] = _lr_at(step, config)
+        seed_everything(config.seed)
+        self.device = self.accelerator.device
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        self.policy = load_policy(model, config, adapter=init_adapter, device=self.device)
+        pad = self.policy.config.pad_token_id
+        pad = pad if isinstance(pad, int) else 0
+        self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
+        loader = DataLoader(
+            list(examples),
+            batch_size=config.batch_size,
+            shuffle=True,
+            collate_fn=lambda rows: collate(rows, pad),
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+        self.wrapped, self.optimizer, loader = self.accelerator.prepare(
+            self.policy, optimizer, loader
+        )
+        self.method = variant(config.method)
+        signal = self.method.signal(examples)
+        start, spread = float(np.mean(signal)), float(np.std(signal))
+        if spread < config.min_signal:
+            raise NoTrainingData(
+                f"the {len(examples)} completions' {self.method.name} signal has sd "
+                f"{spread:.2g} < {config.min_signal:g}: every reward is about the same, "
+                "nothing to learn from; rate more (and more varied) completions"
+            )
+        self.scale = max(spread, config.adv_floor)
+        self.baseline = RunningBaseline(start, config.baseline_momentum)
+        self.batches = _forever(loader)
+        self.history: list[dict[str, float]] = []
+        self.stopped: str | None = None
+        self.good = [p.detach().clone() for p in self.params]  # last weights within kl_stop
+        self.step, self.tokens, self.seconds = 0, 0, 0.0
+        self.kl_start: float | None = None
+        self.wrapped.train()
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out_dir.with_name(self.out_dir.name + ".checkpoint")
+
+    def one_step(self) -> dict[str, float] | None:
+        """One optimizer step; None when the KL limit stopped the run instead."""
+        cfg, acc = self.config, self.accelerator
+        t0 = time.perf_counter()
+        for group in self.optimizer.param_groups:
+            group["lr"] = _lr_at(self.step, cfg)
         logged: dict[str, float] = {}
-        for micro in range(config.grad_accum):
-            batch = next(batches)
+        for micro in range(cfg.grad_accum):
+            batch = next(self.batches)
             # DDP all-reduces on every backward unless told otherwise: only the last
             # micro-batch of a step should pay for the sync.
-            sync = micro == config.grad_accum - 1
-            with nullcontext() if sync else accelerator.no_sync(wrapped):
+            sync = micro == cfg.grad_accum - 1
+            with nullcontext() if sync else acc.no_sync(self.wrapped):
                 loss, stats = policy_loss(
-                    wrapped,
+                    self.wrapped,
                     batch,
-                    method.advantage,
-                    baseline.value,
-                    clip=config.clip,
-                    kl_coef=config.kl_coef,
-                    use_logged=config.importance == "logged",
-                    peft_model=policy,
-                    scale=scale,
+                    self.method.advantage,
+                    self.baseline.value,
+                    clip=cfg.clip,
+                    kl_coef=cfg.kl_coef,
+                    use_logged=cfg.importance == "logged",
+                    peft_model=self.policy,
+                    scale=self.scale,
                 )
-                accelerator.backward(loss / config.grad_accum)
-            baseline.update(method.batch_signal(batch))
-            tokens += batch.n_tokens
+                acc.backward(loss / cfg.grad_accum)
+            # every rank tracks the same baseline: the mean over all ranks' micro-batches
+            self.baseline.update(_mean_across_ranks(acc, self.method.batch_signal(batch)))
+            self.tokens += batch.n_tokens
             for k, v in stats.items():
-                logged[k] = logged.get(k, 0.0) + v / config.grad_accum
-        # logged["kl"] is the KL of the weights this step measured (before its update):
-        # past the limit, go back to the last weights that were within it and stop
-        if _mean_across_ranks(accelerator, logged["kl"]) > config.kl_stop:
-            for p, g in zip(params, good, strict=True):
-                p.data.copy_(g)
-            optimizer.zero_grad(set_to_none=True)
-            stopped = (
-                f"KL {logged['kl']:.3g} > {config.kl_stop:g} nats/token at step {step + 1}; "
-                f"kept the weights after {step - 1} update(s)"
-            )
-            history.append(logged)
-            break
-        good = [p.detach().clone() for p in params]
-        grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+                logged[k] = logged.get(k, 0.0) + v / cfg.grad_accum
+        # logged["kl"] is the KL of the weights this step measured (before its update).
+        # Past the limit (counted from where this run started: a continued adapter begins
+        # some way from the base), go back to the last weights within it and stop.
+        kl = _mean_across_ranks(acc, logged["kl"])
+        if self.kl_start is None:
+            self.kl_start = kl
+        if kl - self.kl_start > cfg.kl_stop:
+            self._stop(logged)
+            return None
+        self.good = [p.detach().clone() for p in self.params]
+        grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         # DeepSpeed returns None before its first accumulation boundary
-        logged |= {"grad_norm": _float_or_nan(grad_norm), "lr": _lr_at(step, config)}
-        logged["baseline"] = baseline.value
-        history.append(logged)
-        if on_step:
-            on_step(step + 1, logged)
+        logged |= {"grad_norm": _float_or_nan(grad_norm), "lr": _lr_at(self.step, cfg)}
+        logged["baseline"] = self.baseline.value
+        self.history.append(logged)
+        self.step += 1
+        self.seconds += time.perf_counter() - t0
+        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            self.save_checkpoint()
+        return logged
 
-    seconds = time.perf_counter() - t0
-    accelerator.wait_for_everyone()
-    out_dir = Path(out_dir)
-    if accelerator.is_main_process:
-        save_adapter(accelerator.unwrap_model(wrapped), out_dir, base_model or model)
-    return TrainReport(
-        adapter_dir=out_dir,
-        steps=len(history) - (2 if stopped else 0),  # the updates in the saved weights
-        tokens=tokens,
-        seconds=seconds,
-        tokens_per_s=tokens / max(seconds, 1e-9),
-        peak_memory_mb=peak_memory_mb(device),
-        history=history,
-        stopped=stopped,
-    )
+    def _stop(self, logged: dict[str, float]) -> None:
+        for p, g in zip(self.params, self.good, strict=True):
+            p.data.copy_(g)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.stopped = (
+            f"KL {logged['kl']:.3g} rose past {self.config.kl_stop:g} nats/token at step "
+            f"{self.step + 1}; kept the weights after {self.step - 1} update(s)"
+        )
+        self.history.append(logged)
+        if self.step > 0:  # the kept weights are the ones before the last update
+            self.step -= 1
+
+    def save_checkpoint(self) -> None:
+        self.accelerator.save_state(str(self.checkpoint_dir / "state"))
+        if self.accelerator.is_main_process:
+            progress = {
+                "step": self.step,
+                "tokens": self.tokens,
+                "seconds": self.seconds,
+                "baseline": self.baseline.value,
+                "kl_start": self.kl_start,
+                "history": self.history,
+            }
+            tmp = self.checkpoint_dir / "progress.json.tmp"
+            tmp.write_text(json.dumps(progress))
+            tmp.replace(self.checkpoint_dir / "progress.json")  # atomic: a crash keeps the last
+        self.accelerator.wait_for_everyone()
+
+    def restore(self) -> None:
+        """Continue from the checkpoint: weights, optimizer, RNG, baseline, data position."""
+        progress_file = self.checkpoint_dir / "progress.json"
+        if not progress_file.exists():
+            raise TrainConfigError(
+                f"--resume: no checkpoint in {self.checkpoint_dir}; train with "
+                "--checkpoint-every N first"
+            )
+        self.accelerator.load_state(str(self.checkpoint_dir / "state"))
+        progress = json.loads(progress_file.read_text())
+        for _ in range(progress["step"] * self.config.grad_accum):
+            next(self.batches)  # the same seeded order, advanced to where it stopped
+        self.step, self.tokens = progress["step"], progress["tokens"]
+        self.seconds, self.history = progress["seconds"], progress["history"]
+        self.baseline.value = progress["baseline"]
+        self.kl_start = progress["kl_start"]
+        self.good = [p.detach().clone() for p in self.params]
+
+    def finish(self, base_model: str) -> TrainReport:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            save_adapter(acc.unwrap_model(self.wrapped), self.out_dir, base_model)
+        return TrainReport(
+            adapter_dir=self.out_dir,
+            steps=self.step,  # the updates in the saved weights
+            tokens=self.tokens,
+            seconds=self.seconds,
+            tokens_per_s=self.tokens / max(self.seconds, 1e-9),
+            peak_memory_mb=peak_memory_mb(self.device),
+            history=self.history,
+            stopped=self.stopped,
+        )
 
 
 def _float_or_nan(x: Any) -> float:
