@@ -26,6 +26,7 @@ import tarfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
+from uuid import UUID
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -218,6 +219,10 @@ class StoreClient:
     def review_next(self) -> ReviewTask | None:
         response = self._request("GET", "/v1/review/next")
         return None if response.status_code == 204 else self._parse(ReviewTask, response)
+
+    def review_skip(self, task_id: UUID) -> None:
+        """Give a review task back unanswered; its slot goes to another annotator."""
+        self._request("POST", f"/v1/review/{task_id}/skip")
 
     def export_labels(self, after: str | None = None, limit: int = 5000) -> LabelExport:
         params: dict[str, Any] = {"limit": limit} | ({"after": after} if after else {})

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn, Stored, completion_lines
@@ -21,6 +22,7 @@ from sqlalchemy import JSON, Table, Uuid, any_, bindparam, cast, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from crlhf_store import review
 from crlhf_store.db import is_postgresql
 from crlhf_store.errors import Conflict, Invalid
 from crlhf_store.models import Completion, CompletionEvent, LineRating
@@ -174,4 +176,10 @@ def store_ratings(session: Session, *, annotator_id: int, ratings: Sequence[Rati
     rows = [r.model_dump() | {"annotator_id": annotator_id} for r in ratings]
     table = LineRating.__table__
     stored = len(insert_ignoring_duplicates(session, table, rows, "event_id"))  # type: ignore[arg-type]
+    review.mark_answered(
+        session,
+        annotator_id=annotator_id,
+        completion_ids={r.completion_id for r in ratings},
+        now=datetime.now(UTC),
+    )
     return Stored(stored=stored, duplicates=len(ratings) - stored)

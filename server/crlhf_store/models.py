@@ -64,6 +64,8 @@ class Annotator(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
     created_at: Mapped[datetime] = _now()
+    review_next_kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """The kind of review task drawn for this annotator's next one (see review.py)."""
 
     tokens: Mapped[list[ApiToken]] = relationship(back_populates="annotator")
 
@@ -108,6 +110,12 @@ class Completion(Base):
     is_honeypot: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True)
     created_at: Mapped[datetime] = _now()
+    review_assigned: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    """Annotators (its author aside) holding or having answered a review task of it."""
+    review_target: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """How many it should get; NULL: the store's ``review_redundancy``."""
+    review_priority: Mapped[float] = mapped_column(Float, nullable=False, server_default="0")
+    """Higher is served first (the width of its reward interval, see aggregation_runs)."""
 
     __table_args__ = (
         Index(
@@ -174,7 +182,11 @@ class Honeypot(Base):
 
 
 class ReviewAssignment(Base):
-    """A review task served to an annotator (its id is the task's ``task_id``)."""
+    """A review task served to an annotator (its id is the task's ``task_id``).
+
+    It holds a slot of its completion until answered; skipped (``released_at``) or not
+    answered by ``expires_at`` it gives the slot back.
+    """
 
     __tablename__ = "review_assignments"
 
@@ -182,10 +194,19 @@ class ReviewAssignment(Base):
     annotator_id: Mapped[int] = mapped_column(ForeignKey("annotators.id"), nullable=False)
     completion_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("completions.id"), nullable=False)
     created_at: Mapped[datetime] = _now()
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     __table_args__ = (
         Index("ix_review_assignments_annotator_completion", "annotator_id", "completion_id"),
         Index("ix_review_assignments_completion", "completion_id"),
+        Index(
+            "ix_review_assignments_open",
+            "expires_at",
+            sqlite_where=released_at.is_(None) & answered_at.is_(None),
+            postgresql_where=released_at.is_(None) & answered_at.is_(None),
+        ),
     )
 
 

@@ -41,6 +41,8 @@ class StoreSettings(BaseSettings):
     honeypot_rate_new: float = 0.5
     """Share of honeypots for an annotator with fewer than ``honeypot_warmup`` answers."""
     honeypot_warmup: int = 10
+    review_assignment_ttl_s: float = Field(default=24 * 3600, gt=0)
+    """A review task not answered this long after it was served frees its slot."""
     pool_size: int = 10
     max_overflow: int = 30
 

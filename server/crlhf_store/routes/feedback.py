@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Annotated
 
 from crlhf_contract.schemas import (
@@ -73,9 +75,23 @@ def review_next(principal: AnnotatorDep, store: StoreDep) -> ReviewTask | Respon
             honeypot_rate=s.honeypot_rate,
             honeypot_rate_new=s.honeypot_rate_new,
             honeypot_warmup=s.honeypot_warmup,
+            assignment_ttl=timedelta(seconds=s.review_assignment_ttl_s),
             rng=store.rng,
         )
     return task if task is not None else Response(status_code=204)
+
+
+@router.post(
+    "/review/{task_id}/skip",
+    status_code=204,
+    tags=["review"],
+    responses=AUTH | {404: {"description": "no such task of yours"}},
+)
+def review_skip(task_id: uuid.UUID, principal: AnnotatorDep, store: StoreDep) -> Response:
+    """Give a task back unanswered: its slot goes to another annotator."""
+    with store.db.writing() as session:
+        review.skip_task(session, annotator_id=principal.annotator_id, task_id=task_id)
+    return Response(status_code=204)
 
 
 @router.get("/labels/export", response_model=LabelExport, tags=["export"], responses=AUTH)
