@@ -270,3 +270,27 @@ def test_a_long_prompt_keeps_its_special_head_and_its_end(tokenizer):
     assert len(kept.prompt_ids) + len(kept.completion_ids) == 12
     whole = build_examples({"c": row}, rewards, tokenizer.decode)[0][0]
     assert whole.prompt_ids == prompt  # what was served fits the default
+
+
+def test_a_night_trains_on_recent_completions_plus_a_replay_of_older_ones():
+    from datetime import UTC, datetime, timedelta
+
+    from crlhf_trainer.dataset import Example
+    from crlhf_trainer.nightly import recent_with_replay
+
+    now = datetime(2026, 12, 6, tzinfo=UTC)
+    ages = {f"new{i}": 1 for i in range(10)} | {f"old{i}": 40 for i in range(30)}
+    completions = {
+        cid: {"created_at": (now - timedelta(days=days)).isoformat()} for cid, days in ages.items()
+    }
+    examples = [Example(cid, [1], [2], 0.5, [0.5]) for cid in ages]
+    chosen, counts = recent_with_replay(examples, completions, 14, 0.5, now=now)
+    assert counts == {"recent": 10, "replayed": 5, "older": 30}
+    ids = [e.completion_id for e in chosen]
+    assert (
+        sum(i.startswith("new") for i in ids) == 10 and sum(i.startswith("old") for i in ids) == 5
+    )
+    again, _ = recent_with_replay(examples, completions, 14, 0.5, now=now)
+    assert [e.completion_id for e in again] == ids  # seeded: the same night twice, same data
+    everything, _ = recent_with_replay(examples, completions, 0, 0.5, now=now)
+    assert len(everything) == 40

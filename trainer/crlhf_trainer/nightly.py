@@ -48,6 +48,7 @@ __all__ = [
     "new_run",
     "publish_run",
     "pull_work",
+    "recent_with_replay",
     "run_nightly",
     "split_examples",
     "train_run",
@@ -68,6 +69,11 @@ class NightlyConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     heldout_fraction: float = 0.1  # rated completions kept out of training, by id hash
+    # what one night trains on: completions of the last window_days, plus a replay sample
+    # of older ones (replay × the window's count), so a night neither retrains on every
+    # rating ever nor forgets the team's older judgements; 0 days: everything
+    window_days: float = 14.0
+    replay: float = 0.5
     gate: GateConfig = field(default_factory=GateConfig)  # when a candidate may be published
     publish: bool = True  # False: upload nothing, report only
     continue_from_latest: bool = True  # train on top of the published adapter
@@ -201,6 +207,38 @@ def split_examples(examples: list[Example], fraction: float) -> tuple[list[Examp
     return train, held
 
 
+def recent_with_replay(
+    examples: list[Example],
+    completions: dict[str, dict[str, Any]],
+    window_days: float,
+    replay: float,
+    *,
+    seed: int = 0,
+    now: datetime | None = None,
+) -> tuple[list[Example], dict[str, int]]:
+    """The examples created in the last ``window_days``, plus a seeded random sample of the
+    older ones, ``replay`` times as many as the recent ones (all of them if fewer)."""
+    import random
+
+    if window_days <= 0:
+        return examples, {"recent": len(examples), "replayed": 0, "older": 0}
+    now = now or datetime.now(UTC)
+    cutoff = now.timestamp() - window_days * 86400
+
+    def created(e: Example) -> float:
+        raw = completions.get(e.completion_id, {}).get("created_at")
+        if raw is None:
+            return now.timestamp()  # unknown age: treat as new rather than drop it
+        when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+    recent = [e for e in examples if created(e) >= cutoff]
+    older = [e for e in examples if created(e) < cutoff]
+    k = min(len(older), round(replay * len(recent)))
+    replayed = random.Random(seed).sample(older, k) if k else []
+    return recent + replayed, {"recent": len(recent), "replayed": k, "older": len(older)}
+
+
 def _parent_adapter(cfg: NightlyConfig, run: Path) -> tuple[str | None, Path | None]:
     """The published adapter to continue from, downloaded and verified, if any.
 
@@ -261,6 +299,9 @@ def train_run(
         special_ids=frozenset(tokenizer.all_special_ids),
     )
     train_set, heldout = split_examples(examples, cfg.heldout_fraction)
+    train_set, windowed = recent_with_replay(
+        train_set, work.completions(), cfg.window_days, cfg.replay, seed=cfg.train.seed
+    )
     run = _resumable_run(work) if cfg.train.resume else new_run(work)
     parent, parent_dir = _parent_adapter(cfg, run)
     with open(run / "heldout.jsonl", "w") as f:
@@ -285,6 +326,7 @@ def train_run(
     summary = {
         "method": cfg.method,
         "examples": len(train_set),
+        "window": windowed,
         "heldout": len(heldout),
         "skipped": asdict(skipped),
         "parent": parent,
