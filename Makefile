@@ -22,7 +22,7 @@ LLAMA_BUILD ?= native
 endif
 WHEELHOUSE ?= $(HOME)/.cache/crlhf/wheels/$(LLAMA_BUILD)
 
-.PHONY: install setup-system test lint format demo store bench clean
+.PHONY: install setup-system setup-e2e test check lint format demo store bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -39,9 +39,31 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-lint: install
+# `make check` installs everything the unit and integration tests need, but not what takes
+# minutes: no llama.cpp build (the lsp extra without llama-cpp-python; the llamacpp tests
+# skip without it) and no editors or browsers. A full install (`make install`) serves too.
+CHECK_STAMP := $(VENV)/.installed-check
+LSP_NO_LLAMA := $(VENV)/lsp-without-llama-cpp.txt
+LSP_DEPS_PY := import tomllib; extras = tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]; print("\n".join(r for r in extras["lsp"] if not r.startswith("llama-cpp-python")))
+$(CHECK_STAMP): $(BIN)/python pyproject.toml
+	@if [ -f $(STAMP) ] && [ $(STAMP) -nt pyproject.toml ]; then \
+		echo "make check: the full install ($(STAMP)) is current"; \
+	else \
+		$(BIN)/pip install -q "$(TORCH)" && \
+		$(BIN)/pip install -q -e ".[store,train,dev,demo]" && \
+		$(BIN)/python -c '$(LSP_DEPS_PY)' > $(LSP_NO_LLAMA) && \
+		$(BIN)/pip install -q -r $(LSP_NO_LLAMA); \
+	fi
+	touch $@
+
+define LINT
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+endef
+
+lint: install
+	$(LINT)
 
 format: install
 	$(BIN)/ruff check --fix .
@@ -59,8 +81,22 @@ setup-system:
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; \
 	fi
 
-test: setup-system install lint
+# The editors and browser of the e2e tests (code-server, Node 24, playwright-core, chromium),
+# cached under ~/.cache/crlhf-e2e; re-runs take a second.
+setup-e2e: setup-system
+	bash tests/vscode/setup.sh >/dev/null
+	bash tests/dashboard/setup.sh >/dev/null
+
+# Everything: e2e (VS Code, Neovim, the browser) and slow tests included; what .ci/run calls.
+test: setup-system setup-e2e install lint
 	$(BIN)/python -m pytest -q -ra
+
+# Lint, the import contracts and every test but e2e and slow: minutes, no apt-get.
+# PYTEST_ARGS adds to pytest's (e.g. PYTEST_ARGS="--durations=20" or PYTEST_ARGS="-k store").
+check: $(CHECK_STAMP)
+	@command -v bwrap >/dev/null || { echo "make check: bubblewrap (bwrap) is missing, the sandbox tests need it: run make setup-system once"; exit 2; }
+	$(LINT)
+	$(BIN)/python -m pytest -q -ra -m "not e2e and not slow" $(PYTEST_ARGS)
 
 # make demo DEMO_ARGS="--full" (or --model ID, --work-dir DIR, --device cuda; crlhf demo --help)
 demo: install

@@ -236,6 +236,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("fresh_pg_url")  # type: ignore[no-any-return]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that runs on PostgreSQL ``postgres`` (``-m "not postgres"`` skips them):
+    those asking for ``pg_url``/``fresh_pg_url`` and the ``postgresql`` case of a backend
+    parameter (``db_url`` and the module fixtures that ask for ``pg_url`` at run time)."""
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        names = set(getattr(item, "fixturenames", ()))
+        if names & {"pg_url", "fresh_pg_url"} or "postgresql" in params.values():
+            item.add_marker(pytest.mark.postgres)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
     if "skipped" in _PG_STATUS:
         line = f"POSTGRESQL TESTS SKIPPED: {_PG_STATUS['skipped']}"

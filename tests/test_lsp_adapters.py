@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from lsp_harness import command, inline, lsp_session, open_doc, request, settings_for, wait_until
 from tiny_model import make_tiny_adapter
 
@@ -32,6 +33,7 @@ def _misfit(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.slow  # 10-20 s: make test runs it, make check does not
 async def test_adapter_hot_swap_during_completions_and_refusals(
     tmp_path: Path, tiny_model: Path, live_store
 ) -> None:

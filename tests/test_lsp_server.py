@@ -28,6 +28,7 @@ URI = "file:///work/demo.py"
 SOURCE = "import os\n\n\ndef mean(values):\n    "
 
 
+@pytest.mark.slow  # 10-20 s: make test runs it, make check does not
 async def test_completion_typed_through_cancellation_and_bad_input(
     tmp_path: Path, tiny_model: Path
 ) -> None:
@@ -105,6 +106,7 @@ async def test_completion_typed_through_cancellation_and_bad_input(
         }
 
 
+@pytest.mark.slow  # 10-20 s: make test runs it, make check does not
 async def test_ratings_reach_the_store_across_an_outage_and_a_restart(
     tmp_path: Path, tiny_model: Path, live_store
 ) -> None:

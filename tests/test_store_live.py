@@ -132,6 +132,7 @@ def test_a_restart_keeps_everything(server: LiveStore) -> None:
     assert again == {"stored": 0, "duplicates": 3}  # idempotency survives too
 
 
+@pytest.mark.slow  # 10-20 s: make test runs it, make check does not
 def test_several_workers_store_each_rating_once(db_url: str, start_store) -> None:  # type: ignore[no-untyped-def]
     """``--workers 2`` (here ``CRLHF_WORKERS``): two processes share the port and the
     database; a batch posted by 12 clients at once still lands once, in the export."""

@@ -106,6 +106,7 @@ def test_an_empty_store_then_completions_without_token_ids_are_clear_errors(
         assert client.list_adapters() == []  # nothing published by mistake
 
 
+@pytest.mark.slow  # 10-20 s: make test runs it, make check does not
 def test_a_store_that_disappears_mid_run_is_resumed_by_the_next_run(live_store, tmp_path):
     populate(live_store, tiny(), per_prompt=1)
     cfg = NightlyConfig(
