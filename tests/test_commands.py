@@ -60,3 +60,21 @@ def test_with_a_jail_unsafe_eval_still_runs_programs_jailed(capsys):
     assert config("eval", "--model", "m", "--eval", "mbpp", "--unsafe-eval").eval.unsafe
     assert sandbox.Sandbox(unsafe=True).jailed
     assert capsys.readouterr().err == ""
+
+
+def test_the_gate_resume_and_pass_at_k_options_reach_the_config():
+    cfg = config(
+        "run", "--store-url", "http://s", "--model", "m", "--eval-samples", "10",
+        "--temperature", "0.8", "--eval-ks", "10,1", "--min-items", "30",
+        "--margin-scale", "2", "--publish-without-evidence", "--checkpoint-every", "5",
+        "--resume",
+    )  # fmt: skip
+    assert cfg.eval.ks == (1, 10) and cfg.eval.samples == 10
+    assert cfg.gate.min_items == 30 and cfg.gate.margin_scale == 2.0
+    assert cfg.gate.publish_without_evidence is True
+    assert cfg.train.checkpoint_every == 5 and cfg.train.resume is True
+    assert cfg.train.importance == "policy"  # greedy serving logs no behaviour policy
+    with pytest.raises(TrainConfigError, match="eval-samples"):
+        config("run", "--store-url", "http://s", "--model", "m", "--eval-ks", "1,10")
+    with pytest.raises(TrainConfigError, match="whole numbers"):
+        config("run", "--store-url", "http://s", "--model", "m", "--eval-ks", "one")

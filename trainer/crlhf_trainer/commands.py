@@ -136,6 +136,12 @@ def _eval_options(p: argparse.ArgumentParser) -> None:
         "--eval-limit", type=int, default=20, help="first N problems of each benchmark (0: all)"
     )
     p.add_argument("--eval-samples", type=int, default=1, help="samples per problem (n)")
+    p.add_argument(
+        "--eval-ks",
+        default="1",
+        help="k of pass@k, comma-separated (e.g. 1,10,100; each ≤ --eval-samples, and "
+        "several samples need --temperature > 0); generated n at a time per problem",
+    )
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument(
@@ -240,6 +246,7 @@ def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
         benchmarks=names,
         limit=getattr(args, "eval_limit", 20) or None,
         samples=getattr(args, "eval_samples", 1),
+        ks=_ks(getattr(args, "eval_ks", "1")),
         temperature=getattr(args, "temperature", 0.0),
         max_new_tokens=getattr(args, "max_new_tokens", 256),
         unsafe=getattr(args, "unsafe_eval", False),
@@ -292,6 +299,18 @@ def _check_jail(unsafe: bool) -> None:
             "(`make setup-system`) to jail them.",
             file=sys.stderr,
         )
+
+
+def _ks(text: str) -> tuple[int, ...]:
+    from .errors import TrainConfigError
+
+    try:
+        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError:
+        raise TrainConfigError(f"--eval-ks {text!r}: write whole numbers, e.g. 1,10") from None
+    if not ks or min(ks) < 1:
+        raise TrainConfigError(f"--eval-ks {text!r}: each k must be ≥ 1")
+    return ks
 
 
 def _model_id(model: str) -> str:
