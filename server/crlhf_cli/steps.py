@@ -401,6 +401,7 @@ class Demo:
             batch_size=cfg.batch_size,
             grad_accum=cfg.grad_accum,
             lr=cfg.lr,
+            kl_stop=cfg.kl_stop,
             warmup_steps=max(1, cfg.train_steps // 8),
             seed=cfg.seed,
             device=cfg.device,
