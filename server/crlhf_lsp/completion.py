@@ -21,7 +21,7 @@ from lsprotocol import types
 from pygls.workspace import TextDocument
 
 from crlhf_lsp.backends import Backend, GenerationRequest
-from crlhf_lsp.postprocess import Cutter
+from crlhf_lsp.postprocess import Cutter, inside_triple_quotes
 from crlhf_lsp.prompt import build_prompt
 from crlhf_lsp.settings import Settings
 from crlhf_lsp.tracking import to_index
@@ -134,7 +134,7 @@ def generate(
         budget=PROMPT_BUDGET,
         fim_tokens=backend.fim_tokens,
     )
-    cutter = Cutter(cursor.line_prefix, cursor.line_suffix)
+    cutter = Cutter(cursor.line_prefix, cursor.line_suffix, inside_triple_quotes(cursor.prefix))
     request = GenerationRequest(
         prompt=prompt.text,
         prompt_ids=counter.ids_of(prompt.text),

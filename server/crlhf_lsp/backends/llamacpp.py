@@ -218,7 +218,7 @@ class LlamaCppEngine:
                 self._llm.eval([result.token_ids[-1]])
             logits = self._last_logits()
             token = self._choose(logits, temperature, top_p)
-            if self._lib.llama_vocab_is_eog(self._vocab, token):
+            if self._ends(token):
                 result.finish_reason = "eos"
                 return
             result.token_ids.append(token)
@@ -228,6 +228,15 @@ class LlamaCppEngine:
             if stop is not None and stop(result.text):
                 result.finish_reason = "stop"
                 return
+
+    def _ends(self, token: int) -> bool:
+        """End of generation, or any other control token (``<|fim_middle|>``,
+        ``<|im_start|>``, …): detokenized without special tokens they would leave no trace
+        in the text for the post-processing to cut at, and what follows is not the code."""
+        lib = self._lib
+        return bool(lib.llama_vocab_is_eog(self._vocab, token)) or bool(
+            lib.llama_vocab_is_control(self._vocab, token)
+        )
 
     def _last_logits(self) -> np.ndarray:
         ptr = self._lib.llama_get_logits_ith(self._llm.ctx, -1)
@@ -242,8 +251,10 @@ class LlamaCppEngine:
             keep = order[: int(np.searchsorted(np.cumsum(probs[order]), top_p)) + 1]
             mask = np.zeros_like(probs)
             mask[keep] = probs[keep]
-            probs = mask / mask.sum()
-        return int(self._rng.choice(len(probs), p=probs))
+            probs = mask
+        # The log-softmax sums in float32: over a 152k vocabulary its probabilities can miss
+        # 1 by more than numpy's choice() tolerates (Qwen2.5-Coder at T = 0.8 did).
+        return int(self._rng.choice(len(probs), p=probs / probs.sum()))
 
     def reset(self) -> None:
         """Forget the KV cache (the next request is evaluated cold)."""

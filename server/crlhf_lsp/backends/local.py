@@ -249,6 +249,10 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 
 def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
+    """The tokens that end a completion: EOS, and every special added token (an instruct
+    model ends a fill-in-the-middle with ``<|endoftext|>`` while its EOS is ``<|im_end|>``,
+    or starts a new file with ``<|file_sep|>``; decoded with ``skip_special_tokens`` these
+    would vanish from the text, and the model would go on unseen)."""
     ids = {tokenizer.eos_token_id, getattr(model.config, "eos_token_id", None)}
     flat: set[int] = set()
     for i in ids:
@@ -256,6 +260,8 @@ def _eos_ids(tokenizer: Any, model: Any) -> set[int]:
             flat.update(i)
         elif i is not None:
             flat.add(int(i))
+    added = getattr(tokenizer, "added_tokens_decoder", None) or {}
+    flat.update(int(i) for i, token in added.items() if getattr(token, "special", False))
     return flat
 
 
