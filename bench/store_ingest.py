@@ -67,7 +67,14 @@ def start_server(
     port = free_port()
     log = open(data_dir / "server.log", "wb")  # noqa: SIM115
     argv = serve_command(port=port, data_dir=data_dir, database_url=database_url, workers=workers)
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    # Raw ingest: clients rate completions the queue never served them, faster than an
+    # annotator's rate limit; the store refuses both by default.
+    env = os.environ | {
+        "CRLHF_RATINGS_NEED_TASK": "false",
+        "CRLHF_RATING_RATE_PER_MINUTE": "0",
+        "CRLHF_RATING_QUOTA_PER_DAY": "0",
+    }
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     server_log = data_dir / "server.log"
     try:

@@ -364,6 +364,7 @@ def test_honeypots_look_like_tasks_and_their_truth_reaches_only_the_export(
 
 def test_label_export_pages_neither_skip_nor_repeat_and_keep_history(api: Api) -> None:
     c = post_completion(api, "bob")
+    assert api.get("/v1/review/next").json()["completion_id"] == c["id"]  # served to alice
     api.post("/v1/ratings", json={"ratings": [rating(c["id"], 0, 1) for _ in range(5)]})
     api.post("/v1/ratings", json={"ratings": [rating(c["id"], 0, -1)]})  # newest counts
     seen, after = [], None
@@ -377,6 +378,7 @@ def test_label_export_pages_neither_skip_nor_repeat_and_keep_history(api: Api) -
         after = page["next"]
     assert [x["rating_id"] for x in seen] == sorted({x["rating_id"] for x in seen})
     assert len(seen) == 6 and seen[-1]["label"] == -1 and seen[0]["annotator"] == "alice"
+    assert [x["superseded"] for x in seen] == [True] * 5 + [False]  # the store says so
     api.post("/v1/ratings", json={"ratings": [rating(c["id"], 2, 1)]})
     more = api.get("/v1/labels/export", "admin", params={"after": after}).json()
     assert [x["line"] for x in more["labels"]] == [2]

@@ -120,6 +120,9 @@ def populate(
     tokens = [store.annotator_token, store.new_token("bob"), store.new_token("carol")]
     for token in tokens:
         with store.client(token) as client:
+            # the store takes ratings of one's own completions and of served review tasks
+            while client.review_next() is not None:
+                pass
             client.post_ratings(
                 [
                     RatingIn(

@@ -214,6 +214,10 @@ class ExportedLabel(BaseModel):
     annotator: str
     label: Label
     created_at: datetime
+    own: bool = False
+    """The annotator wrote the completion: their own signal, never a crowd vote."""
+    superseded: bool = False
+    """A newer rating of this annotator on this line counts instead (as of the export)."""
 
 
 class LabelExport(BaseModel):

@@ -75,7 +75,7 @@ def create_app(
 
     @app.exception_handler(StoreServerError)
     async def _store_error(request: Request, exc: StoreServerError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail()}, status_code=exc.status)
+        return JSONResponse({"detail": exc.detail()}, status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -5,8 +5,9 @@
     StoreServerError
      ├── NotFound        404  the named thing does not exist
      ├── Conflict        409  it exists with other content (a completion id, a version)
-     └── Invalid         422  a row of a batch or a form field is wrong; ``loc`` names it
-          └── ChecksumRefused   an adapter upload does not match its sha256
+     ├── Invalid         422  a row of a batch or a form field is wrong; ``loc`` names it
+     │    └── ChecksumRefused   an adapter upload does not match its sha256
+     └── TooMany         429  over a rate limit or quota; ``Retry-After`` says when to retry
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ class StoreServerError(Exception):
     """Base class of the store's own errors."""
 
     status = 500
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, loc: tuple[Any, ...] = ()) -> None:
         super().__init__(message)
@@ -47,3 +49,12 @@ class Invalid(StoreServerError):
 
 class ChecksumRefused(Invalid):
     pass
+
+
+class TooMany(StoreServerError):
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+        self.headers = {"Retry-After": str(self.retry_after)}

@@ -64,6 +64,8 @@ def export_labels(session: Session, *, after: int, limit: int) -> LabelExport:
             Annotator.name,
             LineRating.label,
             LineRating.created_at,
+            LineRating.own,
+            LineRating.superseded,
         )
         .join(Annotator, Annotator.id == LineRating.annotator_id)
         .where(LineRating.seq > after)
@@ -80,6 +82,8 @@ def export_labels(session: Session, *, after: int, limit: int) -> LabelExport:
             annotator=r.name,
             label=r.label,
             created_at=r.created_at,
+            own=r.own,
+            superseded=r.superseded,
         )
         for r in rows
     ]

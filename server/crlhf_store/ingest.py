@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn, Stored, completion_lines
-from sqlalchemy import JSON, Table, Uuid, any_, bindparam, cast, func, select
+from sqlalchemy import JSON, Table, Uuid, any_, bindparam, cast, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from crlhf_store import review
 from crlhf_store.db import is_postgresql
-from crlhf_store.errors import Conflict, Invalid
-from crlhf_store.models import Completion, CompletionEvent, LineRating
+from crlhf_store.errors import Conflict, Invalid, TooMany
+from crlhf_store.models import Completion, CompletionEvent, LineRating, ReviewAssignment
 
 
 def insert_ignoring_duplicates(
@@ -161,10 +162,26 @@ def store_events(session: Session, *, annotator_id: int, events: Sequence[EventI
     return Stored(stored=stored, duplicates=len(events) - stored)
 
 
-def store_ratings(session: Session, *, annotator_id: int, ratings: Sequence[RatingIn]) -> Stored:
-    """All-or-nothing: an unknown completion or a line past its end stores nothing."""
+def store_ratings(
+    session: Session,
+    *,
+    annotator_id: int,
+    ratings: Sequence[RatingIn],
+    need_task: bool = False,
+    per_minute: int = 0,
+    per_day: int = 0,
+) -> Stored:
+    """All-or-nothing: an unknown completion, a line past its end or (``need_task``) a
+    completion neither the annotator's nor served to them stores nothing.
+
+    The author's ratings of their own completion are stored with ``own`` (a signal of its
+    own, never a crowd vote); an annotator's earlier ratings of a line this batch rates
+    again are marked ``superseded`` (the last of the batch is the newest).
+    """
     if not ratings:
         return Stored(stored=0, duplicates=0)
+    now = datetime.now(UTC)
+    _check_rate(session, annotator_id, len(ratings), now, per_minute, per_day)
     n_lines = _known_completions(session, [r.completion_id for r in ratings], "ratings")
     for i, r in enumerate(ratings):
         if r.line >= n_lines[r.completion_id]:
@@ -173,13 +190,95 @@ def store_ratings(session: Session, *, annotator_id: int, ratings: Sequence[Rati
                 f"which has {n_lines[r.completion_id]} lines (0-based)",
                 loc=("body", "ratings", i, "line"),
             )
-    rows = [r.model_dump() | {"annotator_id": annotator_id} for r in ratings]
-    table = LineRating.__table__
-    stored = len(insert_ignoring_duplicates(session, table, rows, "event_id"))  # type: ignore[arg-type]
-    review.mark_answered(
-        session,
-        annotator_id=annotator_id,
-        completion_ids={r.completion_id for r in ratings},
-        now=datetime.now(UTC),
+    ids = {r.completion_id for r in ratings}
+    own = set(
+        session.scalars(
+            select(Completion.id).where(
+                Completion.id.in_(ids), Completion.annotator_id == annotator_id
+            )
+        )
     )
-    return Stored(stored=stored, duplicates=len(ratings) - stored)
+    if need_task:
+        served = set(
+            session.scalars(
+                select(ReviewAssignment.completion_id).where(
+                    ReviewAssignment.annotator_id == annotator_id,
+                    ReviewAssignment.completion_id.in_(ids - own),
+                )
+            )
+        )
+        for i, r in enumerate(ratings):
+            if r.completion_id not in own and r.completion_id not in served:
+                raise Invalid(
+                    f"completion {r.completion_id} is neither yours nor a review task served "
+                    "to you; rate what GET /v1/review/next gives you",
+                    loc=("body", "ratings", i, "completion_id"),
+                )
+    last = {(r.completion_id, r.line): r.event_id for r in ratings}
+    rows = [
+        r.model_dump()
+        | {
+            "annotator_id": annotator_id,
+            "own": r.completion_id in own,
+            "superseded": last[(r.completion_id, r.line)] != r.event_id,
+        }
+        for r in ratings
+    ]
+    table = LineRating.__table__
+    inserted = set(insert_ignoring_duplicates(session, table, rows, "event_id"))  # type: ignore[arg-type]
+    # Older ratings of the lines that got a new one: superseded. Only for rows this call
+    # inserted: a retried old batch (duplicates) must not supersede what came after it.
+    fresh = [key for key, event_id in last.items() if event_id in inserted]
+    if fresh:
+        session.execute(
+            update(LineRating)
+            .where(
+                LineRating.annotator_id == annotator_id,
+                tuple_(LineRating.completion_id, LineRating.line).in_(fresh),
+                LineRating.event_id.not_in([last[key] for key in fresh]),
+                LineRating.superseded.is_(False),
+            )
+            .values(superseded=True)
+            .execution_options(synchronize_session=False)
+        )
+    review.mark_answered(session, annotator_id=annotator_id, completion_ids=ids, now=now)
+    return Stored(stored=len(inserted), duplicates=len(ratings) - len(inserted))
+
+
+def _check_rate(
+    session: Session, annotator_id: int, n: int, now: datetime, per_minute: int, per_day: int
+) -> None:
+    """429 when ``n`` more ratings would pass the annotator's per-minute or daily cap."""
+    for limit, window, what in (
+        (per_minute, timedelta(minutes=1), "a minute"),
+        (per_day, timedelta(days=1), "a day"),
+    ):
+        if not limit:
+            continue
+        if n > limit:
+            raise Invalid(
+                f"a batch of {n} ratings is more than the {limit} an annotator may post in {what}",
+                loc=("body", "ratings"),
+            )
+        since = now - window
+        recent = session.scalar(
+            select(func.count())
+            .select_from(LineRating)
+            .where(LineRating.annotator_id == annotator_id, LineRating.created_at > since)
+        )
+        over = (recent or 0) + n - limit
+        if over > 0:
+            # the rows that must age out of the window first: the oldest ``over`` of it
+            oldest = session.scalar(
+                select(LineRating.created_at)
+                .where(LineRating.annotator_id == annotator_id, LineRating.created_at > since)
+                .order_by(LineRating.created_at)
+                .offset(over - 1)
+                .limit(1)
+            )
+            wait = ((oldest or now) + window - now).total_seconds() if oldest else 1
+            raise TooMany(
+                f"{recent} ratings in the last {what} (the limit is {limit}); "
+                f"retry in {math.ceil(wait)} s",
+                retry_after=math.ceil(wait),
+            )

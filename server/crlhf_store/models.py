@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    false,
     func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -158,10 +159,15 @@ class LineRating(Base):
     label: Mapped[int] = mapped_column(SmallInteger, nullable=False)
     seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True)
     created_at: Mapped[datetime] = _now()
+    own: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    """The annotator wrote the completion: their own signal, never a crowd vote."""
+    superseded: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=false())
+    """A newer rating of the same annotator on the same line counts instead."""
 
     __table_args__ = (
         Index("ix_line_ratings_completion_annotator", "completion_id", "annotator_id"),
         Index("ix_line_ratings_annotator", "annotator_id"),
+        Index("ix_line_ratings_annotator_created", "annotator_id", "created_at"),
         Index(
             "ix_line_ratings_unsequenced",
             "id",

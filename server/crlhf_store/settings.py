@@ -43,6 +43,13 @@ class StoreSettings(BaseSettings):
     honeypot_warmup: int = 10
     review_assignment_ttl_s: float = Field(default=24 * 3600, gt=0)
     """A review task not answered this long after it was served frees its slot."""
+    ratings_need_task: bool = True
+    """An annotator may rate only their own completions and the review tasks served to
+    them (anything else is refused with 422 naming the completion)."""
+    rating_rate_per_minute: int = Field(default=10_000, ge=0)
+    """Most line ratings one annotator may post in a minute (0: no limit); more get 429."""
+    rating_quota_per_day: int = Field(default=200_000, ge=0)
+    """Most line ratings one annotator may post in 24 hours (0: no quota); more get 429."""
     pool_size: int = 10
     max_overflow: int = 30
 

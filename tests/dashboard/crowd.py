@@ -136,6 +136,7 @@ def fill(store: Any, *, completions: int = 48, honeypots: int = 8, seed: int = 7
             if owners[name]:
                 client.post_completions(owners[name])
                 client.post_events(events[name])
+    _served(store, tokens, ratings)
     n_ratings = review_tasks = 0
     for name in NAMES:
         with store.client(tokens[name]) as client:
@@ -226,3 +227,27 @@ def _adapters(store: Any, folder: Path) -> list[str]:
             versions.append(version)
         trainer.publish_adapter("v1")
     return versions
+
+
+def _served(store: Any, tokens: dict[str, str], ratings: dict[str, list[RatingIn]]) -> None:
+    """Record the crowd's review tasks, as if the queue had served them: the store takes
+    ratings only of one's own completions and of the tasks served to one."""
+    from crlhf_store.db import Database
+    from crlhf_store.models import Annotator, Completion, ReviewAssignment
+    from sqlalchemy import select
+
+    db = Database(store.database_url, pool_size=1, max_overflow=0)
+    try:
+        with db.writing() as s:
+            ids = dict(s.execute(select(Annotator.name, Annotator.id)).all())
+            authors = dict(s.execute(select(Completion.id, Completion.annotator_id)).all())
+            for name in tokens:
+                for cid in {r.completion_id for r in ratings[name]}:
+                    if authors.get(cid) != ids[name]:
+                        s.add(
+                            ReviewAssignment(
+                                id=uuid.uuid4(), annotator_id=ids[name], completion_id=cid
+                            )
+                        )
+    finally:
+        db.dispose()

@@ -51,10 +51,21 @@ def post_events(batch: EventBatch, principal: AnnotatorDep, store: StoreDep) -> 
 
 @router.post("/ratings", response_model=Stored, tags=["ingest"], responses=AUTH | BODY)
 def post_ratings(batch: RatingBatch, principal: AnnotatorDep, store: StoreDep) -> Stored:
-    """Store line ratings, idempotent by ``event_id``; one bad row stores nothing (422)."""
+    """Store line ratings, idempotent by ``event_id``; one bad row stores nothing (422).
+
+    Only the caller's own completions and the review tasks served to them can be rated; an
+    annotator's newer rating of a line supersedes their older one (history kept); over the
+    rate limit or the daily quota the answer is 429 with ``Retry-After``.
+    """
+    s = store.settings
     with store.db.writing() as session:
         return ingest.store_ratings(
-            session, annotator_id=principal.annotator_id, ratings=batch.ratings
+            session,
+            annotator_id=principal.annotator_id,
+            ratings=batch.ratings,
+            need_task=s.ratings_need_task,
+            per_minute=s.rating_rate_per_minute,
+            per_day=s.rating_quota_per_day,
         )
 
 

@@ -194,7 +194,9 @@ class LabelSet:
 
         Each page is ``{"labels": [{"completion_id", "line", "annotator", "label", ...}],
         "honeypots": {"<completion_id>": [1, -1, ...]}, "next": ...}``.  Labels arrive
-        oldest first, so an annotator's newest label on a line counts.
+        oldest first, so an annotator's newest label on a line counts.  A label the store
+        marks ``own`` (the author rating their own completion) is no crowd vote and is
+        left out, as is one it marks ``superseded``.
         """
         records: list[tuple[str, str, int]] = []
         gold: dict[str, int] = {}
@@ -203,6 +205,8 @@ class LabelSet:
             if not isinstance(page, Mapping) or "labels" not in page:
                 raise LabelFileError(where, None, "not a label export page (no 'labels')")
             for k, row in enumerate(page["labels"], start=1):
+                if isinstance(row, Mapping) and (row.get("own") or row.get("superseded")):
+                    continue
                 try:
                     item = item_key(row["completion_id"], row["line"])
                     records.append((item, str(row["annotator"]), parse_label(row["label"])))
