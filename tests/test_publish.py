@@ -52,24 +52,10 @@ def test_the_published_adapter_reloads_to_identical_logits(adapter, live_store, 
     base = str(model_dir)
     version = new_version(folder)
     metrics = {"mbpp/pass@1": 0.5}
-    write_model_card(
-        folder,
-        version=version,
-        base_model=base,
-        parent=None,
-        metrics=metrics,
-        decision=gate(SAME, SAME),
-    )
+    same = dict(version=version, base_model=base, parent=None, metrics=metrics)
+    write_model_card(folder, **same, decision=gate(SAME, SAME))
     client = live_store.client(live_store.trainer_token)
-    result = publish(
-        client,
-        folder,
-        version=version,
-        base_model=base,
-        parent=None,
-        metrics=metrics,
-        decision=gate(SAME, SAME),
-    )
+    result = publish(client, folder, **same, decision=gate(SAME, SAME))
     assert result.status == "published"
     latest = client.latest_adapter()
     assert latest is not None and latest.version == version and latest.base_model == base
