@@ -2,12 +2,22 @@
 
 Stored as rows (``aggregation_runs``, ``annotator_reliabilities``, ``completion_rewards``)
 so the dashboard can chart them without parsing blobs.
+
+Active relabelling (:func:`route_reviews`): a run's reward intervals tell the review queue
+where the crowd's attention pays. A completion whose interval is wider than
+``review_certain_width`` is served first (``review_priority``: the width) and up to
+``review_redundancy_max`` annotators; one already certain is asked about no more
+(``review_target`` 0). Honeypots take targets drawn from the same ones, so how many
+annotators see an item still says nothing about what it is. ``bench/crowd_budget.py``
+measures what this saves.
 """
 
 from __future__ import annotations
 
+import random
+
 from crlhf_contract.schemas import AggregationRunIn, AggregationRunOut
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from crlhf_store.errors import Invalid
@@ -73,3 +83,40 @@ def to_out(row: AggregationRun) -> AggregationRunOut:
 def list_runs(session: Session, *, limit: int = 100) -> list[AggregationRunOut]:
     rows = session.scalars(select(AggregationRun).order_by(AggregationRun.id.desc()).limit(limit))
     return [to_out(r) for r in rows]
+
+
+def route_reviews(
+    session: Session,
+    *,
+    run: AggregationRunIn,
+    redundancy_max: int,
+    certain_width: float,
+    rng: random.Random | None = None,
+) -> None:
+    """Set each rewarded completion's review priority and target from its interval."""
+    rows = []
+    for r in run.rewards:
+        width = max(0.0, r.high - r.low)
+        target = redundancy_max if width > certain_width else 0
+        rows.append({"id": r.completion_id, "review_priority": width, "review_target": target})
+    if not rows:
+        return
+    session.execute(update(Completion), rows)
+    # How many annotators each rewarded completion ends up with; honeypots draw theirs
+    # from these, so a count per item looks the same whatever the item is.
+    seen = dict(
+        session.execute(
+            select(Completion.id, Completion.review_assigned).where(
+                Completion.id.in_([row["id"] for row in rows])
+            )
+        ).all()
+    )
+    finals = [max(row["review_target"], seen.get(row["id"], 0)) for row in rows]
+    finals = [n for n in finals if n > 0]
+    if finals:
+        pick = rng or random
+        honeypots = session.scalars(select(Completion.id).where(Completion.is_honeypot.is_(True)))
+        session.execute(
+            update(Completion),
+            [{"id": cid, "review_target": pick.choice(finals)} for cid in honeypots],
+        )

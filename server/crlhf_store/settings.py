@@ -41,6 +41,11 @@ class StoreSettings(BaseSettings):
     honeypot_rate_new: float = 0.5
     """Share of honeypots for an annotator with fewer than ``honeypot_warmup`` answers."""
     honeypot_warmup: int = 10
+    review_redundancy_max: int = Field(default=5, ge=1)
+    """After an aggregation run, a completion whose reward interval is wide may get this
+    many annotators (the widest served first)."""
+    review_certain_width: float = Field(default=0.1, ge=0, le=1)
+    """A completion whose reward interval is at most this wide is asked about no more."""
     review_assignment_ttl_s: float = Field(default=24 * 3600, gt=0)
     """A review task not answered this long after it was served frees its slot."""
     ratings_need_task: bool = True

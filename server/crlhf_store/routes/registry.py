@@ -28,9 +28,19 @@ router = APIRouter(prefix="/v1", route_class=StrictJSONRoute)
 def post_aggregation_run(
     run: AggregationRunIn, principal: TrainerDep, store: StoreDep
 ) -> AggregationRunOut:
-    """Record one aggregation: reliability per annotator, reward per completion."""
+    """Record one aggregation: reliability per annotator, reward per completion; the review
+    queue then serves first the completions whose reward is least certain."""
+    s = store.settings
     with store.db.writing() as session:
-        return aggregation_runs.store_run(session, run=run, created_by=principal.name)
+        out = aggregation_runs.store_run(session, run=run, created_by=principal.name)
+        aggregation_runs.route_reviews(
+            session,
+            run=run,
+            redundancy_max=s.review_redundancy_max,
+            certain_width=s.review_certain_width,
+            rng=store.rng,
+        )
+        return out
 
 
 @router.get(
