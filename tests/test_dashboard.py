@@ -288,6 +288,9 @@ def test_publish_through_the_confirmation_records_who(admin: httpx.Client, crowd
         assert client.latest_adapter().version == "v2"  # type: ignore[union-attr]
     html = admin.get("/dashboard/adapters").text
     assert "by admin" in html
+    # the gate's decision, its reason and each metric's paired interval, as recorded
+    assert "not enough evidence (heldout/conventions has 3 items)" in html
+    assert "heldout/conventions: Δ" in html and "n=3 (too few)" in html
     assert admin.get("/dashboard/adapters/nope/publish").status_code == 404
 
 

@@ -202,7 +202,8 @@ def test_adapters_timeline_pass_at_k_and_who_published(db: Database) -> None:
                     size=1,
                     storage_key=version,
                     files={},
-                    metrics={"humaneval/pass@1": p1, "heldout/reward": 0.5, "gate": "ok"},
+                    metrics={"humaneval/pass@1": p1, "heldout/reward": 0.5, "gate": "ok"}
+                    | ({"gate_decision": GATE} if version == "v2" else {}),
                     created_by="trainer",
                 )
             )
@@ -219,6 +220,31 @@ def test_adapters_timeline_pass_at_k_and_who_published(db: Database) -> None:
     v2 = {m.metric: (m.before, m.after) for m in rows["v2"].pass_at}
     assert v2 == {"humaneval/pass@1": (0.3, 0.4), "heldout/reward": (0.5, 0.5)}
     assert {m.before for m in rows["v1"].pass_at} == {None}
+    assert rows["v1"].gate is None and rows["v1"].gate_reason == "ok"
+    gate = rows["v2"].gate
+    assert gate is not None and gate.decision == "not enough evidence"
+    (check,) = gate.checks
+    assert (check.name, check.n, check.low, check.verdict) == ("heldout/x", 4, -0.2, "too few")
+
+
+GATE = {
+    "decision": "not enough evidence",
+    "passed": False,
+    "reason": "not enough evidence (heldout/x has 4 items)",
+    "checks": [
+        {
+            "name": "heldout/x",
+            "n": 4,
+            "baseline": 0.1,
+            "candidate": 0.05,
+            "delta": -0.05,
+            "low": -0.2,
+            "high": 0.1,
+            "margin": 0.02,
+            "verdict": "too few",
+        }
+    ],
+}
 
 
 def test_honeypot_coverage(db: Database) -> None:

@@ -412,7 +412,7 @@ def rewards(session: Session, *, runs: int = 14) -> RewardStats:
 
 class PassAt(BaseModel):
     metric: str
-    """A gated metric of the trainer: ``<benchmark>/pass@k`` or ``heldout/reward``."""
+    """A gated metric of the trainer: ``<benchmark>/pass@k`` or ``heldout/…``."""
     before: float | None
     """The parent adapter's value (the base model's for a first adapter, if recorded)."""
     after: float | None
@@ -422,6 +422,34 @@ class StatusChange(BaseModel):
     status: str
     actor: str
     at: datetime
+
+
+class GateCheck(BaseModel):
+    """One metric the trainer's gate compared, paired over ``n`` held-out items."""
+
+    name: str
+    n: int
+    delta: float | None
+    low: float | None  # 90% interval of candidate − baseline
+    high: float | None
+    verdict: str  # ok | harm | too few
+
+
+class GateSummary(BaseModel):
+    decision: str  # publish | refused | not enough evidence
+    reason: str
+    checks: list[GateCheck]
+
+
+def _gate_summary(metrics: Any) -> GateSummary | None:
+    """What the trainer recorded of its gate (``metrics["gate_decision"]``), if anything."""
+    raw = metrics.get("gate_decision") if isinstance(metrics, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return GateSummary.model_validate(raw, strict=False)
+    except ValueError:
+        return None  # an older trainer's record: show the plain reason only
 
 
 class AdapterRow(BaseModel):
@@ -435,12 +463,16 @@ class AdapterRow(BaseModel):
     published_by: str | None
     pass_at: list[PassAt]
     history: list[StatusChange]
+    gate: GateSummary | None = None
+    gate_reason: str | None = None
 
 
 def _gated(metrics: dict[str, Any]) -> dict[str, float]:
     out = {}
     for k, v in metrics.items():
-        if ("/pass@" in k or k == "heldout/reward") and isinstance(v, int | float):
+        if ("/pass@" in k or k.startswith("heldout/")) and isinstance(v, int | float):
+            if k == "heldout/completions":
+                continue  # a count, not a metric
             out[k] = float(v)
     return out
 
@@ -477,6 +509,8 @@ def adapters(session: Session) -> list[AdapterRow]:
                     for k in sorted(after.keys() | before.keys())
                 ],
                 history=history[r.id],
+                gate=_gate_summary(r.metrics),
+                gate_reason=(r.metrics or {}).get("gate") if isinstance(r.metrics, dict) else None,
             )
         )
     return out

@@ -214,15 +214,18 @@ def _adapters(store: Any, folder: Path) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 4}')
     (folder / "adapter_model.safetensors").write_bytes(b"\0" * 64)
+    from crlhf_trainer.gate import gate
+
+    # v2's gate as the trainer records it: a paired interval per metric, too few items here
+    decision = gate({"heldout/conventions": [0.1, 0.3, 0.2]}, {"heldout/conventions": [0, 0, 0.1]})
     versions = []
     with store.client(store.trainer_token) as trainer:
         for version, parent, p1 in (("v1", None, 0.31), ("v2", "v1", 0.34)):
+            metrics = {"humaneval/pass@1": p1, "mbpp/pass@1": p1 + 0.05, "gate": "ok"}
+            if version == "v2":
+                metrics |= {"gate": decision.reason(), "gate_decision": decision.to_json()}
             trainer.upload_adapter(
-                folder,
-                version=version,
-                base_model="tiny",
-                parent=parent,
-                metrics={"humaneval/pass@1": p1, "mbpp/pass@1": p1 + 0.05, "gate": "ok"},
+                folder, version=version, base_model="tiny", parent=parent, metrics=metrics
             )
             versions.append(version)
         trainer.publish_adapter("v1")
