@@ -100,3 +100,17 @@ def test_a_store_gone_at_upload_publishes_nothing(adapter, live_store):
             metrics={},
             decision=gate({}, {}),
         )
+
+
+def test_the_trainer_loads_adapter_weights_from_safetensors_only(adapter, tmp_path):
+    """Issue 14: peft falls back to torch.load (pickle) for adapter_model.bin."""
+    from crlhf_trainer.train import TrainConfig, load_policy
+
+    model_dir, folder, _, _ = adapter
+    (folder / "adapter_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(AdapterError, match="safetensors only"):
+        load_policy(str(model_dir), TrainConfig(), adapter=folder, trainable=False)
+    (folder / "adapter_model.bin").unlink()
+    (folder / "adapter_model.safetensors").rename(tmp_path / "away")
+    with pytest.raises(AdapterError, match="no adapter_model.safetensors"):
+        load_policy(str(model_dir), TrainConfig(), adapter=folder, trainable=False)

@@ -145,6 +145,7 @@ def load_policy(
     device = device or torch.device("cpu")
     base = AutoModelForCausalLM.from_pretrained(model, dtype=_dtype(device, config.mixed_precision))
     if adapter is not None:
+        _safetensors_only(Path(adapter))
         try:
             policy = PeftModel.from_pretrained(base, str(adapter), is_trainable=trainable)
         except Exception as exc:  # peft raises ValueError, OSError, safetensors errors …
@@ -159,6 +160,20 @@ def load_policy(
         )
         policy = get_peft_model(base, lora)
     return policy.to(device)
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
+
+
+def _safetensors_only(folder: Path) -> None:
+    """Refuse an adapter that could make peft fall back to ``torch.load`` (pickle: code)."""
+    pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickles or not (folder / "adapter_model.safetensors").is_file():
+        what = ", ".join(pickles) or "no adapter_model.safetensors"
+        raise AdapterError(
+            f"adapter {folder}: {what}; crlhf loads adapter weights from safetensors only "
+            "(a pickle can run code): re-save it with save_pretrained(safe_serialization=True)"
+        )
 
 
 def save_adapter(policy, out_dir: Path, base_model: str) -> Path:
