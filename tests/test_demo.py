@@ -152,3 +152,12 @@ def test_demo_mbpp_end_to_end_with_the_tiny_model(tmp_path: Path) -> None:
     assert not s["adapter"]["published"]
     _check_the_gate_and_the_swap(run, s, work)
     assert (work / "report.html").read_text().count("<svg") == 4
+
+
+def test_crlhf_demo_help_is_the_demos(capsys: pytest.CaptureFixture[str]) -> None:
+    from crlhf_cli.main import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--help"])
+    assert exited.value.code == 0 and "--scenario" in capsys.readouterr().out
+    assert main(["--help"]) == 0 and "crlhf demo" in capsys.readouterr().out

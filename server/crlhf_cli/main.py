@@ -32,10 +32,17 @@ def model_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(
-        prog="crlhf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="crlhf",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,  # `crlhf demo --help` is the demo's help, not this one
     )
     parser.add_argument("command", nargs="?", choices=["demo", "model"], help="what to run")
+    if not argv or argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
     args, rest = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help()
