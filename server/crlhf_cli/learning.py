@@ -459,14 +459,21 @@ def run_learning(cfg: LearningConfig, log: Log = print) -> LearningResult:
                         arm,
                     )
                     result.runs.append(run)
+                    _save(cfg, result)  # after every run: a bench stopped early keeps them
                     log(
                         f"  {crowd_name} seed {seed} {method} {arm}: d = "
                         f"{sum(run.improvement) / len(run.improvement):+.3f} nats/token "
                         f"({run.train_seconds:.0f} s{', ' + run.stopped if run.stopped else ''})"
                     )
     result.seconds = time.monotonic() - started
-    (cfg.work_dir / "learning.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
+    _save(cfg, result)
     return result
+
+
+def _save(cfg: LearningConfig, result: LearningResult) -> None:
+    tmp = cfg.work_dir / "learning.json.tmp"
+    tmp.write_text(json.dumps(asdict(result), indent=1) + "\n")
+    tmp.replace(cfg.work_dir / "learning.json")
 
 
 def _train_and_score(
