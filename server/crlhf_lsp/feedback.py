@@ -3,7 +3,9 @@ followed through later edits, and 👍/👎 line ratings, all leaving through th
 
 ``Feedback`` runs on the event loop. It reads documents through ``documents(uri)`` (the
 workspace) and writes to ``outbox()``, both callables because the server sets them up only
-at ``initialize`` and may replace the outbox when its path setting changes.
+at ``initialize`` and may replace the outbox when its path setting changes. Nothing about a
+document for which ``excluded(uri)`` is true (:mod:`crlhf_lsp.privacy`) is followed,
+offered for rating or queued, also for a completion made there before it became excluded.
 """
 
 from __future__ import annotations
@@ -35,13 +37,17 @@ class Feedback:
         self,
         documents: Callable[[str], TextDocument | None],
         outbox: Callable[[], Outbox | None],
+        excluded: Callable[[str], bool] = lambda uri: False,
     ) -> None:
         self.documents = documents
         self.outbox = outbox
+        self.excluded = excluded
         self.tracker = Tracker()
         self.completions: OrderedDict[str, CompletionRecord] = OrderedDict()
         self.pending_accepts: dict[str, list[tuple[CompletionRecord, str]]] = {}
         self.votes: dict[tuple[str, int], int] = {}
+        self.withheld: set[str] = set()
+        """Completions made in documents excluded since: refused whatever comes later."""
 
     def remember(self, record: CompletionRecord) -> None:
         self.completions[record.id] = record
@@ -68,8 +74,24 @@ class Feedback:
         if record is not None and not record.queued:
             record.queued = self._queue(lambda outbox: outbox.put_completion(record.row))
 
+    def _withheld(self, cid: uuid.UUID) -> bool:
+        """Whether completion ``cid`` was made in a document that is excluded now: then it
+        is forgotten, and nothing about it leaves, now or later."""
+        key = str(cid)
+        if key in self.withheld:
+            return True
+        record = self.completions.get(key)
+        if record is None or not self.excluded(record.uri):
+            return False
+        self.withheld.add(key)
+        del self.completions[key]
+        self.forget(record.uri)
+        return True
+
     def event(self, completion_id: Any, kind: EventKind, accepted_chars: int | None = None) -> None:
         cid = completion_uuid(completion_id)
+        if self._withheld(cid):
+            return
         record = self.completions.get(str(cid))
         self._queue_completion(record)
         row = EventIn(
@@ -83,6 +105,8 @@ class Feedback:
     def rate(self, triples: list[tuple[uuid.UUID, int, int]]) -> int:
         rated = 0
         for cid, line, vote in triples:
+            if self._withheld(cid):
+                continue
             self._queue_completion(self.completions.get(str(cid)))
             row = RatingIn(event_id=uuid.uuid4(), completion_id=cid, line=line, label=vote)
             if self._queue(lambda outbox, row=row: outbox.put_rating(row)):
@@ -128,6 +152,9 @@ class Feedback:
         encoding: str,
     ) -> None:
         """Move the tracked lines through ``changes`` (the document already holds them)."""
+        if (self.tracker.docs.get(uri) or uri in self.pending_accepts) and self.excluded(uri):
+            self.forget(uri)
+            return
         if self.tracker.docs.get(uri):
             for change in changes:
                 if isinstance(change, types.TextDocumentContentChangePartial):
@@ -150,7 +177,7 @@ class Feedback:
     def code_actions(self, uri: str, first: int, last: int) -> list[types.CodeAction]:
         """👍/👎 quick fixes over the tracked lines on document lines ``first..last``."""
         tracked = self.tracker.at(uri, first, last)
-        if not tracked:
+        if not tracked or self.excluded(uri):
             return []
         actions = []
         for vote, mark, word in ((1, "👍", "correct"), (-1, "👎", "wrong")):
@@ -173,7 +200,7 @@ class Feedback:
     def rated_hints(self, uri: str, first: int, last: int) -> list[types.InlayHint]:
         """ "👍 rated" / "👎 rated" at the end of each rated line on lines ``first..last``."""
         doc = self.documents(uri)
-        if doc is None:
+        if doc is None or self.excluded(uri):
             return []
         lines = doc.lines
         hints = []

@@ -5,6 +5,7 @@ Modules, one job each:
 - :mod:`crlhf_lsp.features`: the LSP methods served (the table is there), short handlers;
 - :mod:`crlhf_lsp.completion`: the cursor, typing through a suggestion, the model call;
 - :mod:`crlhf_lsp.feedback`: events, accepted lines followed through edits, ratings;
+- :mod:`crlhf_lsp.privacy`: the files that get no completion and send nothing;
 - :mod:`crlhf_lsp.stdio`: LSP over stdio, read by the event loop itself;
 - this one: settings and start-up, the backend, outbox and adapters, messages to the client.
 
@@ -47,6 +48,7 @@ from crlhf_lsp.completion import (
 from crlhf_lsp.errors import CrlhfLspError
 from crlhf_lsp.feedback import Feedback
 from crlhf_lsp.outbox import Outbox
+from crlhf_lsp.privacy import Exclusions, uri_path
 from crlhf_lsp.settings import Settings
 
 __all__ = ["CrlhfServer", "create_server"]
@@ -58,7 +60,9 @@ class CrlhfServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("crlhf-lsp", __version__)
         self.settings = Settings()
-        self.feedback = Feedback(self._document, lambda: self.outbox)
+        self.exclusions = Exclusions(roots=self._workspace_roots)
+        self._told_excluded: set[str] = set()
+        self.feedback = Feedback(self._document, lambda: self.outbox, excluded=self.excluded)
         self.suggestions: dict[str, CompletionRecord] = {}
         """The last suggestion per document, answered from while the user types it."""
         self.cancels: dict[str, threading.Event] = {}
@@ -118,6 +122,9 @@ class CrlhfServer(LanguageServer):
 
     def apply_settings(self, new: Settings, *, initial: bool = False) -> None:
         old, self.settings = self.settings, new
+        if initial or old.excludeGlobs != new.excludeGlobs:
+            self.exclusions = Exclusions(new.excludeGlobs, roots=self._workspace_roots)
+            self._told_excluded.clear()
         model_keys = ("backend", "model", "device", "openaiUrl")
         if initial or any(getattr(old, k) != getattr(new, k) for k in model_keys):
             self._load_backend(new)
@@ -237,12 +244,36 @@ class CrlhfServer(LanguageServer):
     def _document(self, uri: str) -> Any:
         return self.workspace.text_documents.get(uri)
 
+    def excluded(self, uri: str) -> bool:
+        """Whether ``uri`` is a file crlhf must not read or report on (said once per file)."""
+        reason = self.exclusions.excluded(uri)
+        if reason is None:
+            return False
+        if uri not in self._told_excluded:
+            self._told_excluded.add(uri)
+            self.log_to_client(
+                f"crlhf: {uri} is excluded by {reason}: no completions, nothing sent"
+            )
+        self.suggestions.pop(uri, None)
+        return True
+
+    def _workspace_roots(self) -> list[str]:
+        """The workspace folders' paths (``.crlhfignore`` files are found without them)."""
+        try:
+            workspace = self.workspace
+        except RuntimeError:  # not initialized yet
+            return []
+        uris = [folder.uri for folder in workspace.folders.values()]
+        if workspace.root_uri:
+            uris.append(workspace.root_uri)
+        return [p for p in map(uri_path, uris) if p]
+
     async def complete(
         self, uri: str, position: types.Position
     ) -> tuple[CompletionRecord, str] | None:
         """The suggestion at ``position`` and the text to show: the rest of the suggestion
         on screen while the user types it, else a new one from the model."""
-        if not self.settings.enabled or self.backend_future is None:
+        if not self.settings.enabled or self.backend_future is None or self.excluded(uri):
             return None
         doc = self._document(uri)
         if doc is None:

@@ -27,6 +27,10 @@ key                    default                     meaning
 ``allowInsecureStore`` ``false``                   true: accept a plain-http ``storeUrl`` on
                                                    another machine (the token and every
                                                    rating then cross the network readable)
+``excludeGlobs``      ``[]``                      more files that get no completion and
+                                                   send nothing (``crlhf_lsp.privacy``), on
+                                                   top of ``.env*``, ``*.pem``, ``*.key``,
+                                                   ``id_rsa*``, ``*.p12``, ``secrets.*``
 =====================  ==========================  =========================================
 
 A plain ``http://`` store URL is refused unless its host is this machine (``localhost``,
@@ -73,6 +77,7 @@ class Settings:
         default_factory=lambda: os.environ.get("CRLHF_ADAPTER_PUBLIC_KEY", "")
     )
     allowInsecureStore: bool = False
+    excludeGlobs: tuple[str, ...] = ()
 
     def merged(self, options: Any) -> Settings:
         """A copy with the known keys of ``options`` (a dict, flat or under ``crlhf``)."""
@@ -89,7 +94,8 @@ class Settings:
             try:
                 changes[f.name] = _coerce(kind, value)
             except (TypeError, ValueError) as exc:
-                message = f"setting {f.name!r}: {value!r} is not a {kind.__name__}"
+                what = "list of strings" if kind is tuple else kind.__name__
+                message = f"setting {f.name!r}: {value!r} is not a {what}"
                 raise SettingsError(message) from exc
         return dataclasses.replace(self, **changes).checked()
 
@@ -112,6 +118,11 @@ class Settings:
 
 
 def _coerce(kind: type, value: Any) -> Any:
+    if kind is tuple:  # a list of strings; one string is a list of one
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+            raise TypeError("not a list of strings")
+        return tuple(i.strip() for i in items if i.strip())
     if kind is bool:
         if isinstance(value, str):
             return value.strip().lower() in ("1", "true", "yes", "on")
