@@ -13,6 +13,7 @@ export const SERVER_KEYS = [
   "outboxPath",
   "adapterPollSeconds",
   "device",
+  "excludeGlobs",
 ] as const;
 
 /** Settings whose change needs a new server process rather than a notification. */
