@@ -8,9 +8,12 @@
     crlhf-store import-honeypots FILE.jsonl
     crlhf-store export-labels [--out FILE] [--after CURSOR]
 
-The database URL also comes from ``CRLHF_DATABASE_URL``, the data dir from
-``CRLHF_DATA_DIR``. Admin commands work on the database directly (run them on the
-store's machine) and migrate it first.
+Every command takes ``--data-dir DIR`` and ``--database-url URL`` as ``serve`` does, and
+reads ``CRLHF_DATA_DIR`` / ``CRLHF_DATABASE_URL`` when they are not given; without either,
+all use the same default data dir (``$XDG_DATA_HOME/crlhf-store``, else
+``~/.local/share/crlhf-store``). Give the admin commands what the store was started with:
+they work on the database directly (run them on the store's machine), migrate it first,
+and name the database they used on stderr, with a warning when they had to create it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from crlhf_store.settings import StoreSettings
+from crlhf_store.settings import StoreSettings, default_data_dir
 
 
 def _settings(args: argparse.Namespace) -> StoreSettings:
@@ -40,12 +43,35 @@ def _settings(args: argparse.Namespace) -> StoreSettings:
     return StoreSettings(**overrides)
 
 
-def _database(settings: StoreSettings):  # type: ignore[no-untyped-def]
+def _database(settings: StoreSettings, command: str | None = None):  # type: ignore[no-untyped-def]
+    """The migrated database; an admin ``command`` says on stderr which one it is, and warns
+    when it did not exist: a token made there is one the running store never sees."""
     from crlhf_store.db import Database
 
-    db = Database(settings.resolved_database_url(), pool_size=2, max_overflow=2)
+    url = settings.resolved_database_url()
+    fresh = _missing_sqlite_file(url)
+    db = Database(url, pool_size=2, max_overflow=2)
     db.migrate()
+    if command is not None:
+        print(f"crlhf-store {command}: database {_redact(url)}", file=sys.stderr)
+        if fresh:
+            print(
+                f"crlhf-store {command}: warning: there was no database there, so this "
+                "created an empty one; a store started with another --data-dir, "
+                "--database-url, CRLHF_DATA_DIR or CRLHF_DATABASE_URL does not see what "
+                "this command writes: give it the same one",
+                file=sys.stderr,
+            )
     return db
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return False
+    return not Path(parsed.database).exists()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -104,7 +130,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_create_annotator(args: argparse.Namespace) -> int:
     from crlhf_store.tokens import create_annotator
 
-    db = _database(_settings(args))
+    db = _database(_settings(args), "create-annotator")
     with db.writing() as session:
         token = create_annotator(session, name=args.name, scope=args.scope)
     db.dispose()
@@ -136,7 +162,7 @@ def cmd_revoke_token(args: argparse.Namespace) -> int:
     if args.stdin and not token:
         print("crlhf-store revoke-token: no token on standard input", file=sys.stderr)
         return 2
-    db = _database(_settings(args))
+    db = _database(_settings(args), "revoke-token")
     try:
         with db.writing() as session:
             n = revoke_token(session, token=token, annotator=args.annotator)
@@ -160,7 +186,7 @@ def cmd_import_honeypots(args: argparse.Namespace) -> int:
             f"crlhf-store import-honeypots: {args.file}: {exc}; nothing imported", file=sys.stderr
         )
         return 1
-    db = _database(_settings(args))
+    db = _database(_settings(args), "import-honeypots")
     with db.writing() as session:
         imported, skipped = import_honeypots(session, honeypots=honeypots)
     db.dispose()
@@ -172,7 +198,7 @@ def cmd_export_labels(args: argparse.Namespace) -> int:
     """JSONL: one label per line, with ``truth`` (1/-1) when its line is a honeypot's."""
     from crlhf_store.export import export_labels
 
-    db = _database(_settings(args))
+    db = _database(_settings(args), "export-labels")
     out: TextIO = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
     after, n, cursor = int(args.after or 0), 0, args.after
     try:
@@ -205,8 +231,17 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--database-url", help="SQLAlchemy URL (env CRLHF_DATABASE_URL)")
-    common.add_argument("--data-dir", type=Path, help="data folder (env CRLHF_DATA_DIR)")
+    common.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL (env CRLHF_DATABASE_URL; default the SQLite file store.db in "
+        "the data dir)",
+    )
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"data folder (env CRLHF_DATA_DIR, default {default_data_dir()}): the same as "
+        "the store's",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", parents=[common], help="run the HTTP server")
