@@ -71,7 +71,7 @@ def build_model(size: str, folder: Path) -> Path:
 
 def make_data(model_dir: Path, prompts: int, prompt_len: int, completion_len: int, out: Path):
     import torch
-    from crlhf_trainer.dataset import Example
+    from crlhf_trainer.examples import Example
     from crlhf_trainer.policy import collate, token_logprobs
     from transformers import AutoModelForCausalLM
 
@@ -106,7 +106,7 @@ def make_data(model_dir: Path, prompts: int, prompt_len: int, completion_len: in
 
 
 def worker(which: str, model_dir: str, data: Path, args: argparse.Namespace) -> None:
-    from crlhf_trainer.dataset import Example
+    from crlhf_trainer.examples import Example
     from crlhf_trainer.train import TrainConfig
 
     rows = [Example(**json.loads(line)) for line in data.read_text().splitlines()]

@@ -83,7 +83,7 @@ def test_completions_carry_prompt_and_completion_ids(fake_openai: str, inline: b
 
 
 def test_the_trainer_can_build_an_example_from_an_openai_completion(fake_openai: str) -> None:
-    from crlhf_trainer.dataset import build_examples
+    from crlhf_trainer.examples import build_examples
     from crlhf_trainer.rewards import Reward
 
     FakeOpenAI.inline_prompt_ids = True

@@ -20,7 +20,7 @@ SCRIPT = r"""
 import hashlib, json, os, sys
 sys.path.insert(0, os.environ["TESTS_DIR"])
 import torch
-from crlhf_trainer.dataset import Example
+from crlhf_trainer.examples import Example
 from crlhf_trainer.train import TrainConfig, train
 from tiny_model import build_tiny_model
 

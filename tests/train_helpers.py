@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn, completion_lines
-from crlhf_trainer.dataset import Example, token_lines
+from crlhf_trainer.examples import Example, token_lines
 from tiny_model import build_tiny_model
 
 PROMPTS = [

@@ -163,9 +163,10 @@ def arm_results(
 ) -> dict[str, dict[str, float]]:
     """Train each arm on the nightly run's pulled export (same labels, same settings) and
     score it on the held-out suite, paired with the base: {arm: after, delta, interval}."""
-    from crlhf_trainer.dataset import WorkDir, build_examples
     from crlhf_trainer.errors import NoTrainingData
+    from crlhf_trainer.examples import build_examples
     from crlhf_trainer.gate import paired_interval
+    from crlhf_trainer.pull import WorkDir
     from crlhf_trainer.train import load_policy, train
     from transformers import AutoTokenizer
 

@@ -221,7 +221,7 @@ def crowd_round(
     """A fresh store, the same completions, a new crowd's ratings; returns the pulled work dir."""
     from crlhf_contract.client import StoreClient
     from crlhf_contract.schemas import CompletionIn
-    from crlhf_trainer.dataset import WorkDir, pull
+    from crlhf_trainer.pull import WorkDir, pull
 
     root = cfg.work_dir / f"{crowd_name}-seed{seed}"
     shutil.rmtree(root, ignore_errors=True)
@@ -270,7 +270,7 @@ def arm_rewards(
     from crlhf_contract.schemas import completion_lines
     from crlhf_trainer.aggregation import AggregationResult, aggregate
     from crlhf_trainer.aggregation.labels import LabelSet, item_key
-    from crlhf_trainer.dataset import WorkDir
+    from crlhf_trainer.pull import WorkDir
     from crlhf_trainer.rewards import completion_rewards
 
     work = WorkDir(work_dir)
@@ -479,8 +479,9 @@ def _save(cfg: LearningConfig, result: LearningResult) -> None:
 def _train_and_score(
     cfg, ref, tokenizer, work, collected, items, base_margin, crowd_name, seed, method, arm
 ) -> RunResult:  # type: ignore[no-untyped-def]
-    from crlhf_trainer.dataset import WorkDir, build_examples
     from crlhf_trainer.errors import NoTrainingData
+    from crlhf_trainer.examples import build_examples
+    from crlhf_trainer.pull import WorkDir
     from crlhf_trainer.train import TrainConfig, load_policy, train
 
     rewards = arm_rewards(arm, work, collected, seed)

@@ -405,8 +405,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .dataset import WorkDir
     from .nightly import evaluate_run, latest_run
+    from .pull import WorkDir
 
     cfg = config_from_args(args)
     run = args.run_dir or latest_run(WorkDir(cfg.work_dir))
@@ -417,8 +417,8 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_publish(args: argparse.Namespace) -> int:
-    from .dataset import WorkDir
     from .nightly import latest_run, publish_run
+    from .pull import WorkDir
 
     cfg = config_from_args(args)
     run = args.run_dir or latest_run(WorkDir(cfg.work_dir))

@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import Example
 from .errors import TrainConfigError
+from .examples import Example
 from .policy import collate, token_logprobs
 from .sandbox import Sandbox
 

@@ -33,8 +33,8 @@ from typing import Any
 
 import torch
 
-from .dataset import Example
 from .errors import NoTrainingData
+from .examples import Example
 from .train import (
     TrainConfig,
     TrainReport,

@@ -34,10 +34,11 @@ from crlhf_contract.schemas import (
 )
 from crlhf_models.gguf_lora import gguf_artifact
 
-from .dataset import Example, WorkDir, build_examples, pull
 from .errors import AdapterError, NoTrainingData, StoreGone, TrainConfigError
 from .evaluate import EvalConfig
+from .examples import Example, build_examples
 from .gate import GateConfig
+from .pull import WorkDir, pull
 from .train import TrainConfig
 
 __all__ = [

@@ -43,8 +43,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .dataset import Example
 from .errors import TrainConfigError
+from .examples import Example
 
 __all__ = [
     "ADVANTAGES",

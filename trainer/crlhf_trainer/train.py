@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .dataset import Example
 from .errors import AdapterError, NoTrainingData, TrainConfigError
+from .examples import Example
 from .policy import RunningBaseline, collate, policy_loss, variant
 
 __all__ = [

@@ -1,8 +1,8 @@
-"""Pulling (resumable), token lines, and examples from logged token ids."""
+"""Token lines, and training examples from logged token ids."""
 
 from __future__ import annotations
 
-import json
+import doctest
 import os
 import random
 import time
@@ -10,89 +10,17 @@ import uuid
 from dataclasses import asdict
 from types import SimpleNamespace
 
-import httpx
 import pytest
-from crlhf_contract.client import StoreClient
 from crlhf_contract.schemas import MAX_COMPLETION_TOKENS
-from crlhf_trainer.dataset import WorkDir, build_examples, pull, token_lines
-from crlhf_trainer.errors import NoTrainingData, StoreGone
+from crlhf_trainer import examples as examples_module
+from crlhf_trainer.errors import NoTrainingData
+from crlhf_trainer.examples import Example, build_examples, token_lines
 from train_helpers import tiny
 
-NOW = "2026-11-28T00:00:00Z"
 
-
-class FakeStore:
-    """Serves label and completion export pages; can fail from the n-th request on."""
-
-    def __init__(self, n_label_pages: int = 3, fail_at: int | None = None) -> None:
-        self.cids = [str(uuid.uuid4()) for _ in range(n_label_pages)]
-        self.requests = 0
-        self.fail_at = fail_at
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests += 1
-        if self.fail_at is not None and self.requests >= self.fail_at:
-            raise httpx.ConnectError("store gone")
-        after = int(request.url.params.get("after", "0"))
-        if request.url.path == "/v1/labels/export":
-            if after >= len(self.cids):
-                return httpx.Response(200, json={"labels": [], "honeypots": {}, "next": None})
-            label = {
-                "rating_id": after + 1,
-                "completion_id": self.cids[after],
-                "line": 0,
-                "annotator": "alice",
-                "label": 1,
-                "created_at": NOW,
-            }
-            nxt = str(after + 1)
-            return httpx.Response(200, json={"labels": [label], "honeypots": {}, "next": nxt})
-        if request.url.path == "/v1/completions/export":
-            if after >= len(self.cids):
-                return httpx.Response(200, json={"completions": [], "next": None})
-            c = {
-                "id": self.cids[after],
-                "prompt": "p",
-                "text": "x",
-                "model": "m",
-                "annotator": "alice",
-                "created_at": NOW,
-                "seq": after + 1,
-            }
-            return httpx.Response(200, json={"completions": [c], "next": str(after + 1)})
-        return httpx.Response(404)
-
-    def client(self) -> StoreClient:
-        return StoreClient("http://store", "t", transport=httpx.MockTransport(self.handler))
-
-
-def test_pull_saves_every_page_then_stops(tmp_path):
-    store = FakeStore(3)
-    work = WorkDir(tmp_path)
-    stats = pull(store.client(), work, page_size=1)
-    assert (stats.labels, stats.completions) == (3, 3)
-    assert len(work.label_pages()) == 3 and set(work.completions()) == set(store.cids)
-    assert pull(store.client(), work).labels == 0  # nothing new
-
-
-def test_a_store_that_disappears_mid_pull_is_resumed_from_the_cursor(tmp_path):
-    work = WorkDir(tmp_path)
-    broken = FakeStore(3, fail_at=3)
-    with pytest.raises(StoreGone, match="re-run continues"):
-        pull(broken.client(), work, page_size=1)
-    assert len(work.label_pages()) == 2  # the two pages before the failure are kept
-    assert json.loads(work.cursor_file.read_text())["labels"] == "2"
-    healthy = FakeStore(3)
-    healthy.cids = broken.cids
-    stats = pull(healthy.client(), work, page_size=1)
-    assert stats.labels == 1  # only the missing page
-    assert len(work.label_pages()) == 3 and len(work.completions()) == 3
-
-
-def test_a_line_cut_short_by_a_crash_is_ignored(tmp_path):
-    work = WorkDir(tmp_path)
-    work.labels_file.write_text('{"labels": [], "honeypots": {}}\n{"labels": [')
-    assert len(work.label_pages()) == 1
+def test_docstring_examples_run():
+    failed, attempted = doctest.testmod(examples_module)
+    assert attempted > 0 and failed == 0
 
 
 @pytest.fixture(scope="module")
@@ -252,7 +180,6 @@ def test_a_bad_row_is_skipped_and_counted_not_fatal(tokenizer):
 
 def test_a_long_prompt_keeps_its_special_head_and_its_end(tokenizer):
     """Issue 13: training kept the last tokens only, dropping BOS and the FIM marker."""
-    from crlhf_trainer.dataset import build_examples
     from crlhf_trainer.rewards import Reward
 
     bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else 1
@@ -275,7 +202,6 @@ def test_a_long_prompt_keeps_its_special_head_and_its_end(tokenizer):
 def test_a_night_trains_on_recent_completions_plus_a_replay_of_older_ones():
     from datetime import UTC, datetime, timedelta
 
-    from crlhf_trainer.dataset import Example
     from crlhf_trainer.nightly import recent_with_replay
 
     now = datetime(2026, 12, 6, tzinfo=UTC)
