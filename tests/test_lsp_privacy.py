@@ -60,6 +60,13 @@ def test_setting_globs_add_to_the_defaults_and_match_names_paths_and_folders() -
     assert ex.excluded("file:///work/app/src/vendor.py") is None
 
 
+def test_character_sets_and_a_broken_one() -> None:
+    ex = Exclusions(["*.[ch]", "[z-a].txt"])
+    assert ex.excluded("file:///w/x.h") is not None
+    assert ex.excluded("file:///w/x.py") is None
+    assert ex.excluded("file:///w/[z-a].txt") is not None  # taken literally
+
+
 def test_crlhfignore_opts_a_folder_out_and_is_read_again_when_it_changes(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     (ws / "src").mkdir(parents=True)

@@ -199,4 +199,7 @@ def _regex(glob: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(c))
             i += 1
-    return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+    try:
+        return re.compile("".join(out), re.IGNORECASE | re.DOTALL)
+    except re.error:  # a set such as ``[z-a]``: the pattern is taken literally
+        return re.compile(re.escape(glob), re.IGNORECASE | re.DOTALL)
