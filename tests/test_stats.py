@@ -1,4 +1,5 @@
-"""crlhf_store.stats on SQLite and PostgreSQL: rows in, figures out."""
+"""The dashboard's figures (crlhf_store.dashboard.stats_*) on SQLite and PostgreSQL: rows in,
+figures out."""
 
 from __future__ import annotations
 
@@ -7,8 +8,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from crlhf_store import stats
-from crlhf_store.dashboard.history import record_status_change
+from crlhf_store.adapters import record_status_change, set_status
+from crlhf_store.dashboard import (
+    stats_adapters,
+    stats_annotators,
+    stats_honeypots,
+    stats_overview,
+    stats_rewards,
+)
 from crlhf_store.db import Database
 from crlhf_store.models import (
     Adapter,
@@ -73,25 +80,27 @@ def event(s: Session, who: int, cid: uuid.UUID, kind: str) -> None:
 
 
 def test_wilson_interval_and_binned_quantiles() -> None:
-    assert stats.wilson_interval(0, 0) == (0.0, 1.0)
-    low, high = stats.wilson_interval(10, 10)
+    assert stats_annotators.wilson_interval(0, 0) == (0.0, 1.0)
+    low, high = stats_annotators.wilson_interval(10, 10)
     assert 0.7 < low < 1.0 and high == 1.0
     hist = [0] * 20
     hist[10] = 4  # four rewards in [0.50, 0.55)
-    assert stats._quantile(hist, 0.5) == pytest.approx(0.525)
-    assert stats._quantile(hist, 0.0) == pytest.approx(0.5)
+    assert stats_rewards._quantile(hist, 0.5) == pytest.approx(0.525)
+    assert stats_rewards._quantile(hist, 0.0) == pytest.approx(0.5)
 
 
 def test_an_empty_store(db: Database) -> None:
     with db.reading() as s:
-        overview = stats.overview(s, days=5)
+        overview = stats_overview.overview(s, days=5)
         assert overview.ratings == 0 and overview.acceptance_rate is None
         assert len(overview.days) == 5
         assert overview.days[-1].day == datetime.now(UTC).date()
-        assert stats.annotators(s).annotators == [] and stats.annotators(s).run_id is None
-        assert stats.rewards(s) == stats.RewardStats(runs=[], languages=[])
-        assert stats.adapters(s) == []
-        assert stats.honeypots(s) == stats.HoneypotStats(honeypots=0, lines=0, coverage=[])
+        people = stats_annotators.annotators(s)
+        assert people.annotators == [] and people.run_id is None
+        assert stats_rewards.rewards(s) == stats_rewards.RewardStats(runs=[], languages=[])
+        assert stats_adapters.adapters(s) == []
+        none = stats_honeypots.HoneypotStats(honeypots=0, lines=0, coverage=[])
+        assert stats_honeypots.honeypots(s) == none
 
 
 def test_overview_counts_distinct_completions(db: Database) -> None:
@@ -106,13 +115,13 @@ def test_overview_counts_distinct_completions(db: Database) -> None:
         rate(s, ada, c1, 1, -1)
         rate(s, ada, honeypot, 0, 1)
     with db.reading() as s:
-        o = stats.overview(s, days=2)
+        o = stats_overview.overview(s, days=2)
     assert (o.completions, o.shown, o.accepted, o.rated) == (2, 2, 1, 1)
     assert o.acceptance_rate == 0.5 and o.ratings == 3 and o.annotators == 1
     assert o.days[-1].ratings == 3 and o.days[-1].active_annotators == 1
     assert o.days[-1].shown == 2 and o.days[-1].accepted == 1
     with db.reading() as s:
-        later = stats.overview(s, days=2, now=datetime.now(UTC) + timedelta(days=10))
+        later = stats_overview.overview(s, days=2, now=datetime.now(UTC) + timedelta(days=10))
     assert later.days[-1].ratings == 0 and later.active_annotators_7d == 0
 
 
@@ -153,7 +162,7 @@ def test_annotators_newest_honeypot_label_counts_and_latest_run(db: Database) ->
                 )
             )
     with db.reading() as s:
-        data = stats.annotators(s)
+        data = stats_annotators.annotators(s)
     rows = {r.annotator: r for r in data.annotators}
     assert data.method == "em2" and list(rows) == ["<b>bob</b>", "ada", "ghost"]
     assert rows["ada"].honeypot_answers == 2 and rows["ada"].honeypot_accuracy == 1.0
@@ -177,8 +186,8 @@ def test_rewards_are_binned_the_same_on_both_databases(db: Database) -> None:
             for cid, v in zip([*py, go], values, strict=True):
                 s.add(CompletionReward(run_id=run.id, completion_id=cid, reward=v, low=v, high=v))
     with db.reading() as s:
-        data = stats.rewards(s)
-        assert [r.run_id for r in stats.rewards(s, runs=1).runs] == ids[1:]
+        data = stats_rewards.rewards(s)
+        assert [r.run_id for r in stats_rewards.rewards(s, runs=1).runs] == ids[1:]
     assert [r.run_id for r in data.runs] == ids
     first, last = data.runs[0].rewards, data.runs[1].rewards
     assert first.histogram[4] == 5 and first.mean == pytest.approx(0.2)
@@ -208,13 +217,13 @@ def test_adapters_timeline_pass_at_k_and_who_published(db: Database) -> None:
                 )
             )
         s.flush()
-        record_status_change(s, version="v1", status="published", actor="trainer")
-        record_status_change(s, version="v1", status="published", actor="trainer")  # once
-        record_status_change(s, version="v1", status="retired", actor="ops")
-        record_status_change(s, version="v2", status="published", actor="admin")
+        set_status(s, version="v1", status="published", actor="trainer")  # the registry records
+        set_status(s, version="v1", status="published", actor="trainer")  # once
+        set_status(s, version="v1", status="retired", actor="ops")
+        set_status(s, version="v2", status="published", actor="admin")
         record_status_change(s, version="nope", status="published", actor="admin")
     with db.reading() as s:
-        rows = {r.version: r for r in stats.adapters(s)}
+        rows = {r.version: r for r in stats_adapters.adapters(s)}
     assert [c.status for c in rows["v1"].history] == ["published", "retired"]
     assert rows["v1"].published_by == "trainer" and rows["v2"].published_by == "admin"
     v2 = {m.metric: (m.before, m.after) for m in rows["v2"].pass_at}
@@ -260,7 +269,7 @@ def test_honeypot_coverage(db: Database) -> None:
         rate(s, bob, pots[2], 2, -1)
         rate(s, bob, completion(s, owner=ada), 0, 1)  # not a honeypot
     with db.reading() as s:
-        data = stats.honeypots(s)
+        data = stats_honeypots.honeypots(s)
     assert data.honeypots == 4 and data.lines == 12
     cover = {c.annotator: (c.answered, c.lines, c.share) for c in data.coverage}
     assert cover == {"ada": (2, 3, 0.5), "bob": (1, 1, 0.25)}

@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from crlhf_store.errors import ChecksumRefused, Conflict, Invalid, NotFound
-from crlhf_store.models import Adapter, AdapterArtifactRow
+from crlhf_store.models import Adapter, AdapterArtifactRow, AdapterStatusChange
 from crlhf_store.storage import AdapterStorage
 
 VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
@@ -243,7 +243,8 @@ def get(session: Session, *, version: str) -> Adapter:
     return row
 
 
-def set_status(session: Session, *, version: str, status: str) -> AdapterOut:
+def set_status(session: Session, *, version: str, status: str, actor: str) -> AdapterOut:
+    """Publish or retire ``version``, recording who did it in the status history."""
     row = get(session, version=version)
     if row.status != status:
         row.status = status
@@ -253,7 +254,25 @@ def set_status(session: Session, *, version: str, status: str) -> AdapterOut:
         else:
             row.retired_at = now
         session.flush()
+    record_status_change(session, version=version, status=status, actor=actor)
     return to_out(row)
+
+
+def record_status_change(session: Session, *, version: str, status: str, actor: str) -> None:
+    """Append a change unless the adapter's last recorded change already says ``status``
+    (publishing twice is one event)."""
+    adapter_id = session.scalar(select(Adapter.id).where(Adapter.version == version))
+    if adapter_id is None:
+        return
+    last = session.scalar(
+        select(AdapterStatusChange.status)
+        .where(AdapterStatusChange.adapter_id == adapter_id)
+        .order_by(AdapterStatusChange.id.desc())
+        .limit(1)
+    )
+    if last != status:
+        session.add(AdapterStatusChange(adapter_id=adapter_id, status=status, actor=actor))
+        session.flush()
 
 
 def list_all(session: Session) -> list[AdapterOut]:

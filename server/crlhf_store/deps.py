@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from crlhf_contract.schemas import Scope
 from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
@@ -75,3 +76,28 @@ def require(scope: Scope):  # type: ignore[no-untyped-def]
 
 AnnotatorDep = Annotated[Principal, Depends(require("annotator"))]
 TrainerDep = Annotated[Principal, Depends(require("trainer"))]
+
+
+def strict_query(request: Request) -> None:
+    """Refuse query parameters the matched route does not declare."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    declared = _query_names(dependant) if dependant is not None else set()
+    for name in request.query_params:
+        if name not in declared:
+            raise RequestValidationError(
+                [
+                    {
+                        "loc": ("query", name),
+                        "msg": f"unknown query parameter {name!r}",
+                        "type": "extra_forbidden",
+                        "input": request.query_params[name],
+                    }
+                ]
+            )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

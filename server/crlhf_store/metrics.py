@@ -40,9 +40,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from crlhf_store.dashboard.api import strict_query
 from crlhf_store.db import Database
-from crlhf_store.deps import require
+from crlhf_store.deps import require, strict_query
 from crlhf_store.models import AggregationRun, LineRating
 from crlhf_store.routes import AUTH
 from crlhf_store.tokens import Principal

@@ -257,6 +257,23 @@ class AdapterArtifactRow(Base):
     adapter: Mapped[Adapter] = relationship(back_populates="artifacts")
 
 
+class AdapterStatusChange(Base):
+    """Who published or retired an adapter, and when (migration 0002; the registry records
+    it in :func:`crlhf_store.adapters.set_status`, the dashboard charts it)."""
+
+    __tablename__ = "adapter_status_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor: Mapped[str] = mapped_column(String(128), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, server_default=func.now(), nullable=False
+    )
+
+    __table_args__ = (Index("ix_adapter_status_changes_adapter", "adapter_id"),)
+
+
 class AggregationRun(Base):
     """One aggregation of the trainer: reliabilities per annotator, rewards per completion."""
 

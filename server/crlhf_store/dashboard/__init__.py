@@ -4,8 +4,17 @@ Modules: :mod:`~crlhf_store.dashboard.pages` (HTML, Jinja2 with autoescape),
 :mod:`~crlhf_store.dashboard.api` (the JSON behind each chart, admin scope),
 :mod:`~crlhf_store.dashboard.auth` (login sessions, CSRF),
 :mod:`~crlhf_store.dashboard.charts` (server-side SVG), :mod:`~crlhf_store.dashboard.models`
-and :mod:`~crlhf_store.dashboard.history` (its rows: sessions, adapter status history).
-The figures come from :mod:`crlhf_store.stats`.
+(its rows: login sessions).
+
+The figures, one module per page, are plain functions of a session that return the pydantic
+model the JSON endpoint serves (so a chart and its endpoint cannot disagree):
+:mod:`~crlhf_store.dashboard.stats_overview`, :mod:`~crlhf_store.dashboard.stats_annotators`,
+:mod:`~crlhf_store.dashboard.stats_rewards`, :mod:`~crlhf_store.dashboard.stats_adapters`,
+:mod:`~crlhf_store.dashboard.stats_honeypots`.
+
+The store's core (API routes, registry, metrics) imports nothing of this package; the
+adapter status history the adapters page shows is the registry's own
+(:func:`crlhf_store.adapters.set_status` records it).
 """
 
 from __future__ import annotations

@@ -1,47 +1,26 @@
 """``/v1/stats/...``: the JSON behind each dashboard chart (admin scope).
 
-Each endpoint returns exactly what :mod:`crlhf_store.stats` computes for the page. A query
+Each endpoint returns exactly what the page's ``stats_*`` module computes. A query
 parameter an endpoint does not declare is refused (422 naming it) rather than ignored, so a
 typo such as ``?day=7`` does not silently give the 30-day default.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Depends, Query
 
-from crlhf_store import stats
-from crlhf_store.deps import StoreDep, require
+from crlhf_store.dashboard import (
+    stats_adapters,
+    stats_annotators,
+    stats_honeypots,
+    stats_overview,
+    stats_rewards,
+)
+from crlhf_store.deps import StoreDep, require, strict_query
 from crlhf_store.routes import AUTH
 from crlhf_store.tokens import Principal
-
-
-def strict_query(request: Request) -> None:
-    """Refuse query parameters the matched route does not declare."""
-    dependant = getattr(request.scope.get("route"), "dependant", None)
-    declared = _query_names(dependant) if dependant is not None else set()
-    for name in request.query_params:
-        if name not in declared:
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ("query", name),
-                        "msg": f"unknown query parameter {name!r}",
-                        "type": "extra_forbidden",
-                        "input": request.query_params[name],
-                    }
-                ]
-            )
-
-
-def _query_names(dependant: Any) -> set[str]:
-    names = {p.alias for p in dependant.query_params}
-    for sub in dependant.dependencies:
-        names |= _query_names(sub)
-    return names
-
 
 router = APIRouter(
     prefix="/v1/stats", tags=["stats"], responses=AUTH, dependencies=[Depends(strict_query)]
@@ -49,44 +28,44 @@ router = APIRouter(
 AdminDep = Annotated[Principal, Depends(require("admin"))]
 
 
-@router.get("/overview", response_model=stats.Overview)
+@router.get("/overview", response_model=stats_overview.Overview)
 def overview(
     principal: AdminDep,
     store: StoreDep,
     days: Annotated[int, Query(ge=1, le=366, description="days back, today included")] = 30,
-) -> stats.Overview:
+) -> stats_overview.Overview:
     """Ratings and active annotators per day; completions shown / accepted / rated."""
     with store.db.reading() as session:
-        return stats.overview(session, days=days)
+        return stats_overview.overview(session, days=days)
 
 
-@router.get("/annotators", response_model=stats.AnnotatorStats)
-def annotators(principal: AdminDep, store: StoreDep) -> stats.AnnotatorStats:
+@router.get("/annotators", response_model=stats_annotators.AnnotatorStats)
+def annotators(principal: AdminDep, store: StoreDep) -> stats_annotators.AnnotatorStats:
     """Per annotator: ratings, honeypot accuracy, reliability and flag of the latest run."""
     with store.db.reading() as session:
-        return stats.annotators(session)
+        return stats_annotators.annotators(session)
 
 
-@router.get("/rewards", response_model=stats.RewardStats)
+@router.get("/rewards", response_model=stats_rewards.RewardStats)
 def rewards(
     principal: AdminDep,
     store: StoreDep,
     runs: Annotated[int, Query(ge=1, le=365, description="latest aggregation runs")] = 14,
-) -> stats.RewardStats:
+) -> stats_rewards.RewardStats:
     """Reward distribution per aggregation run, and per language in the latest run."""
     with store.db.reading() as session:
-        return stats.rewards(session, runs=runs)
+        return stats_rewards.rewards(session, runs=runs)
 
 
-@router.get("/adapters", response_model=list[stats.AdapterRow])
-def adapters(principal: AdminDep, store: StoreDep) -> list[stats.AdapterRow]:
+@router.get("/adapters", response_model=list[stats_adapters.AdapterRow])
+def adapters(principal: AdminDep, store: StoreDep) -> list[stats_adapters.AdapterRow]:
     """Adapter versions with parent, status, pass@k before/after and who published."""
     with store.db.reading() as session:
-        return stats.adapters(session)
+        return stats_adapters.adapters(session)
 
 
-@router.get("/honeypots", response_model=stats.HoneypotStats)
-def honeypots(principal: AdminDep, store: StoreDep) -> stats.HoneypotStats:
+@router.get("/honeypots", response_model=stats_honeypots.HoneypotStats)
+def honeypots(principal: AdminDep, store: StoreDep) -> stats_honeypots.HoneypotStats:
     """How many honeypots, and how many each annotator answered."""
     with store.db.reading() as session:
-        return stats.honeypots(session)
+        return stats_honeypots.honeypots(session)

@@ -1,10 +1,14 @@
-"""The dashboard's own rows (migration 0002): login sessions, adapter status history."""
+"""The dashboard's own rows (migration 0002): login sessions.
+
+The adapter status history of the same migration is the registry's
+(:class:`crlhf_store.models.AdapterStatusChange`).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, String, func
+from sqlalchemy import ForeignKey, String, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from crlhf_store.models import Base, UtcDateTime
@@ -22,19 +26,3 @@ class DashboardSession(Base):
         UtcDateTime, server_default=func.now(), nullable=False
     )
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
-
-
-class AdapterStatusChange(Base):
-    """Who published or retired an adapter, and when (the adapters page's timeline)."""
-
-    __tablename__ = "adapter_status_changes"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id"), nullable=False)
-    status: Mapped[str] = mapped_column(String(16), nullable=False)
-    actor: Mapped[str] = mapped_column(String(128), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(
-        UtcDateTime, server_default=func.now(), nullable=False
-    )
-
-    __table_args__ = (Index("ix_adapter_status_changes_adapter", "adapter_id"),)

@@ -17,9 +17,15 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from crlhf_store import adapters as registry
 from crlhf_store import honeypots as honeypot_import
-from crlhf_store import stats
-from crlhf_store.dashboard import auth, charts
-from crlhf_store.dashboard.history import record_status_change
+from crlhf_store.dashboard import (
+    auth,
+    charts,
+    stats_adapters,
+    stats_annotators,
+    stats_honeypots,
+    stats_overview,
+    stats_rewards,
+)
 from crlhf_store.deps import StoreDep
 from crlhf_store.errors import StoreServerError
 
@@ -152,7 +158,7 @@ def logout(
 @router.get("")
 def overview(store: StoreDep, admin: AdminDep) -> Response:
     with store.db.reading() as session:
-        data = stats.overview(session, days=30)
+        data = stats_overview.overview(session, days=30)
     days = [f"{d.day:%m-%d}" for d in data.days]
     figures = {
         "ratings": charts.bars(
@@ -192,7 +198,7 @@ SortKey = Literal[
 SORT_KEYS: tuple[str, ...] = SortKey.__args__  # type: ignore[attr-defined]
 
 
-def sort_rows(rows: list[stats.AnnotatorRow], key: str, descending: bool) -> list:
+def sort_rows(rows: list[stats_annotators.AnnotatorRow], key: str, descending: bool) -> list:
     """Sort by a column; rows without a value go last in both directions."""
     present = [r for r in rows if getattr(r, key) is not None]
     missing = [r for r in rows if getattr(r, key) is None]
@@ -207,7 +213,7 @@ def annotators(
     sort = sort if sort in SORT_KEYS else "annotator"
     descending = order == "desc"
     with store.db.reading() as session:
-        data = stats.annotators(session)
+        data = stats_annotators.annotators(session)
     rows = sort_rows(data.annotators, sort, descending)
     points = [
         charts.Point(r.honeypot_accuracy, r.reliability, r.annotator, r.flag or "ok")
@@ -233,14 +239,14 @@ def annotators(
     )
 
 
-def _box(label: str, d: stats.Distribution) -> charts.Box:
+def _box(label: str, d: stats_rewards.Distribution) -> charts.Box:
     return charts.Box(label, d.p10, d.p25, d.median, d.p75, d.p90, d.mean, d.n)  # type: ignore[arg-type]
 
 
 @router.get("/rewards")
 def rewards(store: StoreDep, admin: AdminDep) -> Response:
     with store.db.reading() as session:
-        data = stats.rewards(session, runs=14)
+        data = stats_rewards.rewards(session, runs=14)
     runs = [r for r in data.runs if r.rewards.n]
     figures = {}
     if runs:
@@ -268,7 +274,7 @@ def rewards(store: StoreDep, admin: AdminDep) -> Response:
 @router.get("/adapters")
 def adapters(store: StoreDep, admin: AdminDep) -> Response:
     with store.db.reading() as session:
-        rows = stats.adapters(session)
+        rows = stats_adapters.adapters(session)
     figure = charts.timeline(
         "adapter-timeline",
         "Adapter versions",
@@ -303,8 +309,7 @@ def change_status(
     status = "published" if action == "publish" else "retired"
     try:
         with store.db.writing() as session:
-            registry.set_status(session, version=version, status=status)
-            record_status_change(session, version=version, status=status, actor=admin.name)
+            registry.set_status(session, version=version, status=status, actor=admin.name)
     except StoreServerError as exc:
         return render("error.html", 404, admin=admin, page="adapters", message=exc.message)
     return RedirectResponse("/dashboard/adapters", 303)
@@ -312,7 +317,7 @@ def change_status(
 
 def _honeypot_page(store: StoreDep, admin: auth.AdminSession, status: int = 200, **extra: Any):
     with store.db.reading() as session:
-        data = stats.honeypots(session)
+        data = stats_honeypots.honeypots(session)
     figure = charts.bars(
         "honeypot-coverage",
         "Honeypots answered per annotator",

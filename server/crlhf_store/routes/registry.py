@@ -10,7 +10,6 @@ from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 from fastapi.responses import StreamingResponse
 
 from crlhf_store import adapters, aggregation_runs
-from crlhf_store.dashboard.history import record_status_change
 from crlhf_store.deps import AnnotatorDep, Store, StoreDep, TrainerDep
 from crlhf_store.errors import Invalid
 from crlhf_store.routes import AUTH, BODY, CONFLICT, NOT_FOUND
@@ -162,11 +161,9 @@ def retire_adapter(version: str, principal: TrainerDep, store: StoreDep) -> Adap
 
 
 def _set_status(store: Store, version: str, status: AdapterStatus, *, actor: str) -> AdapterOut:
-    """Change an adapter's status and record who did it (the dashboard's history)."""
+    """Change an adapter's status; the registry records who did it."""
     with store.db.writing() as session:
-        out = adapters.set_status(session, version=version, status=status)
-        record_status_change(session, version=version, status=status, actor=actor)
-        return out
+        return adapters.set_status(session, version=version, status=status, actor=actor)
 
 
 @router.get(
