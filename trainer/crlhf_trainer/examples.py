@@ -167,42 +167,16 @@ def build_examples(
         if c is None:
             skipped.no_reward += 1
             continue
-        ids, prompt_ids = c.get("token_ids"), c.get("prompt_token_ids")
-        if not ids or prompt_ids is None:
-            skipped.no_token_ids += 1
+        reason = _unusable(c, vocab)
+        if reason is None:
+            try:
+                lines = token_lines(decode, list(c["token_ids"]))
+            except (ValueError, TypeError, OverflowError, IndexError, KeyError):
+                reason = "bad_token_ids"  # the tokenizer refused them: not its vocabulary
+        if reason is not None:
+            setattr(skipped, reason, getattr(skipped, reason) + 1)
             continue
-        if not (
-            _ids_ok(ids, MAX_COMPLETION_TOKENS, vocab)
-            and _ids_ok(prompt_ids, MAX_PROMPT_TOKENS, vocab)
-        ):
-            skipped.bad_token_ids += 1
-            continue
-        logprobs = c.get("token_logprobs")
-        if logprobs is not None and not _logprobs_ok(logprobs, len(ids)):
-            # Log-probs of other tokens than these: the ids themselves are suspect too.
-            skipped.logprob_mismatch += 1
-            continue
-        try:
-            lines = token_lines(decode, list(ids))
-        except (ValueError, TypeError, OverflowError, IndexError, KeyError):
-            skipped.bad_token_ids += 1  # the tokenizer refused them: not its vocabulary
-            continue
-        room = max(1, max_tokens - len(ids))
-        posts = list(reward.line_posteriors)
-        # A line nobody rated (or past the rated text) gets the completion's reward.
-        credit = [posts[ln] if ln < len(posts) else reward.mean for ln in lines]
-        examples.append(
-            Example(
-                completion_id=str(cid),
-                prompt_ids=_fit_prompt(list(prompt_ids), room, special_ids),
-                completion_ids=list(ids),
-                reward=float(reward.mean),
-                token_credit=[float(x) for x in credit],
-                logprobs=None if logprobs is None else [float(x) for x in logprobs],
-                token_line=lines,
-                prompt_key=f"{c.get('prompt', '')}\x00{c.get('suffix', '')}",
-            )
-        )
+        examples.append(_example(str(cid), c, reward, lines, max_tokens, special_ids))
     if not examples:
         raise NoTrainingData(
             f"none of the {len(rewards)} rated completion(s) can be trained on "
@@ -212,3 +186,44 @@ def build_examples(
             "those"
         )
     return examples, skipped
+
+
+def _unusable(c: Mapping[str, Any], vocab: int) -> str | None:
+    """The :class:`Skipped` field a pulled completion counts under, or None if usable."""
+    ids, prompt_ids = c.get("token_ids"), c.get("prompt_token_ids")
+    if not ids or prompt_ids is None:
+        return "no_token_ids"
+    if not (
+        _ids_ok(ids, MAX_COMPLETION_TOKENS, vocab) and _ids_ok(prompt_ids, MAX_PROMPT_TOKENS, vocab)
+    ):
+        return "bad_token_ids"
+    logprobs = c.get("token_logprobs")
+    if logprobs is not None and not _logprobs_ok(logprobs, len(ids)):
+        # Log-probs of other tokens than these: the ids themselves are suspect too.
+        return "logprob_mismatch"
+    return None
+
+
+def _example(
+    cid: str,
+    c: Mapping[str, Any],
+    reward: Any,
+    lines: list[int],
+    max_tokens: int,
+    special_ids: frozenset[int],
+) -> Example:
+    ids, logprobs = list(c["token_ids"]), c.get("token_logprobs")
+    room = max(1, max_tokens - len(ids))
+    posts = list(reward.line_posteriors)
+    # A line nobody rated (or past the rated text) gets the completion's reward.
+    credit = [posts[ln] if ln < len(posts) else reward.mean for ln in lines]
+    return Example(
+        completion_id=cid,
+        prompt_ids=_fit_prompt(list(c["prompt_token_ids"]), room, special_ids),
+        completion_ids=ids,
+        reward=float(reward.mean),
+        token_credit=[float(x) for x in credit],
+        logprobs=None if logprobs is None else [float(x) for x in logprobs],
+        token_line=lines,
+        prompt_key=f"{c.get('prompt', '')}\x00{c.get('suffix', '')}",
+    )

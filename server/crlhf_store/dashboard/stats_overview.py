@@ -61,7 +61,6 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
     """Totals, and per day over the last ``days`` days (UTC, today included)."""
     now = now or datetime.now(UTC)
     first = now.date() - timedelta(days=days - 1)
-    since = datetime(first.year, first.month, first.day, tzinfo=UTC)
     model = Completion.is_honeypot.is_(False)
     completions = session.scalar(select(func.count()).select_from(Completion).where(model))
 
@@ -87,6 +86,22 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
     active_7d = session.scalar(
         select(func.count(distinct(LineRating.annotator_id))).where(LineRating.created_at >= week)
     )
+    return Overview(
+        completions=completions or 0,
+        shown=shown,
+        accepted=accepted,
+        rated=rated or 0,
+        acceptance_rate=accepted / shown if shown else None,
+        ratings=ratings,
+        annotators=annotators,
+        active_annotators_7d=active_7d or 0,
+        days=_days(session, first, days),
+    )
+
+
+def _days(session: Session, first: date, days: int) -> list[DayCount]:
+    """The per-day counts of ``days`` days from ``first`` (UTC), zero where nothing happened."""
+    since = datetime(first.year, first.month, first.day, tzinfo=UTC)
     per_ratings = _per_day(session, LineRating.created_at, func.count(), since)
     per_active = _per_day(
         session, LineRating.created_at, func.count(distinct(LineRating.annotator_id)), since
@@ -106,7 +121,7 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         since,
         CompletionEvent.kind.in_(("accepted", "partial")),
     )
-    series = [
+    return [
         DayCount(
             day=d,
             ratings=per_ratings.get(d, 0),
@@ -116,14 +131,3 @@ def overview(session: Session, *, days: int = 30, now: datetime | None = None) -
         )
         for d in (first + timedelta(days=i) for i in range(days))
     ]
-    return Overview(
-        completions=completions or 0,
-        shown=shown,
-        accepted=accepted,
-        rated=rated or 0,
-        acceptance_rate=accepted / shown if shown else None,
-        ratings=ratings,
-        annotators=annotators,
-        active_annotators_7d=active_7d or 0,
-        days=series,
-    )
