@@ -136,3 +136,79 @@ def test_take_keeps_names_and_selects_rows():
     ls = LabelSet.from_records([("x", "a", 1), ("y", "b", -1), ("z", "a", 1)], {"y": -1})
     sub = ls.take(ls.label > 0)
     assert sub.items == ls.items and sub.n_labels == 2 and sub.gold == ls.gold
+
+
+def _same(a: LabelSet, b: LabelSet) -> None:
+    assert a.items == b.items and a.annotators == b.annotators and a.gold == b.gold
+    for name in ("item_idx", "annotator_idx", "label"):
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.tolist() == y.tolist(), name
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'item,annotator,label\r\nx,a,1\r\ny, b ,0\r\n x ,a,-1\r\n"z,1",b,+1\r\n',
+        "annotator,extra,label,item\nb,,1,q\na,e,0,p\nb,e, 1 ,p\nc,,-1,q\n\nb,,0,q\n",
+        "item,annotator,label\n" + "".join(f"i{k % 37},a{k % 5},{k % 3 - 1}\n" for k in range(400)),
+    ],
+)
+def test_columnar_csv_reads_what_the_row_reader_reads(tmp_path, monkeypatch, text):
+    from crlhf_trainer.aggregation import labels as module
+
+    path = write(tmp_path, "l.csv", text)
+    gold = write(tmp_path, "g.csv", "item,label\nx,1\np,0\n")
+    monkeypatch.setattr(module, "_BLOCK_SIZE", 64)  # many blocks, one dictionary each
+    assert module._read_labels_columnar(path) is not None
+    fast = LabelSet.from_csv(path, gold)
+    monkeypatch.setattr(module, "_read_labels_columnar", lambda p: None)
+    _same(fast, LabelSet.from_csv(path, gold))
+
+
+def test_columnar_csv_falls_back_for_what_only_rows_can_name(tmp_path):
+    from crlhf_trainer.aggregation import labels as module
+
+    for text in ("item,annotator,label\nx,a,1\n   \n", "item,annotator,label\nx,a,maybe\n"):
+        assert module._read_labels_columnar(write(tmp_path, "l.csv", text)) is None
+    ls = LabelSet.from_csv(write(tmp_path, "l.csv", "item,annotator,label\nx,a,1\n   \n"))
+    assert as_triples(ls) == [("x", "a", 1)]
+
+
+def _export_rows():
+    rows = []
+    for k in range(300):
+        rows.append(
+            {
+                "completion_id": f"c{k % 7}",
+                "line": k % 4,
+                "annotator": f"a{k % 5}",
+                "label": (1, 0, -1)[k % 3],
+                "own": k % 11 == 0,
+                "superseded": k % 13 == 0,
+            }
+        )
+    rows.append({"completion_id": "bad", "own": True})  # skipped before it is read
+    return rows
+
+
+def test_from_export_columns_match_the_row_loop(monkeypatch):
+    from crlhf_trainer.aggregation import labels as module
+
+    rows = _export_rows()
+    pages = [{"labels": rows[:150], "honeypots": {"c1": [1, 0]}}, {"labels": rows[150:]}]
+    assert module._export_columns(rows) is not None
+    fast = LabelSet.from_export(pages)
+    monkeypatch.setattr(module, "_export_columns", lambda rows: None)
+    _same(fast, LabelSet.from_export(pages))
+    assert fast.n_labels == len(
+        {
+            (r["completion_id"], r["line"], r["annotator"])
+            for r in rows[:-1]
+            if not (r["own"] or r["superseded"])
+        }
+    )
+
+
+def test_from_export_unusual_rows_take_the_row_loop():
+    pages = [{"labels": [{"completion_id": 5, "line": True, "annotator": 3, "label": "1"}]}]
+    assert as_triples(LabelSet.from_export(pages)) == [("5:1", "3", 1)]
