@@ -73,6 +73,13 @@ def create_app(
     app.add_middleware(BearerGate, db=db)
     metrics.instrument(app, db)  # outermost: times every request; GET /metrics
 
+    _handle_errors(app)
+    return app
+
+
+def _handle_errors(app: FastAPI) -> None:
+    """Domain errors, undecodable bodies and a database that is down, as HTTP answers."""
+
     @app.exception_handler(StoreServerError)
     async def _store_error(request: Request, exc: StoreServerError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail()}, status_code=exc.status, headers=exc.headers)
@@ -104,8 +111,6 @@ def create_app(
             status_code=503,
             headers={"Retry-After": "5"},
         )
-
-    return app
 
 
 def serving_app(settings: StoreSettings, *, migrate: bool = True) -> FastAPI:
