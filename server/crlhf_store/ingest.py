@@ -162,6 +162,38 @@ def store_events(session: Session, *, annotator_id: int, events: Sequence[EventI
     return Stored(stored=stored, duplicates=len(events) - stored)
 
 
+def _check_lines(ratings: Sequence[RatingIn], n_lines: dict[uuid.UUID, int]) -> None:
+    for i, r in enumerate(ratings):
+        if r.line >= n_lines[r.completion_id]:
+            raise Invalid(
+                f"line {r.line} is past the end of completion {r.completion_id}, "
+                f"which has {n_lines[r.completion_id]} lines (0-based)",
+                loc=("body", "ratings", i, "line"),
+            )
+
+
+def _check_served(
+    session: Session, annotator_id: int, ratings: Sequence[RatingIn], own: set[uuid.UUID]
+) -> None:
+    """Every rated completion is the annotator's own or a review task served to them."""
+    ids = {r.completion_id for r in ratings}
+    served = set(
+        session.scalars(
+            select(ReviewAssignment.completion_id).where(
+                ReviewAssignment.annotator_id == annotator_id,
+                ReviewAssignment.completion_id.in_(ids - own),
+            )
+        )
+    )
+    for i, r in enumerate(ratings):
+        if r.completion_id not in own and r.completion_id not in served:
+            raise Invalid(
+                f"completion {r.completion_id} is neither yours nor a review task served "
+                "to you; rate what GET /v1/review/next gives you",
+                loc=("body", "ratings", i, "completion_id"),
+            )
+
+
 def store_ratings(
     session: Session,
     *,
@@ -183,13 +215,7 @@ def store_ratings(
     now = datetime.now(UTC)
     _check_rate(session, annotator_id, len(ratings), now, per_minute, per_day)
     n_lines = _known_completions(session, [r.completion_id for r in ratings], "ratings")
-    for i, r in enumerate(ratings):
-        if r.line >= n_lines[r.completion_id]:
-            raise Invalid(
-                f"line {r.line} is past the end of completion {r.completion_id}, "
-                f"which has {n_lines[r.completion_id]} lines (0-based)",
-                loc=("body", "ratings", i, "line"),
-            )
+    _check_lines(ratings, n_lines)
     ids = {r.completion_id for r in ratings}
     own = set(
         session.scalars(
@@ -199,21 +225,7 @@ def store_ratings(
         )
     )
     if need_task:
-        served = set(
-            session.scalars(
-                select(ReviewAssignment.completion_id).where(
-                    ReviewAssignment.annotator_id == annotator_id,
-                    ReviewAssignment.completion_id.in_(ids - own),
-                )
-            )
-        )
-        for i, r in enumerate(ratings):
-            if r.completion_id not in own and r.completion_id not in served:
-                raise Invalid(
-                    f"completion {r.completion_id} is neither yours nor a review task served "
-                    "to you; rate what GET /v1/review/next gives you",
-                    loc=("body", "ratings", i, "completion_id"),
-                )
+        _check_served(session, annotator_id, ratings, own)
     last = {(r.completion_id, r.line): r.event_id for r in ratings}
     rows = [
         r.model_dump()
