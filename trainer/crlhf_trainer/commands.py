@@ -22,10 +22,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+
+from .progress import bars, print_summary
 
 __all__ = [
     "add_eval_arguments",
@@ -319,67 +318,6 @@ def _model_id(model: str) -> str:
     return str(path.resolve()) if path.exists() else model
 
 
-# --- progress and summary -----------------------------------------------------------
-
-
-@contextmanager
-def _bars() -> Iterator[Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=_console(),
-        transient=False,
-    ) as bars:
-        tasks: dict[str, Any] = {}
-
-        def advance(stage: str, n: int, total: int | None) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total)
-            bars.update(tasks[stage], advance=n, total=total)
-
-        yield advance
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def print_summary(summary: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    table = Table(title="crlhf-train", show_header=True)
-    table.add_column("stage")
-    table.add_column("result")
-    for stage, value in summary.items():
-        if stage == "eval":
-            for name, metrics in value.items():
-                shown = ", ".join(f"{k} {_fmt(v)}" for k, v in metrics.items())
-                table.add_row(f"eval ({name})", shown)
-        elif isinstance(value, dict):
-            shown = ", ".join(
-                f"{k} {_fmt(v)}"
-                for k, v in value.items()
-                if k not in ("config", "report", "skipped", "parent_dir", "history")
-            )
-            if stage == "train" and "report" in value:
-                r = value["report"]
-                shown += f", {r['tokens_per_s']:.0f} tok/s, peak {r['peak_memory_mb']:.0f} MB"
-            table.add_row(stage, shown)
-        else:
-            table.add_row(stage, str(value))
-    _console().print(table)
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 # --- runners ------------------------------------------------------------------------
 
 
@@ -387,7 +325,7 @@ def run_pull(args: argparse.Namespace) -> int:
     from .nightly import pull_work
 
     cfg = config_from_args(args)
-    with _bars() as progress:
+    with bars() as progress:
         stats = pull_work(cfg, progress)
     print_summary({"pull": stats})
     return 0
@@ -398,7 +336,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     agg, rewards = aggregate_work(cfg)
-    with _bars() as progress:
+    with bars() as progress:
         run, summary = train_run(cfg, rewards, progress)
     print_summary({"aggregate": agg, "train": summary, "run": str(run)})
     return 0
@@ -410,7 +348,7 @@ def run_eval(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     run = args.run_dir or latest_run(WorkDir(cfg.work_dir))
-    with _bars() as progress:
+    with bars() as progress:
         metrics = evaluate_run(cfg, run, progress)
     print_summary({"eval": metrics, "run": str(run)})
     return 0
@@ -430,7 +368,7 @@ def run_run(args: argparse.Namespace) -> int:
     from .nightly import run_nightly
 
     cfg = config_from_args(args)
-    with _bars() as progress:
+    with bars() as progress:
         summary = run_nightly(cfg, progress)
     print_summary(summary)
     published = summary["publish"].get("status") == "published"
