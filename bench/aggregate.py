@@ -2,6 +2,13 @@
 
     .venv/bin/python bench/aggregate.py            # ~8k and 1M labels, every mix
     .venv/bin/python bench/aggregate.py --quick    # ~8k labels only
+    .venv/bin/python bench/aggregate.py --process  # whole processes on 1M labels' CSV
+
+``--process``: the 1M-label crowd of each mix is written as the CLI's CSV files, then
+``crlhf-train aggregate`` and a crowd-kit DawidSkene script (pandas' read_csv, fit with the
+honeypots' truth, write the posteriors) each run as their own process: wall time and peak
+RSS (``wait4``) of the whole process, accuracy read back from what each wrote.  Targets:
+ours <= 1/20 of DawidSkene's wall time, <= 1/3 of its peak RSS, accuracy >= DS - 0.002.
 
 For every mix of annotators and every size, each estimator runs on the same labels:
 ours (em2, paper, paper-l1, mv) on a LabelSet, crowd-kit's (DawidSkene, OneCoinDawidSkene,
@@ -24,7 +31,11 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse
+import csv
 import gc
+import subprocess
+import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -190,13 +201,138 @@ def check_targets(rows: list[dict]) -> list[str]:
     return misses
 
 
+DS_SCRIPT = """
+import sys
+import pandas as pd
+from crowdkit.aggregation import DawidSkene
+labels, gold, out = sys.argv[1:4]
+df = pd.read_csv(labels).rename(columns={"item": "task", "annotator": "worker"})
+df["label"] = df["label"].where(df["label"] == 1, -1)
+g = pd.read_csv(gold)
+truth = pd.Series(g["label"].where(g["label"] == 1, -1).to_numpy(), index=g["item"])
+est = DawidSkene(n_iter=100).fit(df, truth)
+p = est.probas_[1] if 1 in est.probas_ else 0.0
+p.rename("p_correct").rename_axis("item").to_csv(out, float_format="%.6f")
+"""
+
+
+def timed_process(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.returncode:
+        raise SystemExit(f"{argv[:3]} failed ({proc.returncode}): {err[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def run_process(mix_name: str, seed: int, repeats: int) -> list[dict]:
+    crowd = simulate_crowd(SIZES["1M"], N_ANNOTATORS, MIXES[mix_name], seed=seed)
+    ls = crowd.labels
+    free = np.ones(ls.n_items, dtype=bool)
+    free[list(ls.gold)] = False
+    with tempfile.TemporaryDirectory() as tmp:
+        labels, gold = os.path.join(tmp, "labels.csv"), os.path.join(tmp, "gold.csv")
+        items = np.array(ls.items, dtype=object)
+        names = np.array(ls.annotators, dtype=object)
+        with open(labels, "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["item", "annotator", "label"])
+            w.writerows(
+                zip(items[ls.item_idx], names[ls.annotator_idx], ls.label.tolist(), strict=True)
+            )
+        with open(gold, "w", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["item", "label"])
+            w.writerows((ls.items[i], t) for i, t in ls.gold.items())
+        bindir = os.path.dirname(sys.executable)
+        runs = {
+            "crlhf-train aggregate (em2)": lambda out: [
+                os.path.join(bindir, "crlhf-train"),
+                "aggregate",
+                "--labels",
+                labels,
+                "--gold",
+                gold,
+                "--out",
+                out,
+            ],
+            "crowdkit DawidSkene": lambda out: [sys.executable, "-c", DS_SCRIPT, labels, gold, out],
+        }
+        rows = []
+        for name, argv in runs.items():
+            out = os.path.join(tmp, "out.csv")
+            best = min(timed_process(argv(out)) for _ in range(repeats))  # fastest of n
+            with open(out, newline="") as f:
+                p = {r["item"]: float(r["p_correct"]) for r in csv.DictReader(f)}
+            post = np.array([p.get(item, 0.5) for item in ls.items])
+            acc = float(((post[free] > 0.5) == (crowd.truth[free] > 0)).mean())
+            print(f"#   process {mix_name} {name}: {best[0]:.2f} s, {best[1]:.0f} MB", flush=True)
+            rows.append(
+                {
+                    "mix": mix_name,
+                    "method": name,
+                    "labels": ls.n_labels,
+                    "accuracy": acc,
+                    "wall": best[0],
+                    "peak": best[1],
+                }
+            )
+    ds = rows[-1]
+    for r in rows:
+        r["ratio"], r["mem_ratio"] = r["wall"] / ds["wall"], r["peak"] / ds["peak"]
+        r["acc_vs_ds"] = r["accuracy"] - ds["accuracy"]
+    return rows
+
+
+def print_process_table(rows: list[dict]) -> None:
+    try:
+        load = "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        load = "load n/a"
+    print(f"whole processes, 1M labels, {os.cpu_count()} cores, {load}")
+    print("| mix | process | accuracy | Δacc vs DS | wall s | peak RSS MB | time / DS | RSS / DS |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['mix']} | {r['method']} | {r['accuracy']:.4f} | {r['acc_vs_ds']:+.4f} "
+            f"| {r['wall']:.2f} | {r['peak']:.0f} | {r['ratio']:.3f} | {r['mem_ratio']:.3f} |"
+        )
+    misses = [
+        f"{r['mix']}: {what}"
+        for r in rows
+        if r["method"].startswith("crlhf")
+        for what, bad in (
+            (f"time ratio {r['ratio']:.3f} > 1/20", r["ratio"] > 1 / 20),
+            (f"RSS ratio {r['mem_ratio']:.3f} > 1/3", r["mem_ratio"] > 1 / 3),
+            (f"accuracy {r['acc_vs_ds']:+.4f} vs DS", r["acc_vs_ds"] < -0.002),
+        )
+        if bad
+    ]
+    print("process targets: " + ("all met" if not misses else "MISSED: " + "; ".join(misses)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the ~8k-label size only")
     parser.add_argument("--size", action="append", choices=sorted(SIZES), help="repeatable")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mix", action="append", choices=sorted(MIXES), help="repeatable")
+    parser.add_argument(
+        "--process", action="store_true", help="whole CLI process vs DawidSkene's, 1M labels"
+    )
+    parser.add_argument("--repeats", type=int, default=1, help="--process: best of n runs")
     args = parser.parse_args()
+    if args.process:
+        rows = []
+        for mix_name in args.mix or ["mixed"]:
+            rows += run_process(mix_name, args.seed, args.repeats)
+        print()
+        print_process_table(rows)
+        return
     sizes = ["8k"] if args.quick else (args.size or list(SIZES))
     mixes = args.mix or list(MIXES)
     rows = []
