@@ -4,7 +4,11 @@ Checksum: ``sha256`` of an upload is the folder digest of its PEFT files
 (:func:`crlhf_contract.digest.folder_digest`: the sha256 of the sorted ``sha256sum``
 manifest). The store recomputes it while writing the files to a staging key; a mismatch
 is refused with 422 and the staged files are deleted. The download is the deterministic
-tar of the files, its own sha256 in ``X-Checksum-Sha256``.
+tar of the files (the bytes of :func:`crlhf_contract.digest.tar_of`), its own sha256 in
+``X-Checksum-Sha256``: built once at upload, streamed from a temporary file into storage
+(key ``<version>@tar``) with its digest and size in the registry row, then streamed to each
+download, so neither an upload nor a download holds an adapter in memory. An adapter
+uploaded before the archive was kept gets it built (the same way) on its first download.
 
 Only files that load without running code are accepted: weights as safetensors, side
 files as JSON, Markdown, text, SentencePiece models or Jinja templates
@@ -16,13 +20,17 @@ machine that loads the adapter; they are refused with 422. A GGUF artifact comes
 
 from __future__ import annotations
 
+import contextlib
 import re
+import tarfile
+import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import IO, Any, BinaryIO
 
-from crlhf_contract.digest import manifest_digest, tar_of
+from crlhf_contract.digest import manifest_digest
 from crlhf_contract.schemas import AdapterArtifact, AdapterOut
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +44,8 @@ VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 GGUF = "@gguf"  # suffix of the storage key holding an adapter's GGUF file
+ARCHIVE = "@tar"  # suffix of the storage key holding the download's tar of the PEFT files
+ARCHIVE_NAME = "peft.tar"
 ALLOWED_SUFFIXES = (".safetensors", ".json", ".md", ".txt", ".model", ".jinja")
 """File types an adapter folder may hold: none of them is read by unpickling."""
 
@@ -55,6 +65,8 @@ class Staged:
     size: int
     gguf: tuple[str, str, int] | None = None
     """(name, sha256, size) of the GGUF artifact, if one came along."""
+    archive: tuple[str, int] | None = None
+    """(sha256, size) of the download's tar, stored under ``key + ARCHIVE``."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -131,6 +143,7 @@ def stage(
                 loc=("body", "sha256"),
             )
         staged = Staged(key=key, files=digests, size=size)
+        staged.archive = build_archive(storage, key, sorted(digests))
         if gguf is not None:
             if not gguf_sha256:  # check_form refuses this first; never store unverified
                 raise _invalid("a gguf file needs gguf_sha256", "gguf_sha256")
@@ -165,6 +178,44 @@ def check_signature(signature: str | None) -> None:
 def discard(storage: AdapterStorage, key: str) -> None:
     storage.delete(key)
     storage.delete(key + GGUF)
+    storage.delete(key + ARCHIVE)
+
+
+class _Chunks:
+    """A read()-able view of a storage key's chunks (what ``tarfile`` copies from)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._buf = chunks, b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buf += chunk
+        out, self._buf = (self._buf, b"") if n < 0 else (self._buf[:n], self._buf[n:])
+        return out
+
+
+def write_tar(storage: AdapterStorage, key: str, names: list[str], out: IO[bytes]) -> None:
+    """Write the deterministic tar of ``key``'s files (the bytes of ``tar_of``) to ``out``,
+    one chunk at a time."""
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted(names):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = storage.size(key, name), 0, 0o644
+            tar.addfile(info, _Chunks(storage.read(key, name)))  # type: ignore[arg-type]
+
+
+def build_archive(
+    storage: AdapterStorage, key: str, names: list[str], dest: str | None = None
+) -> tuple[str, int]:
+    """Store the download's tar of ``key``'s files under ``(dest or key) + ARCHIVE``
+    (through a temporary file, never whole in memory); (sha256, size)."""
+    with tempfile.TemporaryFile(prefix="crlhf-adapter-", suffix=".tar") as tmp:
+        write_tar(storage, key, names, tmp)
+        tmp.seek(0)
+        return storage.write((dest or key) + ARCHIVE, ARCHIVE_NAME, tmp)
 
 
 def register(
@@ -195,6 +246,8 @@ def register(
         status="candidate",
         created_by=created_by,
         signature=signature,
+        archive_sha256=staged.archive[0] if staged.archive else None,
+        archive_size=staged.archive[1] if staged.archive else None,
     )
     session.add(row)
     try:
@@ -211,6 +264,8 @@ def register(
     storage.move(staged.key, version)
     if staged.gguf is not None:
         storage.move(staged.key + GGUF, version + GGUF)
+    if staged.archive is not None:
+        storage.move(staged.key + ARCHIVE, version + ARCHIVE)
     session.refresh(row)
     return to_out(row)
 
@@ -291,9 +346,27 @@ def latest(session: Session) -> AdapterOut:
     return to_out(row)
 
 
-def peft_archive(storage: AdapterStorage, row: Adapter) -> bytes:
-    """The deterministic tar of the adapter's PEFT files (LoRA adapters are small)."""
-    return tar_of({name: storage.read_bytes(row.storage_key, name) for name in row.files})
+def peft_archive(session: Session, storage: AdapterStorage, row: Adapter) -> tuple[str, int]:
+    """(sha256, size) of the adapter's stored download tar; an adapter uploaded before the
+    archive was kept gets it built now (then recorded in ``row``; commit ``session``)."""
+    if row.archive_sha256 is not None and row.archive_size is not None:
+        return row.archive_sha256, row.archive_size
+    staging = f"staging-{uuid.uuid4().hex}"
+    try:
+        digest, size = build_archive(storage, row.storage_key, list(row.files), staging)
+        storage.delete(row.storage_key + ARCHIVE)
+        with contextlib.suppress(OSError):  # a concurrent first download stored it first
+            storage.move(staging + ARCHIVE, row.storage_key + ARCHIVE)
+    finally:
+        storage.delete(staging + ARCHIVE)
+    row.archive_sha256, row.archive_size = digest, size
+    session.flush()
+    return digest, size
+
+
+def read_archive(storage: AdapterStorage, storage_key: str) -> Iterator[bytes]:
+    """The stored download tar of the adapter at ``storage_key``, chunk by chunk."""
+    return storage.read(storage_key + ARCHIVE, ARCHIVE_NAME)
 
 
 def gguf_file(row: Adapter) -> AdapterArtifactRow:

@@ -236,6 +236,10 @@ class Adapter(Base):
     retired_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     signature: Mapped[str | None] = mapped_column(String(128), nullable=True)
     """The trainer's base64 Ed25519 signature (crlhf_contract.signing); not verified here."""
+    archive_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    archive_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    """The download's tar, built once (at upload) and stored under ``<version>@tar``; NULL
+    until then for an adapter uploaded before 0006 (its first download builds it)."""
 
     artifacts: Mapped[list[AdapterArtifactRow]] = relationship(
         back_populates="adapter", order_by="AdapterArtifactRow.kind", lazy="selectin"

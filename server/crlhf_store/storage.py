@@ -38,6 +38,10 @@ class AdapterStorage(abc.ABC):
     def delete(self, key: str) -> None:
         """Remove a key and its files; no error if absent."""
 
+    @abc.abstractmethod
+    def size(self, key: str, name: str) -> int:
+        """The size of ``key/name`` in bytes."""
+
     def read_bytes(self, key: str, name: str) -> bytes:
         return b"".join(self.read(key, name))
 
@@ -69,6 +73,9 @@ class LocalFolderStorage(AdapterStorage):
             while chunk := f.read(CHUNK):
                 yield chunk
 
+    def size(self, key: str, name: str) -> int:
+        return self._path(key, name).stat().st_size
+
     def move(self, src: str, dst: str) -> None:
         self._path(src).rename(self._path(dst))
 
@@ -87,6 +94,9 @@ class MemoryStorage(AdapterStorage):
 
     def read(self, key: str, name: str) -> Iterator[bytes]:
         yield self.keys[key][name]
+
+    def size(self, key: str, name: str) -> int:
+        return len(self.keys[key][name])
 
     def move(self, src: str, dst: str) -> None:
         self.keys[dst] = self.keys.pop(src)

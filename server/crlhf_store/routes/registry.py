@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Annotated, Any, Literal
 
 from crlhf_contract.schemas import AdapterOut, AdapterStatus, AggregationRunIn, AggregationRunOut
@@ -197,12 +196,18 @@ def download_adapter(
                     "Content-Disposition": f'attachment; filename="{art.name}"',
                 },
             )
-    archive = adapters.peft_archive(store.storage, row)
-    return Response(
-        archive,
+        key, digest, size = row.storage_key, row.archive_sha256, row.archive_size
+    if digest is None or size is None:  # uploaded before the store kept archives: build it once
+        with store.db.writing() as session:
+            digest, size = adapters.peft_archive(
+                session, store.storage, adapters.get(session, version=version)
+            )
+    return StreamingResponse(  # the archive stored at upload, chunk by chunk
+        adapters.read_archive(store.storage, key),
         media_type="application/x-tar",
         headers={
-            "X-Checksum-Sha256": hashlib.sha256(archive).hexdigest(),
+            "X-Checksum-Sha256": digest,
+            "Content-Length": str(size),
             "Content-Disposition": f'attachment; filename="{row.version}.tar"',
         },
     )
