@@ -31,12 +31,38 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 from crlhf_cli.learning import ARMS, CROWDS, LearningConfig, LearningResult, run_learning  # noqa: E402
 from crlhf_cli.learning_stats import mean_interval, paired_difference, recovery  # noqa: E402
 
+_HELP = {
+    "prompts": "training-side prompts completed by crlhf-lsp",
+    "heldout": "held-out reference functions scored teacher-forced",
+    "honeypots": "honeypot lines of known truth in each store",
+    "annotators": "simulated annotators per crowd",
+    "redundancy": "crowd ratings per completion: the label budget every arm shares",
+    "max_honeypots": "honeypots one annotator answers at most",
+    "max_tokens": "completion tokens (crlhf-lsp's maxTokens)",
+    "seeds": "seeds per arm; each redraws the crowd and the training",
+    "steps": "optimizer steps per training",
+    "batch_size": "examples per step",
+    "grad_accum": "micro-batches per step",
+    "lr": "learning rate of the LoRA adapter",
+    "kl_coef": "weight of the KL term to the base model",
+    "kl_stop": "stop (keeping the last good weights) once KL to base passes this, nats/token",
+    "max_train_tokens": "prompt + completion tokens kept for training",
+    "max_eval_tokens": "tokens of each held-out function scored",
+}
+
 
 def parse_args(argv: list[str] | None = None) -> LearningConfig:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__)
-    p.add_argument("--work-dir", type=Path, default=Path("crlhf-learning"))
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--work-dir", type=Path, default=Path("crlhf-learning"), help="results here")
     p.add_argument("--model", help="crlhf_models spec (default: $CRLHF_MODEL or gemma3-270m)")
-    p.add_argument("--backend", choices=["auto", "local", "llamacpp"], default="auto")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "local", "llamacpp"],
+        default="auto",
+        help="crlhf-lsp's backend for the completions",
+    )
     p.add_argument("--crowds", default="default,hostile", help=f"of {', '.join(CROWDS)}")
     p.add_argument("--arms", default=",".join(ARMS), help=f"of {', '.join(ARMS)}")
     p.add_argument("--methods", default="pg-line", help="pg-line, pg (comma-separated)")
@@ -46,6 +72,7 @@ def parse_args(argv: list[str] | None = None) -> LearningConfig:
                 f"--{f.name.replace('_', '-')}",
                 type={"int": int, "float": float}[f.type],
                 default=f.default,
+                help=f"{_HELP.get(f.name, '')} (default {f.default})".strip(),
             )
     args = p.parse_args(argv)
     values = vars(args)
