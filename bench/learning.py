@@ -1,7 +1,7 @@
 """Does crowd-sourced RLHF make the default model better? Arms at equal label budget.
 
     .venv/bin/python bench/learning.py [--seeds 3] [--crowds default,hostile] [--steps 8]
-        [--methods pg-line,pg] [--prompts 48] [--heldout 60] [--model gemma3-270m]
+        [--methods pg-line,pg,kto] [--prompts 48] [--heldout 60] [--model gemma3-270m]
 
 Everything goes through the real parts (:mod:`crlhf_cli.learning`): completions from
 crlhf-lsp, ratings from simulated crowds posted to real stores through review tasks, the
@@ -65,7 +65,11 @@ def parse_args(argv: list[str] | None = None) -> LearningConfig:
     )
     p.add_argument("--crowds", default="default,hostile", help=f"of {', '.join(CROWDS)}")
     p.add_argument("--arms", default=",".join(ARMS), help=f"of {', '.join(ARMS)}")
-    p.add_argument("--methods", default="pg-line", help="pg-line, pg (comma-separated)")
+    p.add_argument(
+        "--methods",
+        default="pg-line",
+        help="of pg-line, pg, kto (comma-separated; kto: TRL's KTOTrainer on rated lines)",
+    )
     for f in fields(LearningConfig):
         if f.type in ("int", "float") and f.name not in ("seed",):
             p.add_argument(

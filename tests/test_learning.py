@@ -36,6 +36,7 @@ def test_the_learning_bench_runs_every_arm_on_paired_items(tmp_path: Path) -> No
         seeds=1,
         steps=2,
         batch_size=2,
+        methods=("pg-line", "kto"),
     )
     lines: list[str] = []
     result = run_learning(cfg, log=lines.append)
@@ -44,14 +45,15 @@ def test_the_learning_bench_runs_every_arm_on_paired_items(tmp_path: Path) -> No
     assert ("default", "truth") in by_arm and ("hostile", "truth") not in by_arm
     for crowd in cfg.crowds:
         for arm in ARMS:
-            table = result.table(crowd, "pg-line", arm)
-            assert len(table) == 1 and len(table[0]) == len(result.items), (crowd, arm)
+            for method in cfg.methods:
+                table = result.table(crowd, method, arm)
+                assert len(table) == 1 and len(table[0]) == len(result.items), (crowd, arm)
     for key in ("default/0", "hostile/0"):
         em2 = result.accuracy[key]["em2"]
         if em2 is not None:
             assert {"accuracy", "constant", "balanced", "auc", "brier"} <= set(em2)
     saved = json.loads((cfg.work_dir / "learning.json").read_text())
-    assert len(saved["runs"]) == len(result.runs) == 1 + 4 * 2
+    assert len(saved["runs"]) == len(result.runs) == (1 + 4 * 2) * 2  # × pg-line, kto
     # every crowd round pulled its own store's export (the trainer's only input)
     for crowd in cfg.crowds:
         labels = (cfg.work_dir / f"{crowd}-seed0" / "trainer" / "labels.jsonl").read_text()

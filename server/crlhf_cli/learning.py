@@ -56,6 +56,10 @@ CROWDS: dict[str, dict[str, float]] = {
 Log = Callable[[str], None]
 
 
+METHODS = ("pg-line", "pg", "kto")
+"""Training methods an arm can use: our loop's two variants, or TRL's KTO on rated lines."""
+
+
 @dataclass
 class LearningConfig:
     work_dir: Path = Path("crlhf-learning")
@@ -86,6 +90,8 @@ class LearningConfig:
         unknown = (set(self.arms) - set(ARMS)) | (set(self.crowds) - set(CROWDS))
         if unknown:
             raise DemoError(f"unknown arm or crowd {sorted(unknown)}; arms {ARMS}, crowds {CROWDS}")
+        if set(self.methods) - set(METHODS):
+            raise DemoError(f"unknown method in {self.methods}; use of {METHODS}")
         if {"truth", "random"} - set(self.arms):
             raise DemoError("recovery needs the truth and random arms; keep both in --arms")
         return self
@@ -489,7 +495,7 @@ def _train_and_score(
         WorkDir(work).completions(), rewards, tokenizer.decode, max_tokens=cfg.max_train_tokens
     )
     tcfg = TrainConfig(
-        method=method,
+        method="pg-line" if method == "kto" else method,
         max_steps=cfg.steps,
         batch_size=cfg.batch_size,
         grad_accum=cfg.grad_accum,
@@ -503,13 +509,18 @@ def _train_and_score(
     )
     out = cfg.work_dir / "adapters" / f"{crowd_name}-{seed}-{method}-{arm}"
     try:
-        report = train(str(ref.path), examples, tcfg, out)
+        if method == "kto":  # TRL's KTOTrainer on the rated lines (crlhf_trainer.kto)
+            from crlhf_trainer.kto import train_kto
+
+            report = train_kto(str(ref.path), examples, tcfg, out)
+        else:
+            report = train(str(ref.path), examples, tcfg, out)
     except NoTrainingData as exc:  # no spread in this arm's credit: the base model stays
         return RunResult(crowd_name, seed, method, arm, [0.0] * len(items), 0.0, 0, None, str(exc))
     policy = load_policy(str(ref.path), tcfg, adapter=out, trainable=False)
     after = margins(policy, items)
     del policy
-    final = report.history[-1]["kl"] if report.history else None
+    final = report.history[-1].get("kl") if report.history else None
     improvement = [-(a - b) for a, b in zip(after, base_margin, strict=True)]
     return RunResult(
         crowd_name,
