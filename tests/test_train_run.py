@@ -133,3 +133,17 @@ def test_a_store_that_disappears_mid_run_is_resumed_by_the_next_run(live_store, 
     summary = run_nightly(cfg)
     assert summary["publish"]["status"] == "published"
     assert summary["pull"]["labels"] == 0  # everything had been pulled before the failure
+
+
+def test_a_night_can_train_with_kto_on_the_rated_lines(live_store, tmp_path):
+    """crlhf-train run --method kto: the same pull → aggregate → eval → publish, KTO's loss."""
+    populate(live_store, tiny(), per_prompt=2)
+    work = tmp_path / "work"
+    assert main([*_args(live_store, work, "--eval", "none"), "--method", "kto"]) == 0
+    (run,) = (work / "runs").iterdir()
+    train = json.loads((run / "train.json").read_text())
+    assert train["method"] == "kto" and train["report"]["steps"] == 2
+    assert any("kl" in step for step in train["history"])  # KTO's own KL estimate z₀, logged
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    with live_store.client(live_store.trainer_token) as client:
+        assert client.latest_adapter() is None  # --eval none never publishes silently

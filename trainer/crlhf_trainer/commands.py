@@ -5,7 +5,7 @@ registered in :data:`crlhf_trainer.cli.COMMANDS`. torch and transformers are imp
 inside the runners so ``crlhf-train --help`` stays fast.
 
     CRLHF_TOKEN=… crlhf-train run --store-url URL --model MODEL [--work-dir DIR]
-        [--token-file FILE] [--method pg|pg-line|grpo] [--max-steps N]
+        [--token-file FILE] [--method pg|pg-line|grpo|kto] [--max-steps N]
         [--eval humaneval,mbpp|none] [--eval-limit N] [--unsafe-eval]
         [--publish/--no-publish] [--device auto|cpu|cuda]
 
@@ -86,9 +86,10 @@ def _model(p: argparse.ArgumentParser) -> None:
 def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--method",
-        choices=["pg", "pg-line", "grpo"],
+        choices=["pg", "pg-line", "grpo", "kto"],
         default="pg",
-        help="pg: per-completion reward; pg-line: per-line credit; grpo: TRL GRPO",
+        help="pg: per-completion reward; pg-line: per-line credit; grpo: TRL GRPO; "
+        "kto: TRL KTO, one 👍/👎 example per rated line",
     )
     p.add_argument("--aggregation", choices=["em2", "paper", "paper-l1", "mv"], default="em2")
     p.add_argument("--max-steps", type=int, default=50, help="optimizer steps")

@@ -66,7 +66,7 @@ class NightlyConfig:
     model: str  # the base model: hub id or local path (recorded in the adapter)
     work_dir: Path = Path("crlhf-work")
     aggregation: str = "em2"  # em2 | paper | paper-l1 | mv
-    method: str = "pg"  # pg | pg-line | grpo
+    method: str = "pg"  # pg | pg-line | grpo | kto
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     heldout_fraction: float = 0.1  # rated completions kept out of training, by id hash
@@ -309,13 +309,19 @@ def train_run(
         for e in heldout:
             f.write(json.dumps(asdict(e)) + "\n")
     tcfg = cfg.train
-    # GRPO has its own advantage; TrainConfig.method only names ours.
-    tcfg.method = cfg.method if cfg.method != "grpo" else "pg"
+    # GRPO and KTO have their own losses; TrainConfig.method only names ours.
+    tcfg.method = cfg.method if cfg.method in ("pg", "pg-line") else "pg"
     on_step = (lambda step, _: progress("train", 1, tcfg.max_steps)) if progress else None
     if cfg.method == "grpo":
         from .grpo import train_grpo
 
         report = train_grpo(
+            cfg.model, train_set, tcfg, run / "adapter", init_adapter=parent_dir, on_step=on_step
+        )
+    elif cfg.method == "kto":
+        from .kto import train_kto
+
+        report = train_kto(
             cfg.model, train_set, tcfg, run / "adapter", init_adapter=parent_dir, on_step=on_step
         )
     else:
@@ -449,8 +455,8 @@ def publish_run(cfg: NightlyConfig, run: Path) -> dict[str, Any]:
 
 def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> dict[str, Any]:
     """The whole job; returns a summary dict (also written to ``<run>/summary.json``)."""
-    if cfg.method not in ("pg", "pg-line", "grpo"):
-        raise TrainConfigError(f"unknown method {cfg.method!r}; use pg, pg-line or grpo")
+    if cfg.method not in ("pg", "pg-line", "grpo", "kto"):
+        raise TrainConfigError(f"unknown method {cfg.method!r}; use pg, pg-line, grpo or kto")
     cfg.eval.validate()
     summary: dict[str, Any] = {"pull": pull_work(cfg, progress)}
     summary["aggregate"], rewards = aggregate_work(cfg)
