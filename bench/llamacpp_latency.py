@@ -164,7 +164,7 @@ async def lsp_rows(
 
 def swap_row(model: Path, threads: int, swaps: int) -> list[float]:
     import numpy as np
-    from crlhf_lsp.backends.llamacpp import LlamaCppEngine
+    from crlhf_lsp.backends.llamacpp_engine import LlamaCppEngine
     from crlhf_models.gguf_lora import convert_peft_to_gguf
     from safetensors.numpy import save_file
 
@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=12, help="documents (at most 12)")
     args = parser.parse_args(argv)
 
-    from crlhf_lsp.backends.llamacpp import LlamaCppEngine, resolve_gguf
+    from crlhf_lsp.backends.llamacpp import resolve_gguf
+    from crlhf_lsp.backends.llamacpp_engine import LlamaCppEngine
 
     model, name = resolve_gguf(args.model)
     engine = LlamaCppEngine(model, n_threads=args.threads)

@@ -27,7 +27,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 gguf = pytest.importorskip("gguf")
 
-from crlhf_lsp.backends.llamacpp import LlamaCppEngine, LlamaCppError  # noqa: E402
+from crlhf_lsp.backends.llamacpp_engine import LlamaCppEngine, LlamaCppError  # noqa: E402
 from crlhf_models.errors import AdapterError  # noqa: E402
 from crlhf_models.gguf_lora import convert_peft_to_gguf  # noqa: E402
 from tiny_gguf import build_tiny_gguf  # noqa: E402

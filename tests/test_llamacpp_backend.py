@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 
-from crlhf_lsp.backends.llamacpp import LlamaCppEngine, LlamaCppError  # noqa: E402
+from crlhf_lsp.backends.llamacpp_engine import LlamaCppEngine, LlamaCppError  # noqa: E402
 from tiny_gguf import build_tiny_gguf  # noqa: E402
 from tiny_model import build_tiny_model  # noqa: E402
 

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 
-from crlhf_lsp.backends.llamacpp import LlamaCppEngine  # noqa: E402
+from crlhf_lsp.backends.llamacpp_engine import LlamaCppEngine  # noqa: E402
 from crlhf_models.gguf_lora import convert_peft_to_gguf  # noqa: E402
 
 DELTA_FLOOR = 0.05
