@@ -1,5 +1,7 @@
 """Does crowd-sourced RLHF make the default model better? Arms at equal label budget.
 
+    .venv/bin/python bench/learning.py --merge OUT_DIR A/learning.json B/learning.json …
+
     .venv/bin/python bench/learning.py [--seeds 3] [--crowds default,hostile] [--steps 8]
         [--methods pg-line,pg,kto] [--prompts 48] [--heldout 60] [--model gemma3-270m]
 
@@ -19,8 +21,9 @@ baseline, balanced accuracy, AUC and Brier score. Writes ``learning.json`` and
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from rich.console import Console
@@ -40,6 +43,7 @@ _HELP = {
     "max_honeypots": "honeypots one annotator answers at most",
     "max_tokens": "completion tokens (crlhf-lsp's maxTokens)",
     "seeds": "seeds per arm; each redraws the crowd and the training",
+    "first_seed": "the first seed (a later run adds seeds: merge the runs with --merge)",
     "steps": "optimizer steps per training",
     "batch_size": "examples per step",
     "grad_accum": "micro-batches per step",
@@ -85,6 +89,17 @@ def parse_args(argv: list[str] | None = None) -> LearningConfig:
     return LearningConfig(**values)
 
 
+def _merge_args(argv: list[str] | None) -> list[Path] | None:
+    """``--merge OUT A.json B.json …``: [OUT, A, B, …], or None without --merge."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--merge" not in args:
+        return None
+    paths = [Path(a) for a in args[args.index("--merge") + 1 :]]
+    if len(paths) < 3:
+        raise SystemExit("--merge OUT_DIR A/learning.json B/learning.json [...]")
+    return paths
+
+
 def print_tables(result: LearningResult, console: Console) -> None:
     cfg = result.config
     for crowd in cfg["crowds"]:
@@ -92,25 +107,27 @@ def print_tables(result: LearningResult, console: Console) -> None:
             table = Table(title=f"crowd {crowd} · {method} · improvement d (nats/token), 90% CI")
             for col in ("arm", "d = −Δ margin", "recovery R", "seeds × items"):
                 table.add_column(col)
-            truth = result.table(crowd, method, "truth")
-            rnd = result.table(crowd, method, "random")
             for arm in cfg["arms"]:
                 runs = result.table(crowd, method, arm)
                 if not runs:
                     continue
-                r = recovery(runs, rnd, truth) if arm not in ("truth", "random") else None
+                r = None
+                if arm not in ("truth", "random"):
+                    runs_p, rnd, truth = result.paired(crowd, method, arm, "random", "truth")
+                    r = recovery(runs_p, rnd, truth) if runs_p else None
                 table.add_row(
                     arm,
                     str(mean_interval(runs)),
-                    "–" if r is None else str(r),
+                    "–" if r is None else f"{r} ({len(runs_p)} seeds)",
                     f"{len(runs)} × {len(runs[0])}",
                 )
             console.print(table)
-            em2, mv = result.table(crowd, method, "em2"), result.table(crowd, method, "mv")
-            if em2 and rnd:
-                console.print(f"  em2 − random: {paired_difference(em2, rnd)}")
-            if em2 and mv:
-                console.print(f"  em2 − majority vote: {paired_difference(em2, mv)}")
+            for other in ("random", "mv"):
+                em2, b = result.paired(crowd, method, "em2", other)
+                if em2:
+                    name = {"mv": "majority vote"}.get(other, other)
+                    diff = paired_difference(em2, b)
+                    console.print(f"  em2 − {name}: {diff} ({len(em2)} seeds)")
     acc = Table(title="line accuracy against the truth (per crowd, seed 0 … n)")
     for col in ("crowd/seed", "em2", "majority vote", "single label"):
         acc.add_column(col)
@@ -165,8 +182,20 @@ def plot(result: LearningResult, path: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_args(argv)
+    merge = _merge_args(argv)
     console = Console()
+    if merge:  # tables of earlier runs together: no model is loaded
+        out, *paths = merge
+        result = LearningResult.load(paths[0])
+        for path in paths[1:]:
+            result = result.merge(LearningResult.load(path))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "learning.json").write_text(json.dumps(asdict(result), indent=1) + "\n")
+        print_tables(result, console)
+        png = plot(result, out / "learning.png")
+        console.print(f"merged: {out / 'learning.json'}" + (f", plot: {png}" if png else ""))
+        return 0
+    cfg = parse_args(argv)
     result = run_learning(cfg, log=console.print)
     print_tables(result, console)
     png = plot(result, cfg.work_dir / "learning.png")

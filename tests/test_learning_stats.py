@@ -57,3 +57,50 @@ def test_line_scores_put_accuracy_beside_its_baselines():
 def test_arms_must_share_seeds_and_items():
     with pytest.raises(ValueError, match="paired"):
         ls.recovery([[1.0, 2.0]], [[1.0]], [[1.0, 2.0]])
+
+
+def _result(runs: list[tuple[str, int, str, float]], items: int = 3):
+    from crlhf_cli.learning import LearningResult, RunResult
+
+    return LearningResult(
+        config={"crowds": ["default"], "arms": ["truth", "em2", "random"], "methods": ["pg-line"]},
+        items=[f"i{k}" for k in range(items)],
+        base_margin=[0.0] * items,
+        completions=5,
+        lines=9,
+        share_breaking=0.4,
+        runs=[
+            RunResult(crowd, seed, "pg-line", arm, [d] * items, 1.0, 1, None, None)
+            for crowd, seed, arm, d in runs
+        ],
+    )
+
+
+def test_a_later_run_adds_seeds_and_pairs_only_the_seeds_every_arm_ran(tmp_path):
+    import json
+    from dataclasses import asdict
+
+    from crlhf_cli.learning import LearningResult
+
+    first = _result([("default", 0, "truth", 1.0), ("default", 0, "em2", 0.5)])
+    later = _result(
+        [("default", 1, "truth", 2.0), ("default", 1, "em2", 1.0), ("default", 1, "random", 0.0)]
+    )
+    later.config["crowds"] = ["default", "hostile"]
+    path = tmp_path / "later.json"
+    path.write_text(json.dumps(asdict(later)))
+    merged = first.merge(LearningResult.load(path)).merge(first)  # a seed twice counts once
+    assert len(merged.runs) == 5 and merged.config["crowds"] == ["default", "hostile"]
+    assert merged.table("default", "pg-line", "em2") == [[0.5] * 3, [1.0] * 3]
+    em2, rnd = merged.paired("default", "pg-line", "em2", "random")
+    assert em2 == [[1.0] * 3] and rnd == [[0.0] * 3]  # seed 0 has no random arm
+    truth = merged.paired("hostile", "pg-line", "truth")[0]
+    assert truth == [[1.0] * 3, [2.0] * 3]  # the truth arm serves every crowd
+
+
+def test_runs_on_other_items_are_not_merged():
+    import pytest
+    from crlhf_cli.services import DemoError
+
+    with pytest.raises(DemoError, match="held-out items"):
+        _result([]).merge(_result([], items=4))
