@@ -18,8 +18,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from crlhf_cli.demo import DEFAULT_MIX, parse_args  # noqa: E402
+from crlhf_cli.demo_summary import summary_rows  # noqa: E402
 from crlhf_cli.problems import honeypots, humaneval_tail, line_truth, mbpp_train  # noqa: E402
-from crlhf_cli.steps import summary_rows  # noqa: E402
 
 
 def test_options_and_presets() -> None:
