@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from crlhf_trainer.aggregation.labels import LabelSet, parse_label
+from crlhf_trainer.aggregation.items import parse_label
+from crlhf_trainer.aggregation.labels import LabelSet
 from crlhf_trainer.errors import AggregationError, LabelFileError
 
 
@@ -154,22 +155,22 @@ def _same(a: LabelSet, b: LabelSet) -> None:
     ],
 )
 def test_columnar_csv_reads_what_the_row_reader_reads(tmp_path, monkeypatch, text):
-    from crlhf_trainer.aggregation import labels as module
+    from crlhf_trainer.aggregation import label_csv as module
 
     path = write(tmp_path, "l.csv", text)
     gold = write(tmp_path, "g.csv", "item,label\nx,1\np,0\n")
     monkeypatch.setattr(module, "_BLOCK_SIZE", 64)  # many blocks, one dictionary each
-    assert module._read_labels_columnar(path) is not None
+    assert module.read_labels_columnar(path) is not None
     fast = LabelSet.from_csv(path, gold)
-    monkeypatch.setattr(module, "_read_labels_columnar", lambda p: None)
+    monkeypatch.setattr(module, "read_labels_columnar", lambda p: None)
     _same(fast, LabelSet.from_csv(path, gold))
 
 
 def test_columnar_csv_falls_back_for_what_only_rows_can_name(tmp_path):
-    from crlhf_trainer.aggregation import labels as module
+    from crlhf_trainer.aggregation import label_csv as module
 
     for text in ("item,annotator,label\nx,a,1\n   \n", "item,annotator,label\nx,a,maybe\n"):
-        assert module._read_labels_columnar(write(tmp_path, "l.csv", text)) is None
+        assert module.read_labels_columnar(write(tmp_path, "l.csv", text)) is None
     ls = LabelSet.from_csv(write(tmp_path, "l.csv", "item,annotator,label\nx,a,1\n   \n"))
     assert as_triples(ls) == [("x", "a", 1)]
 
@@ -192,13 +193,13 @@ def _export_rows():
 
 
 def test_from_export_columns_match_the_row_loop(monkeypatch):
-    from crlhf_trainer.aggregation import labels as module
+    from crlhf_trainer.aggregation import label_export as module
 
     rows = _export_rows()
     pages = [{"labels": rows[:150], "honeypots": {"c1": [1, 0]}}, {"labels": rows[150:]}]
-    assert module._export_columns(rows) is not None
+    assert module.export_columns(rows) is not None
     fast = LabelSet.from_export(pages)
-    monkeypatch.setattr(module, "_export_columns", lambda rows: None)
+    monkeypatch.setattr(module, "export_columns", lambda rows: None)
     _same(fast, LabelSet.from_export(pages))
     assert fast.n_labels == len(
         {

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from crlhf_contract.client import StoreClient
 from crlhf_contract.schemas import completion_lines
-from crlhf_trainer.aggregation.labels import LabelSet, item_key
+from crlhf_trainer.aggregation.items import item_key
+from crlhf_trainer.aggregation.labels import LabelSet
 from crlhf_trainer.rewards import aggregate_labels
 
 from crlhf_cli.learning_stats import line_scores

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .aggregation.base import INTERVAL, AggregationResult
-from .aggregation.labels import LabelSet, split_item
+from .aggregation.items import split_item
+from .aggregation.labels import LabelSet
 
 __all__ = ["Reward", "aggregate_labels", "completion_rewards", "poisson_binomial_pmf", "split_item"]
 

@@ -14,6 +14,8 @@ The CSV and the export are read column by column, with no Python step per label:
 CSV reader where it is installed (the ``train`` extra), and ``map``/``numpy`` over the
 export's rows.  Anything the fast path cannot vouch for (a bad label, a short row, a blank
 line of spaces, no pyarrow) is read again row by row, which names the line of a problem.
+The readers are :mod:`.label_csv` and :mod:`.label_export`; an item's name and a label's
+coding are :mod:`.items`' (``item_key``, ``split_item`` and ``parse_label`` are here too).
 
 >>> ls = LabelSet.from_records([("a", "ann1", 1), ("a", "ann2", -1), ("b", "ann1", 0)],
 ...                            gold={"b": -1})
@@ -23,58 +25,17 @@ line of spaces, no pyarrow) is read again row by row, which names the line of a 
 
 from __future__ import annotations
 
-import csv
-import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import compress
-from operator import itemgetter, methodcaller
 from pathlib import Path
 
 import numpy as np
 
+from . import label_csv, label_export
 from .errors import LabelFileError
+from .items import Names, item_key, parse_label, split_item
 
 __all__ = ["LabelSet", "item_key", "parse_label", "split_item"]
-
-
-def item_key(completion_id: object, line: int) -> str:
-    """The one way an item (a line of a completion) is named: ``"<completion_id>:<line>"``.
-
-    >>> item_key("9f1c", 12)
-    '9f1c:12'
-    """
-    return f"{completion_id}:{int(line)}"
-
-
-def split_item(item: str) -> tuple[str, int]:
-    """``"cid:3"`` -> ``("cid", 3)``; a name without a line suffix is line 0 of itself.
-
-    >>> split_item("9f1c:12"), split_item("plain")
-    (('9f1c', 12), ('plain', 0))
-    """
-    cid, sep, line = item.rpartition(":")
-    if sep and line.isdigit():
-        return cid, int(line)
-    return item, 0
-
-
-_LABEL_VALUES = {"1": 1, "+1": 1, "0": -1, "-1": -1}
-
-
-def parse_label(value: object) -> int:
-    """Map a label's coding to ±1: 1 is correct; 0 and -1 are wrong.
-
-    >>> [parse_label(v) for v in (1, "0", "-1", True)]
-    [1, -1, -1, 1]
-    """
-    if isinstance(value, bool):
-        return 1 if value else -1
-    if isinstance(value, int | np.integer) and int(value) in (1, 0, -1):
-        return 1 if value == 1 else -1
-    if isinstance(value, str) and value.strip() in _LABEL_VALUES:
-        return _LABEL_VALUES[value.strip()]
-    raise ValueError(f"unknown label {value!r} (use 1 for correct, 0 or -1 for wrong)")
 
 
 @dataclass(frozen=True)
@@ -185,18 +146,18 @@ class LabelSet:
         Labels are 1 (correct), 0 or -1 (wrong).  Bad input raises :class:`LabelFileError`
         naming the file, the line and the problem.
         """
-        columns = _read_labels_columnar(labels_path)
+        columns = label_csv.read_labels_columnar(labels_path)
         if columns is None:  # no pyarrow, or something only the row reader can name
-            records = list(_read_csv(labels_path, ("item", "annotator", "label")))
+            records = list(label_csv.read_csv(labels_path, label_csv.LABEL_COLUMNS))
             if not records:
                 raise LabelFileError(labels_path, None, "no labels (only a header)")
-            return cls.from_records(records, _read_gold(gold_path))
+            return cls.from_records(records, label_csv.read_gold(gold_path))
         items, annotators, item_idx, annotator_idx, label = columns
         if not label.size:
             raise LabelFileError(labels_path, None, "no labels (only a header)")
-        gold = _read_gold(gold_path)
+        gold = label_csv.read_gold(gold_path)
         labels = cls._from_columns(items, annotators, item_idx, annotator_idx, label, gold)
-        _release_freed_memory()
+        label_csv.release_freed_memory()
         return labels
 
     @classmethod
@@ -209,7 +170,7 @@ class LabelSet:
         marks ``own`` (the author rating their own completion) is no crowd vote and is
         left out, as is one it marks ``superseded``.
         """
-        items, annotators = _Names(), _Names()
+        items, annotators = Names(), Names()
         item_parts: list[np.ndarray] = []
         annotator_parts: list[np.ndarray] = []
         label_parts: list[np.ndarray] = []
@@ -219,9 +180,11 @@ class LabelSet:
             if not isinstance(page, Mapping) or "labels" not in page:
                 raise LabelFileError(where, None, "not a label export page (no 'labels')")
             rows = page["labels"]
-            page_columns = _export_columns(rows) if isinstance(rows, list | tuple) else None
+            page_columns = (
+                label_export.export_columns(rows) if isinstance(rows, list | tuple) else None
+            )
             if page_columns is None:  # something unusual: the row loop names the row
-                page_columns = _export_rows(rows, where)
+                page_columns = label_export.export_rows(rows, where)
             page_items, page_item_idx, page_annotators, page_annotator_idx, page_label = (
                 page_columns
             )
@@ -266,20 +229,6 @@ class LabelSet:
             where = {name: i for i, name in enumerate(items) if name in gold}
             gold_idx = {where[name]: truth for name, truth in gold.items() if name in where}
         return cls(items, annotators, item_idx, annotator_idx, label, gold_idx)
-
-
-class _Names:
-    """Names -> dense ids in order of first appearance, a batch of names at a time."""
-
-    def __init__(self) -> None:
-        self.ids: dict[str, int] = {}
-
-    def index(self, names: Sequence[str]) -> np.ndarray:
-        """The ids of ``names`` (new ones appended), as an int32 lookup table."""
-        ids = self.ids
-        return np.fromiter(
-            (ids.setdefault(name, len(ids)) for name in names), dtype=np.int32, count=len(names)
-        )
 
 
 def _concat(parts: list[np.ndarray], dtype) -> np.ndarray:
@@ -338,304 +287,3 @@ def _no_pair_twice(
 _PAIR_BITS_MAX = 1 << 28  # a 32 MB bit table at most; beyond it, sort
 _CHUNK = 1 << 16
 _POPCOUNT = np.array([bin(b).count("1") for b in range(256)], dtype=np.uint8)
-
-
-# ---------------------------------------------------------------- the store's export
-def _export_columns(rows: Sequence) -> tuple | None:
-    """One export page's label rows as columns, with no Python step per row.
-
-    ``(item names, item index per row, annotator names, annotator index per row, label)``,
-    names local to the page.  None where the rows are anything but plain: then the row loop
-    (:func:`_export_rows`) reads them, and names the row of any problem.
-    """
-    try:
-        if set(map(type, rows)) - {dict}:
-            return None
-        own = list(map(methodcaller("get", "own"), rows))
-        superseded = list(map(methodcaller("get", "superseded"), rows))
-        if any(own) or any(superseded):
-            n = len(rows)
-            keep = ~(
-                np.fromiter(map(bool, own), dtype=bool, count=n)
-                | np.fromiter(map(bool, superseded), dtype=bool, count=n)
-            )
-            rows = list(compress(rows, keep.tolist()))
-        n = len(rows)
-        cids = list(map(itemgetter("completion_id"), rows))
-        lines = list(map(itemgetter("line"), rows))
-        names = list(map(itemgetter("annotator"), rows))
-        values = list(map(itemgetter("label"), rows))
-        if n and (
-            set(map(type, cids)) - {str, int, uuid.UUID}
-            or set(map(type, lines)) != {int}
-            or set(map(type, names)) != {str}
-            or set(map(type, values)) - {int, bool}
-        ):
-            return None
-        line = np.fromiter(lines, dtype=np.int64, count=n)
-        value = np.fromiter(values, dtype=np.int64, count=n)
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
-        return None
-    if n and (line.min() < 0 or line.max() >= 1 << 31):
-        return None
-    if not np.all((value == 1) | (value == 0) | (value == -1)):
-        return None
-    label = np.where(value == 1, 1, -1).astype(np.int8)
-    # an item is (completion, line): number the completions, then key = cid * span + line
-    completions = {cid: k for k, cid in enumerate(dict.fromkeys(cids))}
-    cid_idx = np.fromiter(map(completions.__getitem__, cids), dtype=np.int64, count=n)
-    span = int(line.max()) + 1 if n else 1
-    key = cid_idx * span + line
-    unique, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    by_first = np.argsort(first)  # items in order of first appearance
-    rank = np.empty(by_first.size, dtype=np.int32)
-    rank[by_first] = np.arange(by_first.size, dtype=np.int32)
-    cid_names = list(completions)
-    item_names = [f"{cid_names[k // span]}:{k % span}" for k in unique[by_first].tolist()]
-    annotators = {name: k for k, name in enumerate(dict.fromkeys(names))}
-    annotator_idx = np.fromiter(map(annotators.__getitem__, names), dtype=np.int32, count=n)
-    return item_names, rank[inverse.reshape(-1)], list(annotators), annotator_idx, label
-
-
-def _export_rows(rows: Iterable, where: str) -> tuple:
-    """:func:`_export_columns`' result, one row at a time (the row of a problem named)."""
-    items: dict[str, int] = {}
-    annotators: dict[str, int] = {}
-    item_idx: list[int] = []
-    annotator_idx: list[int] = []
-    label: list[int] = []
-    for k, row in enumerate(rows, start=1):
-        if isinstance(row, Mapping) and (row.get("own") or row.get("superseded")):
-            continue
-        try:
-            item = item_key(row["completion_id"], row["line"])
-            annotator = str(row["annotator"])
-            y = parse_label(row["label"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise LabelFileError(where, k, f"bad label row: {exc}") from None
-        item_idx.append(items.setdefault(item, len(items)))
-        annotator_idx.append(annotators.setdefault(annotator, len(annotators)))
-        label.append(y)
-    return (
-        list(items),
-        np.array(item_idx, dtype=np.int32),
-        list(annotators),
-        np.array(annotator_idx, dtype=np.int32),
-        np.array(label, dtype=np.int8),
-    )
-
-
-# ---------------------------------------------------------------- CSV files
-_LABEL_COLUMNS = ("item", "annotator", "label")
-
-
-def _read_labels_columnar(path: str | Path) -> tuple | None:
-    """The labels file through pyarrow's CSV reader (C++), a block of rows at a time.
-
-    ``(items, annotators, item_idx, annotator_idx, label)`` exactly as the row reader and
-    :meth:`LabelSet.from_records` would make them, but for the pairs rated twice (left to
-    :meth:`LabelSet._from_columns`).  None where it cannot vouch for that: pyarrow is not
-    installed, or the file holds something the row reader turns into an error (a bad label,
-    an empty or oversized field, a row of the wrong length, bad UTF-8) or reads its own way
-    (a line of spaces, a header over several lines).  Header errors are raised here, as the
-    row reader raises them.
-
-    Each block comes as dictionary columns: a block's distinct values and an int32 index
-    per row.  Only the indices are kept (the labels as ±1 already); the blocks' item
-    dictionaries become one at the end, in C++.  1M labels: about 9 MB kept, not a Python
-    object per row.
-    """
-    try:
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        from pyarrow import csv as pa_csv
-    except ImportError:  # pragma: no cover - the train extra installs it
-        return None
-    with _open_csv(path) as f:
-        reader = csv.reader(f)
-        names, pos = _read_header(reader, path, _LABEL_COLUMNS)
-        if reader.line_num != 1:
-            return None
-    fields = [f"f{k}" for k in range(len(names))]
-    wanted = [fields[p] for p in pos]
-    names_type = pa.dictionary(pa.int32(), pa.string())
-    # the system allocator: what the reader frees, numpy (the fit) can use again
-    pool = pa.system_memory_pool()
-    item_dicts, item_parts, annotator_parts, label_parts = [], [], [], []
-    annotators, values = _Names(), _Names()
-    codes = np.empty(0, dtype=np.int8)  # label value id -> ±1
-    try:
-        with pa.OSFile(str(path), memory_pool=pool) as source:
-            blocks = pa_csv.open_csv(
-                source,
-                read_options=pa_csv.ReadOptions(
-                    skip_rows=1, column_names=fields, use_threads=False, block_size=_BLOCK_SIZE
-                ),
-                parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-                convert_options=pa_csv.ConvertOptions(
-                    column_types=dict.fromkeys(wanted, names_type),
-                    include_columns=wanted,
-                    strings_can_be_null=False,
-                    quoted_strings_can_be_null=False,
-                ),
-                memory_pool=pool,
-            )
-            for block in blocks:
-                item, annotator, value = block.columns
-                item_dicts.append(item.dictionary)
-                item_parts.append(_int32s(item.indices).copy())
-                annotator_ids = annotators.index(annotator.dictionary.to_pylist())
-                annotator_parts.append(annotator_ids[_int32s(annotator.indices)])
-                value_ids = values.index(value.dictionary.to_pylist())
-                if len(values.ids) > codes.size:  # new spellings of a label: map them once
-                    new = [_LABEL_VALUES.get(v.strip()) for v in list(values.ids)[codes.size :]]
-                    if None in new:
-                        return None  # the row reader names the line of the unknown label
-                    codes = np.concatenate([codes, np.array(new, dtype=np.int8)])
-                label_parts.append(codes[value_ids[_int32s(value.indices)]])
-            del blocks
-        if not item_parts:
-            empty = np.empty(0, dtype=np.int32)
-            return [], [], empty, empty, empty.astype(np.int8)
-        # the blocks' item dictionaries, one after the other, are the items in order of
-        # first appearance with repeats: one hash pass in C++ numbers them
-        everything = pa.concat_arrays(item_dicts, memory_pool=pool)
-        encoded = pc.dictionary_encode(everything, memory_pool=pool)
-        block_ids = _int32s(encoded.indices)
-        item_idx = np.empty(sum(p.size for p in item_parts), dtype=np.int32)
-        at = start = 0
-        for part, size in zip(item_parts, map(len, item_dicts), strict=True):
-            np.take(block_ids[start : start + size], part, out=item_idx[at : at + part.size])
-            at += part.size
-            start += size
-        item_names = encoded.dictionary.to_pylist()
-        del everything, item_dicts, encoded, block_ids, item_parts
-    except (pa.ArrowException, OSError, ValueError):
-        return None
-    _release_freed_memory()  # the reader's blocks: freed, but glibc keeps the pages
-    item = _stripped(item_names, item_idx)
-    annotator = _stripped(list(annotators.ids), np.concatenate(annotator_parts))
-    if item is None or annotator is None:
-        return None
-    return item[0], annotator[0], item[1], annotator[1], np.concatenate(label_parts)
-
-
-_BLOCK_SIZE = 1 << 20  # bytes pyarrow parses at a time
-
-
-def _release_freed_memory() -> None:
-    """Hand the heap pages freed by reading back to the system (glibc's ``malloc_trim``).
-
-    Reading 1M labels frees ~20 MB of blocks and temporaries in pieces that glibc keeps
-    (its mmap threshold rises with each large free), so without this the whole
-    ``crlhf-train aggregate`` process peaks ~20 MB higher (bench/aggregate.py --process).
-    Elsewhere (musl, macOS, Windows) nothing happens.
-    """
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-
-            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim = None
-
-
-def _int32s(indices) -> np.ndarray:
-    """An int32 pyarrow array without nulls as a numpy view (no pandas import)."""
-    if len(indices) == 0:
-        return np.empty(0, dtype=np.int32)
-    return np.frombuffer(
-        indices.buffers()[1], dtype=np.int32, count=len(indices), offset=indices.offset * 4
-    )
-
-
-def _stripped(names: list[str], idx: np.ndarray) -> tuple[list[str], np.ndarray] | None:
-    """Distinct raw values -> the row reader's values (stripped), and the rows' ids again.
-
-    None where a value is empty or longer than :mod:`csv` reads (the row reader's errors).
-    """
-    limit = csv.field_size_limit()
-    if any(len(name) > limit for name in names):
-        return None
-    stripped = [name.strip() for name in names]
-    if "" in stripped:
-        return None
-    if stripped == names:
-        return names, idx
-    merged = _Names()  # " a" and "a" are one name once stripped
-    lookup = merged.index(stripped)
-    return list(merged.ids), lookup[idx]
-
-
-def _read_gold(path: str | Path | None) -> dict[str, int]:
-    """The gold file: item -> truth ±1 (a small file, read row by row)."""
-    gold: dict[str, int] = {}
-    if path is not None:
-        for line, (item, value) in _read_csv_numbered(path, ("item", "label")):
-            if item in gold and gold[item] != value:
-                raise LabelFileError(path, line, f"item {item!r} has two different truths")
-            gold[item] = value
-    return gold
-
-
-def _open_csv(path: str | Path):
-    try:
-        return open(path, newline="", encoding="utf-8-sig")
-    except OSError as exc:
-        raise LabelFileError(path, None, f"cannot open: {exc.strerror}") from None
-
-
-def _read_header(reader, path: str | Path, columns: tuple[str, ...]) -> tuple[list[str], list[int]]:
-    """The header's (stripped, lower-case) names and the named columns' positions."""
-    try:
-        header = next(reader, None)
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise LabelFileError(path, 1, f"not a CSV file: {exc}") from None
-    if header is None or not any(h.strip() for h in header):
-        raise LabelFileError(path, None, f"empty file (expected a header {','.join(columns)})")
-    names = [h.strip().lower() for h in header]
-    missing = [c for c in columns if c not in names]
-    if missing:
-        raise LabelFileError(
-            path, 1, f"missing column {', '.join(missing)} (header must be {','.join(columns)})"
-        )
-    return names, [names.index(c) for c in columns]
-
-
-def _read_csv_numbered(path: str | Path, columns: tuple[str, ...]):
-    """Yield ``(line number, values)`` for the named columns, labels parsed to ±1."""
-    f = _open_csv(path)
-    with f:
-        reader = csv.reader(f)
-        names, pos = _read_header(reader, path, columns)
-        label_pos = columns.index("label")
-        try:
-            for row in reader:
-                line = reader.line_num
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue
-                if len(row) != len(names):
-                    problem = f"expected {len(names)} fields, got {len(row)}"
-                    raise LabelFileError(path, line, problem)
-                values: list = [row[p].strip() for p in pos]
-                for c, v in zip(columns, values, strict=True):
-                    if not v:
-                        raise LabelFileError(path, line, f"empty {c}")
-                try:
-                    values[label_pos] = parse_label(values[label_pos])
-                except ValueError as exc:
-                    raise LabelFileError(path, line, str(exc)) from None
-                yield line, tuple(values)
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise LabelFileError(path, reader.line_num, f"not a CSV file: {exc}") from None
-
-
-def _read_csv(path: str | Path, columns: tuple[str, ...]):
-    for _, values in _read_csv_numbered(path, columns):
-        yield values
