@@ -44,7 +44,7 @@ from .train import (
     save_adapter,
 )
 
-__all__ = ["LoggedRollouts", "grpo_groups", "policy_logprobs", "train_grpo"]
+__all__ = ["LoggedRollouts", "grpo_config", "grpo_groups", "policy_logprobs", "train_grpo"]
 
 
 def grpo_groups(examples: Sequence[Example], group_size: int) -> dict[str, list[Example]]:
@@ -66,6 +66,7 @@ class LoggedRollouts:
 
     def __init__(self, groups: dict[str, list[Example]]) -> None:
         self.groups = groups
+        self.tokens = 0  # prompt and completion tokens served, for the report
 
     def __call__(self, prompts: list[str], trainer: Any) -> dict[str, list]:
         seen: dict[str, int] = defaultdict(int)
@@ -81,6 +82,7 @@ class LoggedRollouts:
                 list(e.logprobs) if e.logprobs else policy_logprobs(trainer.model, e)
             )
             out["crlhf_reward"].append(e.reward)
+            self.tokens += len(e.prompt_ids) + len(e.completion_ids)
         return out
 
 
@@ -117,22 +119,58 @@ def train_grpo(
     """Train a LoRA adapter with TRL's GRPOTrainer on the logged groups."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from datasets import Dataset
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from transformers.trainer_callback import PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
     config.validate()
     groups = grpo_groups(examples, group_size)
     device = resolve_device(config.device)
-    use_cpu = device.type == "cpu"
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     policy = load_policy(model, config, adapter=init_adapter, device=device)
     tokenizer = AutoTokenizer.from_pretrained(model)
+    rollouts = LoggedRollouts(groups)
+    trainer = GRPOTrainer(
+        model=policy,
+        reward_funcs=logged_reward,
+        args=grpo_config(config, groups, group_size, out_dir, use_cpu=device.type == "cpu"),
+        train_dataset=Dataset.from_dict({"prompt": list(groups)}),
+        processing_class=tokenizer,
+        rollout_func=rollouts,
+        callbacks=[_step_callback(on_step)],
+    )
+    trainer.remove_callback(PrinterCallback)  # our own progress bar reports the steps
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    save_adapter(trainer.model, Path(out_dir), base_model or model)
+    return TrainReport(
+        adapter_dir=Path(out_dir),
+        steps=trainer.state.global_step,
+        tokens=rollouts.tokens,
+        seconds=seconds,
+        tokens_per_s=rollouts.tokens / max(seconds, 1e-9),
+        peak_memory_mb=peak_memory_mb(device),
+        history=[_numbers(row) for row in trainer.state.log_history if "loss" in row],
+    )
+
+
+def grpo_config(
+    config: TrainConfig,
+    groups: dict[str, list[Example]],
+    group_size: int,
+    out_dir: Path,
+    *,
+    use_cpu: bool,
+) -> Any:
+    """TRL's GRPOConfig for our TrainConfig and the logged groups."""
+    from trl import GRPOConfig
+
     max_completion = max(len(e.completion_ids) for g in groups.values() for e in g)
     # One micro-batch holds batch_size completions = batch_size / group_size prompts.
     per_device = max(group_size, config.batch_size - config.batch_size % group_size)
-    args = GRPOConfig(
+    return GRPOConfig(
         output_dir=str(Path(out_dir).parent / "grpo-trainer"),
         max_steps=config.max_steps,
         per_device_train_batch_size=per_device,
@@ -155,50 +193,19 @@ def train_grpo(
         logging_steps=1,
         disable_tqdm=True,
     )
-    tokens = {"n": 0}
+
+
+def _numbers(row: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in row.items() if isinstance(v, int | float)}
+
+
+def _step_callback(on_step: Callable[[int, dict[str, float]], None] | None) -> Any:
+    """A TrainerCallback handing each logged step's numbers to ``on_step``."""
+    from transformers import TrainerCallback
 
     class _Steps(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
             if on_step and logs and "loss" in logs:
-                on_step(
-                    state.global_step,
-                    {k: float(v) for k, v in logs.items() if isinstance(v, int | float)},
-                )
+                on_step(state.global_step, _numbers(logs))
 
-    rollouts = LoggedRollouts(groups)
-
-    def counting_rollouts(prompts: list[str], trainer: Any) -> dict[str, list]:
-        out = rollouts(prompts, trainer)
-        tokens["n"] += sum(
-            len(p) + len(c) for p, c in zip(out["prompt_ids"], out["completion_ids"], strict=True)
-        )
-        return out
-
-    trainer = GRPOTrainer(
-        model=policy,
-        reward_funcs=logged_reward,
-        args=args,
-        train_dataset=Dataset.from_dict({"prompt": list(groups)}),
-        processing_class=tokenizer,
-        rollout_func=counting_rollouts,
-        callbacks=[_Steps()],
-    )
-    trainer.remove_callback(PrinterCallback)  # our own progress bar reports the steps
-    t0 = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - t0
-    save_adapter(trainer.model, Path(out_dir), base_model or model)
-    history = [
-        {k: float(v) for k, v in row.items() if isinstance(v, int | float)}
-        for row in trainer.state.log_history
-        if "loss" in row
-    ]
-    return TrainReport(
-        adapter_dir=Path(out_dir),
-        steps=trainer.state.global_step,
-        tokens=tokens["n"],
-        seconds=seconds,
-        tokens_per_s=tokens["n"] / max(seconds, 1e-9),
-        peak_memory_mb=peak_memory_mb(device),
-        history=history,
-    )
+    return _Steps()
