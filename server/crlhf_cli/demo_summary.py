@@ -31,9 +31,7 @@ def build_summary(
 ) -> dict[str, Any]:
     """The run's figures in one dict: what ``--json`` writes and the report shows."""
     evals = nightly.get("eval", {})
-    publish = nightly.get("publish", {})
     train = nightly.get("train", {})
-    rows = rewards["rows"]
     kinds = Counter(a.kind for a in crowd)
     return {
         "model": model_id,
@@ -47,12 +45,7 @@ def build_summary(
         },
         "crowd": {"annotators": len(crowd), "kinds": dict(kinds)} | asdict(crowd_stats),
         "aggregation": aggregation,
-        "rewards": {
-            "mean": mean([r["reward"] for r in rows]),
-            "n_completions": len(rows),
-            "mean_passed": mean([r["reward"] for r in rows if r["passed"]]),
-            "mean_failed": mean([r["reward"] for r in rows if not r["passed"]]),
-        },
+        "rewards": _rewards(rewards["rows"]),
         "train": {
             "method": train.get("method"),
             "examples": train.get("examples"),
@@ -64,17 +57,30 @@ def build_summary(
             "before": with_overall(evals.get("baseline", {})),
             "after": with_overall(evals.get("candidate", {})),
         },
-        "adapter": {
-            "version": publish.get("version"),
-            "sha256": publish.get("sha256"),
-            "published": publish.get("status") == "published",
-            "status": publish.get("status"),
-            "decision": publish.get("decision"),
-            "reason": publish.get("decision"),
-        },
+        "adapter": _adapter(nightly.get("publish", {})),
         "hot_swap": hot_swap,
         "example": {k: example[k] for k in ("task_id", "before", "after")},
         "work_dir": str(work),
+    }
+
+
+def _rewards(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "mean": mean([r["reward"] for r in rows]),
+        "n_completions": len(rows),
+        "mean_passed": mean([r["reward"] for r in rows if r["passed"]]),
+        "mean_failed": mean([r["reward"] for r in rows if not r["passed"]]),
+    }
+
+
+def _adapter(publish: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": publish.get("version"),
+        "sha256": publish.get("sha256"),
+        "published": publish.get("status") == "published",
+        "status": publish.get("status"),
+        "decision": publish.get("decision"),
+        "reason": publish.get("decision"),
     }
 
 
