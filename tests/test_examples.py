@@ -202,7 +202,7 @@ def test_a_long_prompt_keeps_its_special_head_and_its_end(tokenizer):
 def test_a_night_trains_on_recent_completions_plus_a_replay_of_older_ones():
     from datetime import UTC, datetime, timedelta
 
-    from crlhf_trainer.nightly import recent_with_replay
+    from crlhf_trainer.trainset import recent_with_replay
 
     now = datetime(2026, 12, 6, tzinfo=UTC)
     ages = {f"new{i}": 1 for i in range(10)} | {f"old{i}": 40 for i in range(30)}

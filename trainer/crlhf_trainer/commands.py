@@ -344,8 +344,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from .nightly import evaluate_run, latest_run
+    from .nightly import evaluate_run
     from .pull import WorkDir
+    from .runs import latest_run
 
     cfg = config_from_args(args)
     run = args.run_dir or latest_run(WorkDir(cfg.work_dir))
@@ -356,8 +357,9 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_publish(args: argparse.Namespace) -> int:
-    from .nightly import latest_run, publish_run
+    from .nightly import publish_run
     from .pull import WorkDir
+    from .runs import latest_run
 
     cfg = config_from_args(args)
     run = args.run_dir or latest_run(WorkDir(cfg.work_dir))

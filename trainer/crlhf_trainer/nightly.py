@@ -16,12 +16,9 @@ from the :class:`~crlhf_trainer.errors.CrlhfTrainError` hierarchy before the upl
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +36,17 @@ from .evaluate import EvalConfig
 from .examples import Example, build_examples
 from .gate import GateConfig
 from .pull import WorkDir, pull
+from .runs import main_rank, new_run, resumable_run, write_json
 from .train import TrainConfig
+from .trainset import recent_with_replay, split_examples
 
 __all__ = [
     "NightlyConfig",
     "aggregate_work",
     "evaluate_run",
-    "latest_run",
-    "new_run",
     "publish_run",
     "pull_work",
-    "recent_with_replay",
     "run_nightly",
-    "split_examples",
     "train_run",
 ]
 
@@ -93,42 +88,6 @@ def _store_call(what: str, fn: Callable[[], Any]) -> Any:
         raise StoreGone(f"the store failed while {what} ({exc}); nothing was published") from exc
 
 
-# --- runs ---------------------------------------------------------------------------
-
-
-def new_run(work: WorkDir) -> Path:
-    # Under `accelerate launch` every rank runs this: CRLHF_RUN_ID gives them one folder.
-    name = os.environ.get("CRLHF_RUN_ID") or datetime.now(UTC).strftime("%Y%m%d-%H%M%S-%f")
-    run = work.root / "runs" / name
-    run.mkdir(parents=True, exist_ok=True)
-    return run
-
-
-def _resumable_run(work: WorkDir) -> Path:
-    """The latest run with a training checkpoint (``crlhf-train train --resume``)."""
-    runs = sorted((work.root / "runs").glob("*/adapter.checkpoint/progress.json"))
-    if not runs:
-        raise TrainConfigError(
-            f"--resume: no run in {work.root} has a checkpoint; train with --checkpoint-every N"
-        )
-    return runs[-1].parent.parent
-
-
-def _main_rank() -> bool:
-    return os.environ.get("RANK", "0") == "0"
-
-
-def latest_run(work: WorkDir) -> Path:
-    runs = sorted((work.root / "runs").glob("*/train.json"))
-    if not runs:
-        raise TrainConfigError(f"no training run in {work.root}; run `crlhf-train train` first")
-    return runs[-1].parent
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
 # --- stages -------------------------------------------------------------------------
 
 
@@ -162,7 +121,7 @@ def aggregate_work(cfg: NightlyConfig, *, post: bool = True) -> tuple[dict[str, 
         "flagged": sorted(a.annotator for a in result.annotators if a.flag != "ok"),
         "rated_completions": len(rewards),
     }
-    if post and _main_rank():
+    if post and main_rank():
         run = AggregationRunIn(
             method=result.method,
             n_labels=labels.n_labels,
@@ -187,59 +146,6 @@ def _unit(v: Any) -> Any:
     return min(1.0, max(0.0, v)) if isinstance(v, float) else v
 
 
-def _is_heldout(cid: str, fraction: float) -> bool:
-    h = int.from_bytes(hashlib.sha256(cid.encode()).digest()[:4], "big")
-    return h / 2**32 < fraction
-
-
-def split_examples(examples: list[Example], fraction: float) -> tuple[list[Example], list[Example]]:
-    """Deterministic by completion id, so a completion stays on its side every night.
-
-    The held-out side is never trained on: a store so small that nothing is left to train
-    on raises :class:`NoTrainingData` rather than training on the evaluation's items.
-    """
-    held = [e for e in examples if _is_heldout(e.completion_id, fraction)]
-    train = [e for e in examples if not _is_heldout(e.completion_id, fraction)]
-    if not train:
-        raise NoTrainingData(
-            f"all {len(examples)} rated completion(s) fall in the held-out split "
-            f"({fraction:.0%}); rate more completions or lower the held-out fraction"
-        )
-    return train, held
-
-
-def recent_with_replay(
-    examples: list[Example],
-    completions: dict[str, dict[str, Any]],
-    window_days: float,
-    replay: float,
-    *,
-    seed: int = 0,
-    now: datetime | None = None,
-) -> tuple[list[Example], dict[str, int]]:
-    """The examples created in the last ``window_days``, plus a seeded random sample of the
-    older ones, ``replay`` times as many as the recent ones (all of them if fewer)."""
-    import random
-
-    if window_days <= 0:
-        return examples, {"recent": len(examples), "replayed": 0, "older": 0}
-    now = now or datetime.now(UTC)
-    cutoff = now.timestamp() - window_days * 86400
-
-    def created(e: Example) -> float:
-        raw = completions.get(e.completion_id, {}).get("created_at")
-        if raw is None:
-            return now.timestamp()  # unknown age: treat as new rather than drop it
-        when = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
-        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-
-    recent = [e for e in examples if created(e) >= cutoff]
-    older = [e for e in examples if created(e) < cutoff]
-    k = min(len(older), round(replay * len(recent)))
-    replayed = random.Random(seed).sample(older, k) if k else []
-    return recent + replayed, {"recent": len(recent), "replayed": k, "older": len(older)}
-
-
 def _parent_adapter(cfg: NightlyConfig, run: Path) -> tuple[str | None, Path | None]:
     """The published adapter to continue from, downloaded and verified, if any.
 
@@ -253,7 +159,7 @@ def _parent_adapter(cfg: NightlyConfig, run: Path) -> tuple[str | None, Path | N
     record = run / "parent.json"
     if state.is_main_process:
         version, dest = _download_parent(cfg, run)
-        _write_json(record, {"version": version, "dir": str(dest) if dest else None})
+        write_json(record, {"version": version, "dir": str(dest) if dest else None})
     state.wait_for_everyone()
     found = json.loads(record.read_text())
     return found["version"], Path(found["dir"]) if found["dir"] else None
@@ -303,7 +209,7 @@ def train_run(
     train_set, windowed = recent_with_replay(
         train_set, work.completions(), cfg.window_days, cfg.replay, seed=cfg.train.seed
     )
-    run = _resumable_run(work) if cfg.train.resume else new_run(work)
+    run = resumable_run(work) if cfg.train.resume else new_run(work)
     parent, parent_dir = _parent_adapter(cfg, run)
     with open(run / "heldout.jsonl", "w") as f:
         for e in heldout:
@@ -312,24 +218,10 @@ def train_run(
     # GRPO and KTO have their own losses; TrainConfig.method only names ours.
     tcfg.method = cfg.method if cfg.method in ("pg", "pg-line") else "pg"
     on_step = (lambda step, _: progress("train", 1, tcfg.max_steps)) if progress else None
-    if cfg.method == "grpo":
-        from .grpo import train_grpo
-
-        report = train_grpo(
-            cfg.model, train_set, tcfg, run / "adapter", init_adapter=parent_dir, on_step=on_step
-        )
-    elif cfg.method == "kto":
-        from .kto import train_kto
-
-        report = train_kto(
-            cfg.model, train_set, tcfg, run / "adapter", init_adapter=parent_dir, on_step=on_step
-        )
-    else:
-        from .train import train
-
-        report = train(
-            cfg.model, train_set, tcfg, run / "adapter", init_adapter=parent_dir, on_step=on_step
-        )
+    fit = _trainer(cfg.method)
+    report = fit(
+        cfg.model, train_set, tcfg, run / "adapter", init_adapter=parent_dir, on_step=on_step
+    )
     summary = {
         "method": cfg.method,
         "examples": len(train_set),
@@ -343,8 +235,23 @@ def train_run(
         "report": report.summary(),
         "history": report.history,  # per optimizer step (loss, kl, …): the training curve
     }
-    _write_json(run / "train.json", summary)
+    write_json(run / "train.json", summary)
     return run, summary
+
+
+def _trainer(method: str) -> Callable[..., Any]:
+    """The method's training function: TRL's for grpo and kto, our loop for pg and pg-line."""
+    if method == "grpo":
+        from .grpo import train_grpo
+
+        return train_grpo
+    if method == "kto":
+        from .kto import train_kto
+
+        return train_kto
+    from .train import train
+
+    return train
 
 
 def _load_heldout(run: Path) -> list[Example]:
@@ -382,25 +289,15 @@ def evaluate_run(
             )
         results[name] = evaluate(model, tokenizer, cfg.eval, heldout, on_problem=tick)
         del model
-    _write_json(run / "eval.json", results)
+    write_json(run / "eval.json", results)
     return results
 
 
 def publish_run(cfg: NightlyConfig, run: Path) -> dict[str, Any]:
     """Gate the run's adapter against its baseline; upload it, publish it if it passed."""
-    from .gate import gate
-    from .publish import new_version, publish, verify_adapter, write_model_card
+    from .publish import new_version, publish, write_model_card
 
-    info = json.loads((run / "train.json").read_text())
-    eval_path = run / "eval.json"
-    if not eval_path.exists():
-        raise TrainConfigError(f"{run} has no eval.json; run `crlhf-train eval` before publishing")
-    metrics = json.loads(eval_path.read_text())
-    adapter = run / "adapter"
-    verify_adapter(adapter)
-    decision = gate(
-        metrics["candidate"].get("items", {}), metrics["baseline"].get("items", {}), cfg.gate
-    )
+    info, metrics, adapter, decision = _gate_run(cfg, run)
     gate_json = decision.to_json()
     if not cfg.publish:
         out = {
@@ -409,7 +306,7 @@ def publish_run(cfg: NightlyConfig, run: Path) -> dict[str, Any]:
             "status": "not uploaded",
             "gate": gate_json,
         }
-        _write_json(run / "publish.json", out)
+        write_json(run / "publish.json", out)
         return out
     version = new_version(adapter)
     write_model_card(
@@ -423,12 +320,7 @@ def publish_run(cfg: NightlyConfig, run: Path) -> dict[str, Any]:
         | {"steps": info["report"]["steps"]},
         decision=decision,
     )
-    gguf = None
-    if cfg.gguf is not None:
-        try:
-            gguf = cfg.gguf(adapter, run)
-        except Exception as exc:  # the conversion is an extra: never publish half of it
-            raise AdapterError(f"converting {adapter} to GGUF failed: {exc}") from exc
+    gguf = _gguf(cfg, adapter, run)
     with _client(cfg) as client:
         result = publish(
             client,
@@ -449,8 +341,36 @@ def publish_run(cfg: NightlyConfig, run: Path) -> dict[str, Any]:
         "parent": info.get("parent"),
         "gate": gate_json,
     }
-    _write_json(run / "publish.json", out)
+    write_json(run / "publish.json", out)
     return out
+
+
+def _gate_run(cfg: NightlyConfig, run: Path) -> tuple[dict, dict, Path, Any]:
+    """The run's train record, its metrics, its adapter (verified) and the gate's decision."""
+    from .gate import gate
+    from .publish import verify_adapter
+
+    info = json.loads((run / "train.json").read_text())
+    eval_path = run / "eval.json"
+    if not eval_path.exists():
+        raise TrainConfigError(f"{run} has no eval.json; run `crlhf-train eval` before publishing")
+    metrics = json.loads(eval_path.read_text())
+    adapter = run / "adapter"
+    verify_adapter(adapter)
+    decision = gate(
+        metrics["candidate"].get("items", {}), metrics["baseline"].get("items", {}), cfg.gate
+    )
+    return info, metrics, adapter, decision
+
+
+def _gguf(cfg: NightlyConfig, adapter: Path, run: Path) -> Path | None:
+    """The adapter's GGUF LoRA when the config asks for one."""
+    if cfg.gguf is None:
+        return None
+    try:
+        return cfg.gguf(adapter, run)
+    except Exception as exc:  # the conversion is an extra: never publish half of it
+        raise AdapterError(f"converting {adapter} to GGUF failed: {exc}") from exc
 
 
 def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -464,5 +384,5 @@ def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> dict[st
     summary["run"] = str(run)
     summary["eval"] = evaluate_run(cfg, run, progress)
     summary["publish"] = publish_run(cfg, run)
-    _write_json(run / "summary.json", summary)
+    write_json(run / "summary.json", summary)
     return summary
