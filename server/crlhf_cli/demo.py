@@ -98,6 +98,35 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def parse_args(argv: list[str] | None = None) -> DemoConfig:
+    args = _parser().parse_args(argv)
+    cfg = replace(DemoConfig(), **PRESETS[args.mode or "quick"], mode=args.mode or "quick")
+    overrides = {k: v for k, v in vars(args).items() if v is not None and k != "mode"}
+    return replace(cfg, **overrides)
+
+
+_SIZES = (
+    "mbpp",
+    "humaneval",
+    "honeypots",
+    "annotators",
+    "redundancy",
+    "max_honeypots",
+    "max_tokens",
+    "train_steps",
+    "batch_size",
+    "grad_accum",
+    "eval_limit",
+    "eval_max_tokens",
+    "seed",
+    "prompts",
+    "heldout",
+    "guard_prompts",
+    "min_items",
+)
+"""The integer options that override a preset's size (``--max-tokens`` and so on)."""
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="crlhf demo",
         description=__doc__.split("\n")[0],
@@ -118,6 +147,29 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         const="full",
         help="more problems, a bigger crowd, a longer training, fuller evals",
     )
+    _add_run_options(p)
+    knobs = p.add_argument_group("sizes (override the preset)")
+    for name in _SIZES:
+        knobs.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name)
+    knobs.add_argument("--lr", type=float)
+    p.add_argument(
+        "--scenario",
+        choices=["conventions", "mbpp"],
+        help="conventions (default): code conventions judged per line, gated on held-out "
+        "standard-library code; mbpp: MBPP/HumanEval problems, pass@k",
+    )
+    knobs.add_argument(
+        "--mix",
+        type=_mix,
+        help="crowd shares, e.g. reliable=0.4,always_up=0.3,adversary=0.3 "
+        f"(kinds: {', '.join(DEFAULT_MIX)})",
+    )
+    knobs.add_argument("--method", choices=["pg", "pg-line"])
+    return p
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """Which model, where, on what, and what to keep."""
     p.add_argument("--model", help="gemma3-270m (default), a hub id or a local folder / .gguf")
     p.add_argument("--work-dir", type=Path, default=Path("crlhf-demo"))
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -135,45 +187,6 @@ def parse_args(argv: list[str] | None = None) -> DemoConfig:
         action="store_false",
         help="keep what an earlier run left in the working folder",
     )
-    knobs = p.add_argument_group("sizes (override the preset)")
-    for name in (
-        "mbpp",
-        "humaneval",
-        "honeypots",
-        "annotators",
-        "redundancy",
-        "max_honeypots",
-        "max_tokens",
-        "train_steps",
-        "batch_size",
-        "grad_accum",
-        "eval_limit",
-        "eval_max_tokens",
-        "seed",
-        "prompts",
-        "heldout",
-        "guard_prompts",
-        "min_items",
-    ):
-        knobs.add_argument(f"--{name.replace('_', '-')}", type=int, dest=name)
-    knobs.add_argument("--lr", type=float)
-    p.add_argument(
-        "--scenario",
-        choices=["conventions", "mbpp"],
-        help="conventions (default): code conventions judged per line, gated on held-out "
-        "standard-library code; mbpp: MBPP/HumanEval problems, pass@k",
-    )
-    knobs.add_argument(
-        "--mix",
-        type=_mix,
-        help="crowd shares, e.g. reliable=0.4,always_up=0.3,adversary=0.3 "
-        f"(kinds: {', '.join(DEFAULT_MIX)})",
-    )
-    knobs.add_argument("--method", choices=["pg", "pg-line"])
-    args = p.parse_args(argv)
-    cfg = replace(DemoConfig(), **PRESETS[args.mode or "quick"], mode=args.mode or "quick")
-    overrides = {k: v for k, v in vars(args).items() if v is not None and k != "mode"}
-    return replace(cfg, **overrides)
 
 
 def _mix(text: str) -> dict[str, float]:
