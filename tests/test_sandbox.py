@@ -349,5 +349,7 @@ def test_without_a_jail_it_refuses_unless_told_to_run_unjailed(monkeypatch):
 
 
 def test_the_probe_names_a_missing_bwrap(monkeypatch):
-    monkeypatch.setattr(sandbox_module.shutil, "which", lambda name: None)
-    assert "not installed" in sandbox_module.jail_problem.__wrapped__()
+    from crlhf_trainer import jail
+
+    monkeypatch.setattr(jail.shutil, "which", lambda name: None)
+    assert "not installed" in jail.jail_problem.__wrapped__()

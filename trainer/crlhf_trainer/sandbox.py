@@ -34,8 +34,9 @@ output              stdout goes to ``/dev/null``; stderr through a pipe read wit
 65534. Run by root, a user namespace would map that uid to root outside, and the kernel
 never applies ``RLIMIT_NPROC`` to root's processes; so as root bwrap makes no user
 namespace (it keeps only ``CAP_SETUID``/``CAP_SETGID`` for the launcher), and the launcher
-drops to a uid of its own per run (``_fresh_uid``, far above login uids, like systemd's
-DynamicUser), so that ``RLIMIT_NPROC`` counts that run's processes and no other's.
+drops to a uid of its own per run (``fresh_uid`` in :mod:`crlhf_trainer.jail`, far above
+login uids, like systemd's DynamicUser), so that ``RLIMIT_NPROC`` counts that run's
+processes and no other's. The jail's command line is built there too.
 
 *The sentinel.* A program passes only if its checks run to the end: exiting 0 early
 (``exit(0)``, ``os._exit(0)``, an ``atexit`` or ``sys.excepthook`` that exits 0 after a
@@ -61,13 +62,10 @@ processes) and the same sentinel, and can read and delete what that user can.
 from __future__ import annotations
 
 import contextlib
-import functools
-import itertools
 import json
 import os
 import secrets
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +76,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from .errors import CrlhfTrainError
+from .jail import fresh_uid, jail_argv, jail_problem
 
 __all__ = [
     "Outcome",
@@ -91,8 +90,6 @@ __all__ = [
 Outcome = Literal["passed", "failed", "timeout", "memory", "error"]
 
 _TAIL = 2000  # characters of stderr kept for the result
-_UID_BASE = 0x3F000000  # per-run uids as root: far above useradd's range (< 60000)
-_run_numbers = itertools.count()
 
 
 class SandboxUnavailable(CrlhfTrainError):
@@ -199,9 +196,9 @@ class Sandbox:
         os.write(program, code.encode("utf-8"))
         os.lseek(program, 0, os.SEEK_SET)
         fds.info, fds.child["info"] = os.pipe()
-        uid = _fresh_uid() if os.geteuid() == 0 else None
+        uid = fresh_uid() if os.geteuid() == 0 else None
         launcher = self._launcher(fds, uid, nproc=True)
-        argv = _jail_argv(
+        argv = jail_argv(
             launcher,
             program_fd=program,
             info_fd=fds.child["info"],
@@ -250,108 +247,6 @@ def _popen(argv: list[str], fds: _Fds, *, cwd: str | None, env: dict) -> subproc
         pass_fds=tuple(fds.child.values()),
         start_new_session=True,  # its own process group: the unjailed tree is killed as one
     )
-
-
-def _fresh_uid() -> int:
-    return _UID_BASE + (os.getpid() % 0x10000) * 0x100 + next(_run_numbers) % 0x100
-
-
-# --- the jail -------------------------------------------------------------------------
-
-
-@functools.cache
-def _interpreter() -> tuple[str, tuple[str, ...]]:
-    """The base interpreter (not the venv's: the venv lives in a work folder) and its prefix."""
-    exe = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
-    roots = {os.path.realpath(sys.base_prefix), os.path.dirname(exe)}
-    return exe, tuple(r for r in sorted(roots) if not any(_inside(r, o) for o in roots - {r}))
-
-
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip("/") + "/")
-
-
-def _ancestors(path: str) -> list[str]:
-    parts = path.strip("/").split("/")[:-1]
-    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _binds() -> list[str]:
-    _, roots = _interpreter()
-    args: list[str] = []
-    for root in roots:
-        # bwrap copies the modes of the host's parent folders (/root is 0700): open them
-        args += [x for p in _ancestors(root) for x in ("--perms", "0755", "--dir", p)]
-        args += ["--ro-bind", root, root]
-    for lib in ("/usr/lib", "/usr/lib64", "/usr/lib32"):
-        if os.path.isdir(lib) and not any(_inside(lib, r) for r in roots):
-            args += ["--ro-bind", lib, lib]
-    for top in ("/lib", "/lib64", "/lib32"):  # usr-merged systems: symlinks into /usr
-        if os.path.islink(top):
-            args += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            args += ["--ro-bind", top, top]
-    # the dynamic loader finds the multiarch libraries through its cache
-    args += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
-    return args
-
-
-def _jail_argv(
-    command: str, *, program_fd: int | None, info_fd: int | None, disk_bytes: int
-) -> list[str]:
-    """bwrap's command line for ``python -I -B -c command`` (no secret on it: it is visible)."""
-    python, roots = _interpreter()
-    if os.geteuid() == 0:
-        # --unshare-all minus the user namespace (see the module docstring, *uid*).
-        spaces = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts"]
-        spaces += ["--unshare-cgroup-try", "--cap-drop", "ALL"]
-        spaces += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-    else:
-        spaces = ["--unshare-all", "--unshare-user", "--disable-userns"]
-        spaces += ["--uid", "65534", "--gid", "65534"]
-    argv = ["bwrap", *spaces, "--die-with-parent", "--new-session", *_binds()]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--size", str(disk_bytes), "--perms", "1777", "--tmpfs", "/tmp"]
-    if program_fd is not None:
-        argv += ["--file", str(program_fd), "/tmp/program.py"]
-    argv += ["--remount-ro", "/", "--chdir", "/tmp", "--clearenv"]
-    env = {"HOME": "/tmp", "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PATH": os.path.dirname(python)}
-    for name, value in env.items():
-        argv += ["--setenv", name, value]
-    if info_fd is not None:
-        argv += ["--info-fd", str(info_fd)]
-    return [*argv, "--", python, "-I", "-B", "-c", command]
-
-
-@functools.cache
-def jail_problem() -> str | None:
-    """Why generated programs cannot be jailed here, or ``None`` when they can."""
-    if not sys.platform.startswith("linux"):
-        return f"bubblewrap needs Linux, this is {sys.platform}"
-    if shutil.which("bwrap") is None:
-        return "bubblewrap (bwrap) is not installed"
-    _, roots = _interpreter()
-    for place in {os.path.expanduser("~"), os.getcwd()}:
-        exposed = [r for r in roots if r == "/" or _inside(place, r)]
-        if exposed:
-            return f"Python's folder {exposed[0]} holds {place}, which the jail must not show"
-    # as a program would run: as root, after dropping to a run's uid (the stdlib must be
-    # readable by it)
-    uid = _fresh_uid() if os.geteuid() == 0 else None
-    drop = f"import os; os.setgroups([]); os.setgid({uid}); os.setuid({uid}); " if uid else ""
-    try:
-        probe = subprocess.run(
-            _jail_argv(drop + "import runpy", program_fd=None, info_fd=None, disk_bytes=2**20),
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"bwrap did not run: {exc}"
-    if probe.returncode != 0:
-        lines = probe.stderr.decode("utf-8", "replace").strip().splitlines() or ["no message"]
-        return f"bwrap cannot make a jail here ({lines[-1]}); are user namespaces refused?"
-    return None
 
 
 def check_jail(*, unsafe: bool) -> str | None:
