@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 from crlhf_trainer.errors import TrainConfigError
+from crlhf_trainer.lora import load_policy
 from crlhf_trainer.policy import (
     advantage_fn,
     advantages_pg,
@@ -20,7 +21,7 @@ from crlhf_trainer.policy import (
     token_distributions,
     token_logprobs,
 )
-from crlhf_trainer.train import TrainConfig, load_policy
+from crlhf_trainer.train import TrainConfig
 from train_helpers import PROMPTS, examples, sample, tiny
 
 

@@ -6,13 +6,14 @@ import pytest
 import torch
 from crlhf_trainer.errors import AdapterError, StoreGone
 from crlhf_trainer.gate import gate
+from crlhf_trainer.lora import load_policy, save_adapter
 from crlhf_trainer.publish import (
     new_version,
     publish,
     verify_adapter,
     write_model_card,
 )
-from crlhf_trainer.train import TrainConfig, load_policy, save_adapter
+from crlhf_trainer.train import TrainConfig
 from train_helpers import tiny
 
 SAME = {"mbpp/pass@1": [1.0, 0.0] * 10}  # 20 paired items, no change: published
@@ -104,7 +105,8 @@ def test_a_store_gone_at_upload_publishes_nothing(adapter, live_store):
 
 def test_the_trainer_loads_adapter_weights_from_safetensors_only(adapter, tmp_path):
     """Issue 14: peft falls back to torch.load (pickle) for adapter_model.bin."""
-    from crlhf_trainer.train import TrainConfig, load_policy
+    from crlhf_trainer.lora import load_policy
+    from crlhf_trainer.train import TrainConfig
 
     model_dir, folder, _, _ = adapter
     (folder / "adapter_model.bin").write_bytes(b"not really a pickle")

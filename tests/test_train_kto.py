@@ -65,7 +65,7 @@ def _implied_reward(policy, lines) -> list[float]:
 
 
 def test_kto_raises_the_liked_lines_over_the_disliked_ones(rated, tmp_path):
-    from crlhf_trainer.train import load_policy
+    from crlhf_trainer.lora import load_policy
 
     model, ex = rated
     cfg = TrainConfig(max_steps=6, batch_size=4, grad_accum=1, lr=5e-3, warmup_steps=1)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 from crlhf_trainer.errors import TrainConfigError
+from crlhf_trainer.lora import load_policy
 from crlhf_trainer.policy import collate, token_logprobs
-from crlhf_trainer.train import TrainConfig, load_policy, train
+from crlhf_trainer.train import TrainConfig, train
 from safetensors.torch import load_file
 from train_helpers import PROMPTS, examples, sample, tiny
 

@@ -35,14 +35,8 @@ from typing import Any
 
 from .errors import NoTrainingData
 from .examples import Example
-from .train import (
-    TrainConfig,
-    TrainReport,
-    load_policy,
-    peak_memory_mb,
-    resolve_device,
-    save_adapter,
-)
+from .lora import load_policy, peak_memory_mb, resolve_device, save_adapter
+from .train import TrainConfig, TrainReport
 
 __all__ = ["LineExample", "kto_lines", "train_kto"]
 

@@ -268,7 +268,7 @@ def evaluate_run(
     from transformers import AutoTokenizer
 
     from .evaluate import evaluate
-    from .train import load_policy, resolve_device
+    from .lora import load_policy, resolve_device
 
     info = json.loads((run / "train.json").read_text())
     tokenizer = AutoTokenizer.from_pretrained(cfg.model)
