@@ -97,9 +97,34 @@ class TwoCoinEM:
         """Run EM to convergence on ``labels``; returns :meth:`result`."""
         self._labels = labels
         self._batches: list[LabelSet] = []
-        n, m = labels.n_items, labels.n_annotators
+        m = labels.n_annotators
         design, design_t = _design(labels)
         n_pos, n_neg = np.split(np.bincount(design.indices, minlength=2 * m).astype(float), 2)
+        q, evidence, counts, q_free_sum, n_free = self._em(labels, design, design_t, n_pos, n_neg)
+        self.items_ = labels.items  # shared until partial_fit needs its own copy
+        self.annotators_ = labels.annotators
+        self._item_index: dict[str, int] | None = None  # built by the first partial_fit
+        self._annotator_index: dict[str, int] | None = None
+        self.gold_ = dict(labels.gold)
+        self.evidence_ = evidence
+        self.p_correct_ = q
+        self.counts_ = np.stack(counts, axis=1)  # per annotator: TP FN FP TN
+        self.n_labels_ = (n_pos + n_neg).astype(np.int64)
+        # Σ q(1-q) over each annotator's labels: how much of their record rests on lines
+        # whose truth is itself uncertain (widens the reliability interval, see result())
+        self.unsure_ = np.add(*np.split(design_t @ (q * (1 - q)), 2))
+        self._q_free_sum = q_free_sum
+        self._n_free = n_free
+        self.class_prior_ = self._class_prior(self._q_free_sum, n_free)
+        self._n_fitted = labels.n_labels
+        self._n_seen_items = labels.n_items
+        self._n_absorbed = 0
+        self._fitted_reliability = self._reliability_point()
+        return self.result()
+
+    def _em(self, labels: LabelSet, design, design_t, n_pos, n_neg) -> tuple:
+        """EM from the honeypots: ``(q, evidence, (TP, FN, FP, TN), Σq free, n free)``."""
+        n = labels.n_items
         gold_idx, gold_truth = labels.gold_arrays()
         gold_q = (gold_truth > 0).astype(np.float64)
         n_free = n - len(gold_idx)
@@ -143,27 +168,7 @@ class TwoCoinEM:
         q_free_sum = float(q.sum()) - gold_q_sum
         alpha, beta = self._coins(tp, fn, fp, tn)
         q, evidence = e_step(alpha, beta, self._class_prior(q_free_sum, n_free))
-
-        self.items_ = labels.items  # shared until partial_fit needs its own copy
-        self.annotators_ = labels.annotators
-        self._item_index: dict[str, int] | None = None  # built by the first partial_fit
-        self._annotator_index: dict[str, int] | None = None
-        self.gold_ = dict(labels.gold)
-        self.evidence_ = evidence
-        self.p_correct_ = q
-        self.counts_ = np.stack([tp, fn, fp, tn], axis=1)  # per annotator: TP FN FP TN
-        self.n_labels_ = (n_pos + n_neg).astype(np.int64)
-        # Σ q(1-q) over each annotator's labels: how much of their record rests on lines
-        # whose truth is itself uncertain (widens the reliability interval, see result())
-        self.unsure_ = np.add(*np.split(design_t @ (q * (1 - q)), 2))
-        self._q_free_sum = q_free_sum
-        self._n_free = n_free
-        self.class_prior_ = self._class_prior(self._q_free_sum, n_free)
-        self._n_fitted = labels.n_labels
-        self._n_seen_items = n
-        self._n_absorbed = 0
-        self._fitted_reliability = self._reliability_point()
-        return self.result()
+        return q, evidence, (tp, fn, fp, tn), q_free_sum, n_free
 
     def _coins(self, tp, fn, fp, tn) -> tuple[np.ndarray, np.ndarray]:
         a, b = self.prior_right, self.prior_wrong
@@ -263,36 +268,9 @@ class TwoCoinEM:
         self._grow_annotators(len(self.annotators_))
         items = item_map[batch.item_idx]
         anns = ann_map[batch.annotator_idx]
-        for i, truth in batch.gold.items():
-            gi = int(item_map[i]) if item_map[i] >= 0 else self._item_index.get(batch.items[i])
-            if gi is None:
-                continue  # a honeypot nobody has labelled yet
-            if gi < self._n_seen_items and gi not in self.gold_:
-                self._q_free_sum -= self.p_correct_[gi]
-                self._n_free -= 1
-                self.p_correct_[gi] = 1.0 if truth > 0 else 0.0
-            self.gold_[gi] = truth
-
+        self._absorb_gold(batch, item_map)
         touched, inverse = np.unique(items, return_inverse=True)
-        new_items = touched[touched >= self._n_seen_items]
-        self._n_free += int(sum(1 for i in new_items.tolist() if i not in self.gold_))
-        alpha, beta = self._coins(*self.counts_[anns].T)
-        w_pos, w_neg = _weights(alpha, beta)
-        w = np.where(batch.label > 0, w_pos, w_neg)
-        self.evidence_[touched] += np.bincount(inverse, weights=w, minlength=len(touched))
-
-        q_old = self.p_correct_[touched]
-        q_new = expit(logit(self.class_prior_) + self.evidence_[touched])
-        is_gold = np.array([int(i) in self.gold_ for i in touched.tolist()], dtype=bool)
-        q_new[is_gold] = [1.0 if self.gold_[int(i)] > 0 else 0.0 for i in touched[is_gold]]
-        was_seen = touched < self._n_seen_items
-        free_seen = was_seen & ~is_gold
-        self._q_free_sum += float((q_new - q_old)[free_seen].sum())
-        self._q_free_sum += float(q_new[~was_seen & ~is_gold].sum())
-        self.p_correct_[touched] = q_new
-        self._n_seen_items = len(self.items_)
-
-        q = q_new[inverse]
+        q = self._update_posteriors(batch, anns, touched, inverse)
         pos = batch.label > 0
         delta = np.stack([q * pos, q * ~pos, (1 - q) * pos, (1 - q) * ~pos], axis=1)
         np.add.at(self.counts_, anns, delta)
@@ -311,6 +289,41 @@ class TwoCoinEM:
             )
         )
         return self
+
+    def _absorb_gold(self, batch: LabelSet, item_map: np.ndarray) -> None:
+        """The batch's honeypot truths: a line seen before leaves the free lines."""
+        for i, truth in batch.gold.items():
+            gi = int(item_map[i]) if item_map[i] >= 0 else self._item_index.get(batch.items[i])
+            if gi is None:
+                continue  # a honeypot nobody has labelled yet
+            if gi < self._n_seen_items and gi not in self.gold_:
+                self._q_free_sum -= self.p_correct_[gi]
+                self._n_free -= 1
+                self.p_correct_[gi] = 1.0 if truth > 0 else 0.0
+            self.gold_[gi] = truth
+
+    def _update_posteriors(
+        self, batch: LabelSet, anns: np.ndarray, touched: np.ndarray, inverse: np.ndarray
+    ) -> np.ndarray:
+        """An E-step on the lines the batch touches; each label's line posterior."""
+        new_items = touched[touched >= self._n_seen_items]
+        self._n_free += int(sum(1 for i in new_items.tolist() if i not in self.gold_))
+        alpha, beta = self._coins(*self.counts_[anns].T)
+        w_pos, w_neg = _weights(alpha, beta)
+        w = np.where(batch.label > 0, w_pos, w_neg)
+        self.evidence_[touched] += np.bincount(inverse, weights=w, minlength=len(touched))
+
+        q_old = self.p_correct_[touched]
+        q_new = expit(logit(self.class_prior_) + self.evidence_[touched])
+        is_gold = np.array([int(i) in self.gold_ for i in touched.tolist()], dtype=bool)
+        q_new[is_gold] = [1.0 if self.gold_[int(i)] > 0 else 0.0 for i in touched[is_gold]]
+        was_seen = touched < self._n_seen_items
+        free_seen = was_seen & ~is_gold
+        self._q_free_sum += float((q_new - q_old)[free_seen].sum())
+        self._q_free_sum += float(q_new[~was_seen & ~is_gold].sum())
+        self.p_correct_[touched] = q_new
+        self._n_seen_items = len(self.items_)
+        return q_new[inverse]
 
     def refit(self) -> AggregationResult:
         """A full fit on every label seen so far (the fitted set plus all batches)."""
