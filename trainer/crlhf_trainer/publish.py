@@ -67,6 +67,48 @@ def new_version(folder: Path, now: datetime | None = None) -> str:
     return f"v{now:%Y%m%d-%H%M%S}-{folder_digest(folder)[:6]}"
 
 
+_MODEL_CARD = """---
+base_model: {base_model}
+library_name: peft
+tags:
+- crlhf
+- lora
+- code
+---
+
+# crlhf adapter {version}
+
+A LoRA adapter for `{base_model}`, trained by crlhf-train from the per-line ratings of the
+team's developers (crowd-sourced RLHF for code completion; rewards aggregated from
+annotators of unequal reliability, no reward model).
+
+- parent adapter: {parent}
+
+## Evaluation
+
+| metric | this adapter | baseline | Δ (90% paired interval, n) |
+|---|---|---|---|
+{rows}
+
+{gate_text}
+
+## Training
+
+{train_rows}
+
+## Use
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+base = AutoModelForCausalLM.from_pretrained("{base_model}")
+model = PeftModel.from_pretrained(base, "<this folder>")
+```
+"""
+"""The adapter folder's README.md (a Hugging Face model card), filled by write_model_card."""
+
+
 def write_model_card(
     folder: Path,
     *,
@@ -88,45 +130,14 @@ def write_model_card(
         f"**Gate: {decision.decision}.** {decision.reason()}" if decision else "Gate: not run."
     )
     train_rows = "\n".join(f"- {k}: {_fmt(v)}" for k, v in sorted((training or {}).items()))
-    text = f"""---
-base_model: {base_model}
-library_name: peft
-tags:
-- crlhf
-- lora
-- code
----
-
-# crlhf adapter {version}
-
-A LoRA adapter for `{base_model}`, trained by crlhf-train from the per-line ratings of the
-team's developers (crowd-sourced RLHF for code completion; rewards aggregated from
-annotators of unequal reliability, no reward model).
-
-- parent adapter: {parent or "none (trained from the base model)"}
-
-## Evaluation
-
-| metric | this adapter | baseline | Δ (90% paired interval, n) |
-|---|---|---|---|
-{rows}
-
-{gate_text}
-
-## Training
-
-{train_rows or "-"}
-
-## Use
-
-```python
-from peft import PeftModel
-from transformers import AutoModelForCausalLM
-
-base = AutoModelForCausalLM.from_pretrained("{base_model}")
-model = PeftModel.from_pretrained(base, "<this folder>")
-```
-"""
+    text = _MODEL_CARD.format(
+        base_model=base_model,
+        version=version,
+        parent=parent or "none (trained from the base model)",
+        rows=rows,
+        gate_text=gate_text,
+        train_rows=train_rows or "-",
+    )
     path = Path(folder) / "README.md"
     path.write_text(text, encoding="utf-8")
     return path
