@@ -78,23 +78,9 @@ def convert_peft_to_gguf(
     from safetensors.numpy import load_file
 
     adapter_dir = Path(adapter_dir)
-    lora_config = _read_json(adapter_dir / "adapter_config.json")
-    if lora_config.get("peft_type", "LORA") != "LORA":
-        raise AdapterError(f"{adapter_dir}: peft_type {lora_config['peft_type']!r} is not LoRA")
-    if lora_config.get("use_dora"):
-        raise AdapterError(f"{adapter_dir}: DoRA adapters have no GGUF form; train plain LoRA")
-    weights_file = adapter_dir / "adapter_model.safetensors"
-    if not weights_file.is_file():
-        raise AdapterError(f"{adapter_dir}: no adapter_model.safetensors (pickles are not read)")
-
+    lora_config, weights_file = _plain_lora(adapter_dir)
     config = _config_dict(base_config, lora_config, adapter_dir)
-    model_type = config.get("model_type", "")
-    arch_name = GGUF_ARCHITECTURES.get(model_type)
-    if arch_name is None:
-        raise AdapterError(
-            f"base model type {model_type!r} has no GGUF LoRA mapping here; "
-            f"supported: {sorted(GGUF_ARCHITECTURES)}"
-        )
+    arch_name = _gguf_architecture(config)
     arch = next(a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == arch_name)
     n_layers = int(config["num_hidden_layers"])
     name_map = gguf.get_tensor_name_map(arch, n_layers)
@@ -126,6 +112,31 @@ def convert_peft_to_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return LoraConversion(Path(out_path), arch_name, alpha, count)
+
+
+def _plain_lora(adapter_dir: Path) -> tuple[dict[str, Any], Path]:
+    """The adapter's LoRA config and safetensors file, refusing what has no GGUF form."""
+    lora_config = _read_json(adapter_dir / "adapter_config.json")
+    if lora_config.get("peft_type", "LORA") != "LORA":
+        raise AdapterError(f"{adapter_dir}: peft_type {lora_config['peft_type']!r} is not LoRA")
+    if lora_config.get("use_dora"):
+        raise AdapterError(f"{adapter_dir}: DoRA adapters have no GGUF form; train plain LoRA")
+    weights_file = adapter_dir / "adapter_model.safetensors"
+    if not weights_file.is_file():
+        raise AdapterError(f"{adapter_dir}: no adapter_model.safetensors (pickles are not read)")
+    return lora_config, weights_file
+
+
+def _gguf_architecture(config: dict[str, Any]) -> str:
+    """llama.cpp's architecture name for a transformers config's ``model_type``."""
+    model_type = config.get("model_type", "")
+    arch_name = GGUF_ARCHITECTURES.get(model_type)
+    if arch_name is None:
+        raise AdapterError(
+            f"base model type {model_type!r} has no GGUF LoRA mapping here; "
+            f"supported: {sorted(GGUF_ARCHITECTURES)}"
+        )
+    return arch_name
 
 
 def gguf_artifact(adapter_dir: Path, out_dir: Path) -> Path | None:
