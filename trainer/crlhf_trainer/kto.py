@@ -120,14 +120,7 @@ def train_kto(
     from transformers.trainer_callback import PrinterCallback
 
     config.validate()
-    lines = kto_lines(examples, margin)
-    labels = {x.label for x in lines}
-    if len(labels) < 2 or len(lines) < 2:
-        raise NoTrainingData(
-            f"KTO needs rated lines of both kinds; the {len(examples)} completions give "
-            f"{sum(x.label for x in lines)} desirable and {sum(not x.label for x in lines)} "
-            "undesirable lines beyond the margin — use --method pg-line"
-        )
+    lines = _both_kinds(examples, margin)
     device = resolve_device(config.device)
     policy = load_policy(model, config, adapter=init_adapter, device=device)
     tokenizer = AutoTokenizer.from_pretrained(model)
@@ -165,6 +158,19 @@ def train_kto(
         peak_memory_mb=peak_memory_mb(device),
         history=history,
     )
+
+
+def _both_kinds(examples: Sequence[Example], margin: float) -> list[LineExample]:
+    """The rated lines KTO learns from; at least one liked and one disliked line."""
+    lines = kto_lines(examples, margin)
+    labels = {x.label for x in lines}
+    if len(labels) < 2 or len(lines) < 2:
+        raise NoTrainingData(
+            f"KTO needs rated lines of both kinds; the {len(examples)} completions give "
+            f"{sum(x.label for x in lines)} desirable and {sum(not x.label for x in lines)} "
+            "undesirable lines beyond the margin — use --method pg-line"
+        )
+    return lines
 
 
 def _kto_args(
