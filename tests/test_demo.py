@@ -83,10 +83,16 @@ def _run_demo(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, 
 
 
 def _check_the_gate_and_the_swap(run: subprocess.CompletedProcess, s: dict, work: Path) -> None:
-    """Published and hot-swapped (exit 0), or kept a candidate with its reason (exit 3)."""
+    """Published and hot-swapped (exit 0), kept a candidate with its reason (exit 3), or
+    trained nothing because the crowd's credit was flat, saying so (exit 3)."""
     adapter, swap = s["adapter"], s["hot_swap"]
-    assert adapter["version"] and len(adapter["sha256"]) == 64
     assert adapter["reason"] == adapter["decision"] and adapter["reason"]
+    if adapter["status"] == "none":  # the tiny model's MBPP lines are all wrong, often
+        assert run.returncode == 3 and not adapter["published"] and adapter["version"] is None
+        assert adapter["reason"].startswith("nothing to learn"), adapter
+        assert swap["swapped"] is False and "nothing to learn" in run.stdout
+        return
+    assert adapter["version"] and len(adapter["sha256"]) == 64
     if adapter["published"]:
         assert run.returncode == 0 and adapter["status"] == "published"
         assert swap["swapped"] is True and swap["version"] == adapter["version"]

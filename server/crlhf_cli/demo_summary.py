@@ -121,11 +121,18 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "training",
             f"{s['train']['steps']} steps on {s['train']['examples']} completions "
-            f"({num(s['train']['seconds'], 's')})",
+            f"({num(s['train']['seconds'], 's')})"
+            if s["train"]["steps"] is not None
+            else "skipped: the crowd's credit is flat",
         ),
         *[(k, f"{num(ev['before'].get(k))} → {num(ev['after'].get(k))}") for k in passes],
         *_learning_rows(s.get("learning")),
-        ("adapter", f"{ad['version']} {ad['status']} ({ad['decision']})"),
+        (
+            "adapter",
+            f"{ad['version']} {ad['status']} ({ad['decision']})"
+            if ad["version"]
+            else f"none trained ({ad['decision']})",
+        ),
         ("hot swap", f"{'yes' if hs['swapped'] else 'no'}, {num(hs['ms'], ' ms')}"),
         ("wall time", num(s.get("wall_s"), " s")),
     ]

@@ -99,7 +99,10 @@ class Demo:
         crowd = self.crowd(book)
         aggregation, rewards = self.aggregation(rated, crowd)
         nightly = self.train()
-        learning = self.learning(nightly, rated) if cfg.scenario == "conventions" else None
+        trained = "run" in nightly  # else the credit was flat: nothing was trained
+        learning = (
+            self.learning(nightly, rated) if cfg.scenario == "conventions" and trained else None
+        )
         hot_swap, example = self.hot_swap(nightly, rated)
         if learning is not None:  # the held-out prompt that shows the change
             example = self.details["example"] = self.details.pop("learning_example")
@@ -317,6 +320,7 @@ class Demo:
         return summary, {"rows": reward_rows}
 
     def train(self) -> dict[str, Any]:
+        from crlhf_trainer.errors import NoTrainingData
         from crlhf_trainer.nightly import run_nightly
 
         from crlhf_cli import demo_training as dt
@@ -333,8 +337,15 @@ class Demo:
             work_dir=self.work / "trainer",
             train=self.train_config,
         )
-        with self.bar() as bar:
-            nightly = run_nightly(ncfg, dt.stage_bars(bar))
+        try:
+            with self.bar() as bar:
+                nightly = run_nightly(ncfg, dt.stage_bars(bar))
+        except NoTrainingData as exc:
+            # the crowd's credit is flat (every line judged alike): no adapter is trained,
+            # and the summary says why rather than the demo failing
+            self.console.print(f"  [yellow]no adapter trained: nothing to learn ({exc})[/]")
+            self.details["history"] = []
+            return {"publish": {"status": "none", "decision": f"nothing to learn: {exc}"}}
         run = Path(nightly["run"])
         info = _read_json(run / "train.json")
         self.details["history"] = info.get("history") or info.get("report", {}).get("history") or []
