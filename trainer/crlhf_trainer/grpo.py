@@ -25,7 +25,6 @@ default turned any reward difference, 1e-3 included, into advantages of ±0.71.
 from __future__ import annotations
 
 import os
-import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,8 +34,9 @@ import torch
 
 from .errors import NoTrainingData
 from .examples import Example
-from .lora import load_policy, peak_memory_mb, resolve_device, save_adapter
+from .lora import load_policy, resolve_device
 from .train import TrainConfig, TrainReport
+from .trl_run import step_callback, train_and_report
 
 __all__ = ["LoggedRollouts", "grpo_config", "grpo_groups", "policy_logprobs", "train_grpo"]
 
@@ -114,7 +114,6 @@ def train_grpo(
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from datasets import Dataset
     from transformers import AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOTrainer
 
     config.validate()
@@ -132,21 +131,10 @@ def train_grpo(
         train_dataset=Dataset.from_dict({"prompt": list(groups)}),
         processing_class=tokenizer,
         rollout_func=rollouts,
-        callbacks=[_step_callback(on_step)],
+        callbacks=[step_callback(on_step)],
     )
-    trainer.remove_callback(PrinterCallback)  # our own progress bar reports the steps
-    t0 = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - t0
-    save_adapter(trainer.model, Path(out_dir), base_model or model)
-    return TrainReport(
-        adapter_dir=Path(out_dir),
-        steps=trainer.state.global_step,
-        tokens=rollouts.tokens,
-        seconds=seconds,
-        tokens_per_s=rollouts.tokens / max(seconds, 1e-9),
-        peak_memory_mb=peak_memory_mb(device),
-        history=[_numbers(row) for row in trainer.state.log_history if "loss" in row],
+    return train_and_report(
+        trainer, Path(out_dir), base_model or model, device, lambda: rollouts.tokens
     )
 
 
@@ -187,19 +175,3 @@ def grpo_config(
         logging_steps=1,
         disable_tqdm=True,
     )
-
-
-def _numbers(row: dict[str, Any]) -> dict[str, float]:
-    return {k: float(v) for k, v in row.items() if isinstance(v, int | float)}
-
-
-def _step_callback(on_step: Callable[[int, dict[str, float]], None] | None) -> Any:
-    """A TrainerCallback handing each logged step's numbers to ``on_step``."""
-    from transformers import TrainerCallback
-
-    class _Steps(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
-            if on_step and logs and "loss" in logs:
-                on_step(state.global_step, _numbers(logs))
-
-    return _Steps()

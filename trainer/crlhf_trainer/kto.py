@@ -27,7 +27,6 @@ the model to stop after one line. So the dataset goes in as ids and
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +34,9 @@ from typing import Any
 
 from .errors import NoTrainingData
 from .examples import Example
-from .lora import load_policy, peak_memory_mb, resolve_device, save_adapter
+from .lora import load_policy, resolve_device
 from .train import TrainConfig, TrainReport
+from .trl_run import step_callback, train_and_report
 
 __all__ = ["LineExample", "kto_lines", "train_kto"]
 
@@ -117,7 +117,6 @@ def train_kto(
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from datasets import Dataset
     from transformers import AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback
 
     config.validate()
     lines = _both_kinds(examples, margin)
@@ -135,29 +134,15 @@ def train_kto(
         args=_kto_args(config, Path(out_dir), beta, lines, device),
         train_dataset=Dataset.from_list(rows),
         processing_class=tokenizer,
-        callbacks=[_steps_callback(on_step)] if on_step else None,
+        callbacks=[step_callback(on_step)],
     )
-    trainer.remove_callback(PrinterCallback)  # our own progress bar reports the steps
-    t0 = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - t0
-    save_adapter(trainer.model, Path(out_dir), base_model or model)
     n_tokens = sum(len(x.prompt_ids) + len(x.completion_ids) for x in lines)
-    tokens = n_tokens * min(1.0, trainer.state.global_step * config.batch_size / len(lines))
-    history = [
-        {k: float(v) for k, v in row.items() if isinstance(v, int | float)}
-        for row in trainer.state.log_history
-        if "loss" in row
-    ]
-    return TrainReport(
-        adapter_dir=Path(out_dir),
-        steps=trainer.state.global_step,
-        tokens=int(tokens),
-        seconds=seconds,
-        tokens_per_s=tokens / max(seconds, 1e-9),
-        peak_memory_mb=peak_memory_mb(device),
-        history=history,
-    )
+
+    def tokens() -> int:  # the share of the lines' tokens the steps went through
+        seen = trainer.state.global_step * config.batch_size * config.grad_accum
+        return int(n_tokens * min(1.0, seen / len(lines)))
+
+    return train_and_report(trainer, Path(out_dir), base_model or model, device, tokens)
 
 
 def _both_kinds(examples: Sequence[Example], margin: float) -> list[LineExample]:
@@ -207,15 +192,3 @@ def _kto_args(
         remove_unused_columns=False,
         gradient_checkpointing=False,  # as our own loop: LoRA on a small model needs no recompute
     )
-
-
-def _steps_callback(on_step: Callable[[int, dict[str, float]], None]) -> Any:
-    from transformers import TrainerCallback
-
-    class _Steps(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
-            if logs and "loss" in logs:
-                values = {k: float(v) for k, v in logs.items() if isinstance(v, int | float)}
-                on_step(state.global_step, values)
-
-    return _Steps()
