@@ -12,17 +12,22 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from crlhf_lsp.backends.base import GenerationRequest
 from crlhf_lsp.backends.openai import OpenAIBackend
+from lsp_harness import edit, inline, lsp_session, open_doc, wait_until
+from lsprotocol import types
 
 PROMPT_IDS = [2, 100, 101, 102]
+URI = "file:///work/demo.py"
 
 
 class FakeOpenAI(BaseHTTPRequestHandler):
     inline_prompt_ids = True
     seen: list[tuple[str, dict]] = []
+    headers_seen: list[dict[str, str]] = []  # every request's headers, in order
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -30,6 +35,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.seen.append((self.path, body))
+        self.headers_seen.append(dict(self.headers.items()))
         if self.path == "/tokenize":
             if "prompt" in body:  # vLLM's shape
                 return self._json({"tokens": PROMPT_IDS, "count": 4})
@@ -59,6 +65,7 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_openai() -> Iterator[str]:
     FakeOpenAI.seen = []
+    FakeOpenAI.headers_seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -107,3 +114,76 @@ def test_the_trainer_can_build_an_example_from_an_openai_completion(fake_openai:
     assert skipped.no_token_ids == 0
     (ex,) = examples
     assert ex.prompt_ids == PROMPT_IDS and ex.completion_ids == [5, 7]
+
+
+STORE_TOKEN = "store-token-of-the-annotator-0123456789"
+
+
+async def test_the_openai_server_gets_its_own_key_never_the_store_token(
+    fake_openai: str, tmp_path: Path
+) -> None:
+    """A real crlhf-lsp with both secrets set: ``openaiUrl`` sees ``openaiApiKey`` as its
+    bearer, a changed key from then on, and the annotator's store token in no header.
+    (Before, the store token was the bearer: any OpenAI-compatible server, or whoever a
+    workspace pointed ``openaiUrl`` at, could write ratings in the annotator's name.)"""
+    FakeOpenAI.inline_prompt_ids = True
+    settings = {
+        "backend": "openai",
+        "openaiUrl": fake_openai,
+        "openaiApiKey": "openai-key-1",
+        "model": "base",
+        "token": STORE_TOKEN,
+        "storeUrl": "",
+        "outboxPath": str(tmp_path / "outbox.sqlite3"),
+        "adapterPollSeconds": 0,
+    }
+    env = {"CRLHF_OPENAI_API_KEY": "", "CRLHF_TOKEN": ""}
+    async with lsp_session(settings, env=env) as client:
+        open_doc(client, URI, "def f():\n    ")
+        assert await wait_until(lambda: inline(client, URI, 1, 4))
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings=settings | {"openaiApiKey": "key-2"})
+        )
+        # The backend is rebuilt with the new key; each try types one more line, so the
+        # completion is asked of the server rather than served from the cache.
+        typed = [1]
+
+        async def completed_with_new_key() -> bool:
+            edit(client, URI, typed[0] + 1, (typed[0], 4), (typed[0], 4), "pass\n    ")
+            typed[0] += 1
+            await inline(client, URI, typed[0], 4)
+            return any(h.get("Authorization") == "Bearer key-2" for h in FakeOpenAI.headers_seen)
+
+        await wait_until(completed_with_new_key)
+    completions = [
+        h
+        for (path, _), h in zip(FakeOpenAI.seen, FakeOpenAI.headers_seen, strict=True)
+        if path == "/v1/completions"
+    ]
+    assert completions[0]["Authorization"] == "Bearer openai-key-1"
+    assert completions[-1]["Authorization"] == "Bearer key-2"
+    for headers in FakeOpenAI.headers_seen:
+        assert not any(STORE_TOKEN in value for value in headers.values()), headers
+
+
+async def test_without_an_openai_key_no_bearer_is_sent(fake_openai: str, tmp_path: Path) -> None:
+    """No ``openaiApiKey``: the request carries no Authorization at all, though a store
+    token is set (the fallback that used to send it is gone)."""
+    FakeOpenAI.inline_prompt_ids = True
+    settings = {
+        "backend": "openai",
+        "openaiUrl": fake_openai,
+        "model": "base",
+        "token": STORE_TOKEN,
+        "storeUrl": "",
+        "outboxPath": str(tmp_path / "outbox.sqlite3"),
+        "adapterPollSeconds": 0,
+    }
+    env = {"CRLHF_OPENAI_API_KEY": "", "CRLHF_TOKEN": ""}
+    async with lsp_session(settings, env=env) as client:
+        open_doc(client, URI, "def f():\n    ")
+        assert await wait_until(lambda: inline(client, URI, 1, 4))
+    assert FakeOpenAI.headers_seen
+    for headers in FakeOpenAI.headers_seen:
+        assert "Authorization" not in headers
+        assert not any(STORE_TOKEN in value for value in headers.values()), headers

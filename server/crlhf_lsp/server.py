@@ -125,7 +125,7 @@ class CrlhfServer(LanguageServer):
         if initial or old.excludeGlobs != new.excludeGlobs:
             self.exclusions = Exclusions(new.excludeGlobs, roots=self._workspace_roots)
             self._told_excluded.clear()
-        model_keys = ("backend", "model", "device", "openaiUrl")
+        model_keys = ("backend", "model", "device", "openaiUrl", "openaiApiKey")
         if initial or any(getattr(old, k) != getattr(new, k) for k in model_keys):
             self._load_backend(new)
         opened = initial or old.outboxPath != new.outboxPath

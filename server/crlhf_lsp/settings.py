@@ -14,6 +14,9 @@ key                    default                     meaning
 ``model``              ``$CRLHF_MODEL``            hub id or local folder (local); the model
                                                    name sent to the server (openai)
 ``openaiUrl``          ``http://127.0.0.1:8000``   base URL of the OpenAI-compatible server
+``openaiApiKey``       ``$CRLHF_OPENAI_API_KEY``   the bearer sent to ``openaiUrl`` (openai);
+                                                   empty: none. The store's ``token`` is
+                                                   never sent there
 ``maxTokens``          ``64``                      most generated tokens per completion
 ``temperature``        ``0.0``                     0: greedy; above: sampling
 ``outboxPath``         user data dir               the SQLite outbox file
@@ -67,6 +70,7 @@ class Settings:
     backend: str = "auto"
     model: str = field(default_factory=lambda: os.environ.get("CRLHF_MODEL", ""))
     openaiUrl: str = "http://127.0.0.1:8000"
+    openaiApiKey: str = field(default_factory=lambda: os.environ.get("CRLHF_OPENAI_API_KEY", ""))
     maxTokens: int = 64
     temperature: float = 0.0
     outboxPath: str = field(default_factory=_default_outbox)

@@ -28,7 +28,11 @@ from crlhf_lsp.settings import Settings
 
 
 def from_settings(settings: Settings) -> OpenAIBackend:
-    return OpenAIBackend(settings.openaiUrl, settings.model or "default", token=settings.token)
+    # The server's own key, never the store's token: openaiUrl may be another party's
+    # server, and the annotator's token would let it write ratings in their name.
+    return OpenAIBackend(
+        settings.openaiUrl, settings.model or "default", api_key=settings.openaiApiKey
+    )
 
 
 class OpenAIBackend(Backend):
@@ -39,12 +43,12 @@ class OpenAIBackend(Backend):
         url: str,
         model: str,
         *,
-        token: str | None = None,
+        api_key: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.name = model
         self.adapter: str | None = None
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
             base_url=url.rstrip("/"), headers=headers, timeout=60.0, transport=transport
         )
