@@ -2,11 +2,11 @@
 // commands, the status bar and the review queue; the intelligence lives in the server.
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
-import { type AdapterChanged, type AdapterCheck, CMD_CHECK_ADAPTER, M_ADAPTER_CHANGED } from "./protocol";
+import { type AdapterChanged, type AdapterCheck, CMD_CHECK_ADAPTER, CMD_REQUEUE, M_ADAPTER_CHANGED, type Requeued } from "./protocol";
 import { rateSelection, type Vote } from "./rating";
 import { ReviewQueue } from "./review";
 import { ServerStartError, startServer } from "./server";
-import { RESTART_KEYS, serverSettings, TOKEN_SECRET } from "./settings";
+import { OPENAI_KEY_SECRET, RESTART_KEYS, serverSettings, TOKEN_SECRET } from "./settings";
 import { StatusBar } from "./status";
 
 let client: LanguageClient | undefined;
@@ -81,12 +81,31 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     else await context.secrets.delete(TOKEN_SECRET);
     vscode.window.setStatusBarMessage("crlhf: store token saved", 4000);
   });
+  command("crlhf.setOpenaiApiKey", async () => {
+    const key = await vscode.window.showInputBox({
+      title: "crlhf: OpenAI-compatible API key",
+      prompt: "The bearer crlhf-lsp sends to crlhf.openaiUrl (openai backend). Kept in VS Code's secret storage; empty removes it.",
+      password: true,
+      ignoreFocusOut: true,
+    });
+    if (key === undefined) return;
+    if (key.trim()) await context.secrets.store(OPENAI_KEY_SECRET, key.trim());
+    else await context.secrets.delete(OPENAI_KEY_SECRET);
+    vscode.window.setStatusBarMessage("crlhf: API key saved", 4000);
+  });
+  command("crlhf.sendSetAsideAgain", async () => {
+    if (!client?.isRunning()) return;
+    const { requeued } = await client.sendRequest<Requeued>("workspace/executeCommand", { command: CMD_REQUEUE, arguments: [] });
+    vscode.window.setStatusBarMessage(`crlhf: ${requeued} set-aside row(s) queued again`, 4000);
+  });
   command("crlhf.restartServer", restart);
   command("crlhf.showLog", () => log.show());
   command("crlhf.menu", () => StatusBar.showMenu());
 
   context.subscriptions.push(
-    context.secrets.onDidChange((e) => (e.key === TOKEN_SECRET ? pushSettings() : undefined)),
+    context.secrets.onDidChange((e) => ([TOKEN_SECRET, OPENAI_KEY_SECRET].includes(e.key) ? pushSettings() : undefined)),
+    // Restricted Mode started python3, not the workspace's interpreter: trusted now, it may.
+    vscode.workspace.onDidGrantWorkspaceTrust(() => void restart()),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (!e.affectsConfiguration("crlhf")) return;
       if (RESTART_KEYS.some((key) => e.affectsConfiguration(key))) void restart();

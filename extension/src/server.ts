@@ -1,6 +1,7 @@
 // Starting crlhf-lsp: check the interpreter first so that a failure names its fix,
 // then run the server over stdio with a languageclient.
 import { execFile } from "node:child_process";
+import { homedir } from "node:os";
 import * as vscode from "vscode";
 import {
   CloseAction,
@@ -15,10 +16,22 @@ import { completionsEnabled, pythonPath, serverArgs, type ServerSettings } from 
 /** Why crlhf-lsp cannot start, worded as what the user should do. */
 export class ServerStartError extends Error {}
 
+/**
+ * How Python is started: outside the workspace (the home folder unless the caller names
+ * one, e.g. the extension's storage folder), with PYTHONSAFEPATH, so
+ * that `-m`/`-c` put no folder on sys.path. Left to itself the language client starts the
+ * server in the workspace folder, and a cloned repository's `crlhf_lsp/` or `httpx.py`
+ * would be imported in place of the real one: code the repository chose, run on open.
+ */
+export function processOptions(workDir: string = homedir()): { cwd: string; env: NodeJS.ProcessEnv } {
+  return { cwd: workDir, env: { ...process.env, PYTHONSAFEPATH: "1" } };
+}
+
 /** Runs `python -c "import crlhf_lsp"`; throws a ServerStartError naming the fix. */
-export async function checkInterpreter(python: string): Promise<void> {
+export async function checkInterpreter(python: string, workDir: string = homedir()): Promise<void> {
   const stderr = await new Promise<string | null>((resolve) => {
-    execFile(python, ["-c", "import crlhf_lsp"], { timeout: 60_000 }, (err, _out, errText) => {
+    const options = { timeout: 60_000, ...processOptions(workDir) };
+    execFile(python, ["-c", "import crlhf_lsp"], options, (err, _out, errText) => {
       if (!err) resolve(null);
       else if ((err as NodeJS.ErrnoException).code === "ENOENT") resolve("ENOENT");
       else resolve(errText || String(err));
@@ -42,11 +55,12 @@ export async function checkInterpreter(python: string): Promise<void> {
 export async function startServer(
   log: vscode.LogOutputChannel,
   settings: ServerSettings,
+  workDir: string = homedir(),
 ): Promise<LanguageClient> {
   const python = await pythonPath(log);
-  log.info(`Starting crlhf-lsp: ${python} ${serverArgs().join(" ")}`);
-  await checkInterpreter(python);
-  const serverOptions: ServerOptions = { command: python, args: serverArgs() };
+  log.info(`Starting crlhf-lsp: ${python} ${serverArgs().join(" ")} (in ${workDir})`);
+  await checkInterpreter(python, workDir);
+  const serverOptions: ServerOptions = { command: python, args: serverArgs(), options: processOptions(workDir) };
   let crashes = 0;
   const clientOptions: LanguageClientOptions = {
     documentSelector: [{ scheme: "file" }, { scheme: "untitled" }],

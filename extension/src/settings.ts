@@ -2,7 +2,7 @@
 // and the interpreter that runs it.
 import * as vscode from "vscode";
 
-/** Keys crlhf-lsp accepts; each is a `crlhf.<key>` setting, except the token. */
+/** Keys crlhf-lsp accepts; each is a `crlhf.<key>` setting, except the two secrets. */
 export const SERVER_KEYS = [
   "storeUrl",
   "backend",
@@ -14,12 +14,16 @@ export const SERVER_KEYS = [
   "adapterPollSeconds",
   "device",
   "excludeGlobs",
+  "adapterPublicKey",
+  "allowInsecureStore",
 ] as const;
 
 /** Settings whose change needs a new server process rather than a notification. */
 export const RESTART_KEYS = ["crlhf.pythonPath", "crlhf.serverArgs"];
 
 export const TOKEN_SECRET = "crlhf.storeToken";
+/** The OpenAI-compatible server's own key: the store token is never sent to openaiUrl. */
+export const OPENAI_KEY_SECRET = "crlhf.openaiApiKey";
 
 export type ServerSettings = Record<string, unknown>;
 
@@ -34,6 +38,8 @@ export async function serverSettings(secrets: vscode.SecretStorage): Promise<Ser
   settings.enabled = completionsEnabled();
   const token = await secrets.get(TOKEN_SECRET);
   if (token) settings.token = token;
+  const openaiApiKey = await secrets.get(OPENAI_KEY_SECRET);
+  if (openaiApiKey) settings.openaiApiKey = openaiApiKey;
   return settings;
 }
 
@@ -59,12 +65,18 @@ interface PythonApi {
   };
 }
 
-/** crlhf.pythonPath, else the Python extension's active interpreter, else python3. */
+/** crlhf.pythonPath, else the Python extension's active interpreter, else python3.
+ *
+ * crlhf.pythonPath is machine-scoped, so a workspace cannot set it. The Python extension's
+ * active interpreter can be one the workspace brought (its `.venv`): asked only in a trusted
+ * workspace. */
 export async function pythonPath(log: vscode.LogOutputChannel): Promise<string> {
   const configured = vscode.workspace.getConfiguration("crlhf").get<string>("pythonPath");
   if (configured) return configured;
   const extension = vscode.extensions.getExtension<PythonApi>("ms-python.python");
-  if (extension) {
+  if (extension && !vscode.workspace.isTrusted) {
+    log.info("Restricted mode: not running the workspace's interpreter; python3, or set crlhf.pythonPath.");
+  } else if (extension) {
     try {
       const api = extension.isActive ? extension.exports : await extension.activate();
       const resource = vscode.workspace.workspaceFolders?.[0]?.uri;

@@ -15,13 +15,13 @@ const MENU: Array<vscode.QuickPickItem & { command: string }> = [
   { label: "$(sync) Check for a new adapter", command: "crlhf.checkForAdapter" },
   { label: "$(circle-slash) Toggle completions", command: "crlhf.toggleCompletions" },
   { label: "$(key) Set store token", command: "crlhf.setToken" },
+  { label: "$(redo) Send set-aside rows again", command: "crlhf.sendSetAsideAgain" },
   { label: "$(debug-restart) Restart the language server", command: "crlhf.restartServer" },
   { label: "$(output) Show the log", command: "crlhf.showLog" },
 ];
 
 export class StatusBar implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem("crlhf.status", vscode.StatusBarAlignment.Right, 100);
-  private readonly timer: NodeJS.Timeout;
   private client: LanguageClient | undefined;
   private problem: string | undefined;
 
@@ -30,7 +30,7 @@ export class StatusBar implements vscode.Disposable {
     this.item.command = "crlhf.menu";
     this.render({});
     this.item.show();
-    this.timer = setInterval(() => void this.refresh(), 5_000);
+    // No polling: crlhf-lsp pushes crlhf/statusChanged whenever what it shows changes.
   }
 
   setClient(client: LanguageClient | undefined, problem?: string): void {
@@ -62,14 +62,16 @@ export class StatusBar implements vscode.Disposable {
     const pending = status.outboxPending ?? "?";
     const store = status.storeReachable === true ? "$(cloud)" : status.storeReachable === false ? "$(cloud-offline)" : "$(question)";
     const paused = completionsEnabled() ? "" : "$(circle-slash) ";
-    this.item.text = `${paused}crlhf ${model}@${adapter} · ${pending} to send · ${store}`;
+    const aside = status.outboxSetAside ? ` · ${status.outboxSetAside} set aside` : "";
+    this.item.text = `${paused}crlhf ${model}@${adapter} · ${pending} to send${aside} · ${store}`;
     this.item.tooltip = new vscode.MarkdownString(
       [
         `**crlhf** — completions ${completionsEnabled() ? "on" : "off"}`,
         `model: ${status.model ?? "?"}`,
         `adapter: ${adapter}`,
         `to send: ${pending} (completions, events and ratings in the outbox)`,
-        `store: ${status.storeReachable === true ? "reachable" : status.storeReachable === false ? "unreachable" : "unknown"}`,
+        `set aside: ${status.outboxSetAside ?? 0} (rows the store refused as rows; 'crlhf: Send set-aside rows again' re-queues them)`,
+        `store: ${status.storeReachable === true ? "reachable" : status.storeReachable === false ? `unreachable${status.storeProblem ? ` (${status.storeProblem})` : ""}` : "unknown"}`,
         "",
         "Click for commands.",
       ].join("\n\n"),
@@ -84,7 +86,6 @@ export class StatusBar implements vscode.Disposable {
   }
 
   dispose(): void {
-    clearInterval(this.timer);
     this.item.dispose();
   }
 }
