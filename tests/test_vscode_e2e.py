@@ -235,6 +235,24 @@ def _drive(env: dict[str, str], artifacts: Path, **inputs: str) -> list[dict]:
     return steps
 
 
+def _seed_set_aside_row(path: Path) -> None:
+    """An outbox that already holds one row the store refused as a row (a 422 from an
+    earlier session): it stays set aside, and the status bar must say so."""
+    from crlhf_contract.schemas import EventIn
+    from crlhf_lsp.outbox import Outbox
+
+    outbox = Outbox(path)
+    outbox.put_event(EventIn(event_id=uuid.uuid4(), completion_id=uuid.uuid4(), kind="shown"))
+    with outbox._lock:
+        outbox._db.execute(
+            "UPDATE outbox SET dead = ?, set_aside_at = ?",
+            ("422 unknown completion_id (seeded by the test)", time.time()),
+        )
+        outbox._db.commit()
+    assert outbox.set_aside_count() == 1 and outbox.pending() == 0
+    outbox.stop()
+
+
 def _ratings(live_store, review_completion: str, artifacts: Path) -> tuple[set, set]:
     """Alice's (line, label) pairs on her own completion and on the review task."""
     # The ratings travel through crlhf-lsp's outbox: give it time to flush.
@@ -259,10 +277,11 @@ def test_vscode_end_to_end(
     workspace.mkdir()
     (workspace / "calc.py").write_text("def sub(a, b):\n    return a - b\n\n\n")
     settings = _user_settings(live_store.url, tiny_model, tmp_path)
+    _seed_set_aside_row(tmp_path / "outbox.sqlite")
     try:
         with _code_server(toolchain, vsix, settings, tmp_path, artifacts) as (url, env, file):
             started = time.monotonic()
-            _drive(
+            steps = _drive(
                 env,
                 artifacts,
                 CS_URL=url,
@@ -273,6 +292,9 @@ def test_vscode_end_to_end(
                 PLAYWRIGHT=str(toolchain / "tools/node_modules/playwright-core"),
             )
             print(f"browser scenario: {time.monotonic() - started:.1f} s")
+        # The status item counts the row the store once refused (issue 14).
+        (status,) = [step for step in steps if step["step"] == "status-bar"]
+        assert "1 set aside" in status["text"], status
     finally:
         (artifacts / "store.log").write_text(live_store.log())
 
