@@ -8,20 +8,21 @@ import { CMD_RATE } from "./protocol";
 
 export type Vote = 1 | -1;
 
-/** The `crlhf.rate` commands among a code action reply that carry this vote. */
-export function rateCommands(reply: Array<Command | CodeAction> | null, vote: Vote): Command[] {
-  const mark = vote === 1 ? "👍" : "👎";
-  const commands: Command[] = [];
+/**
+ * The (completion id, line, vote) triples of the `crlhf.rate` commands in a code action
+ * reply that carry this vote. crlhf-lsp puts every tracked line of the range in one
+ * command per vote, the vote last in each triple: the vote is read there, never from the
+ * action's title.
+ */
+export function rateTriples(reply: Array<Command | CodeAction> | null, vote: Vote): unknown[] {
+  const triples: unknown[] = [];
   for (const item of reply ?? []) {
     const command = "command" in item && typeof item.command === "object" ? item.command : (item as Command);
     if (command?.command !== CMD_RATE) continue;
-    // Arguments are (completion id, line, vote) triples, one per line: the vote comes last.
     const args = command.arguments ?? [];
-    const last = args[args.length - 1];
-    const matches = last === 1 || last === -1 ? last === vote : item.title.includes(mark);
-    if (matches) commands.push(command);
+    if (args.length >= 3 && args.length % 3 === 0 && args[args.length - 1] === vote) triples.push(...args);
   }
-  return commands;
+  return triples;
 }
 
 export async function rateSelection(client: LanguageClient | undefined, vote: Vote): Promise<number> {
@@ -32,7 +33,7 @@ export async function rateSelection(client: LanguageClient | undefined, vote: Vo
     return 0;
   }
   const document = editor.document;
-  let rated = 0;
+  const triples: unknown[] = [];
   for (const selection of editor.selections) {
     // Whole lines: a cursor rates its line, a selection every line it touches.
     const range = new vscode.Range(selection.start.line, 0, selection.end.line, document.lineAt(selection.end.line).text.length);
@@ -41,11 +42,11 @@ export async function rateSelection(client: LanguageClient | undefined, vote: Vo
       range: client.code2ProtocolConverter.asRange(range),
       context: { diagnostics: [], only: ["quickfix"], triggerKind: 1 },
     });
-    for (const command of rateCommands(reply, vote)) {
-      await client.sendRequest("workspace/executeCommand", { command: command.command, arguments: command.arguments });
-      rated += 1;
-    }
+    triples.push(...rateTriples(reply, vote));
   }
+  // One crlhf.rate call with every line of every selection.
+  if (triples.length) await client.sendRequest("workspace/executeCommand", { command: CMD_RATE, arguments: triples });
+  const rated = triples.length / 3;
   const mark = vote === 1 ? "👍" : "👎";
   if (rated) vscode.window.setStatusBarMessage(`crlhf: rated ${rated} line(s) ${mark}`, 4000);
   else void vscode.window.showInformationMessage("crlhf: no line of an accepted completion here to rate.");
