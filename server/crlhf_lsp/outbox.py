@@ -11,7 +11,8 @@ Failures, and what happens to the rows:
 - the store cannot take anything now: unreachable, 5xx, garbage, or a 4xx that judges the
   sender rather than the rows (401 token refused, 403, 404, 408, 429, from the store or a
   proxy in front of it). Every row stays queued; the batch waits ``backoff`` seconds,
-  doubling from ``base_delay`` up to ``max_delay`` (or the server's ``Retry-After``), and
+  doubling from ``base_delay`` up to ``max_delay`` (or the server's ``Retry-After``; new
+  rows wait with it rather than waking the flusher), and
   :attr:`Outbox.problem` says why (the status's ``storeProblem``; the user is told once per
   problem). A new client (the token or URL changed) is tried at once.
 - the store rejects rows *as rows* (422, 409, 413): the rows it names (the 422 ``loc`` or
@@ -168,7 +169,11 @@ class Outbox:
                 "INSERT OR IGNORE INTO outbox (kind, key, payload, created) VALUES (?, ?, ?, ?)",
                 (kind, key, payload, time.time()),
             )
-        self._wake.set()
+        if not self._delay:
+            # Backing off after a failure: the timer sends it. Waking the flusher for every
+            # new row would send one request per rating to a failing store and double the
+            # back-off each time (24 ratings in an outage: the next try a minute away).
+            self._wake.set()
         self.on_change()
 
     def pending(self) -> int:
