@@ -19,6 +19,8 @@ Failures, and what happens to the rows:
   the ``kind[i]`` of a 409) are set aside; when it names none, the batch is split until the
   rejected rows are alone. A set-aside row stays in the file with its reason, is never
   retried by itself, and :meth:`Outbox.requeue` (command ``crlhf.requeue``) queues it again.
+- a row whose payload no longer reads back (a file torn at its end can still pass SQLite's
+  checks) is set aside as unreadable, so it never holds up the rows behind it.
 
 Set-aside rows are kept ``SET_ASIDE_DAYS`` days after they were set aside, at most
 ``SET_ASIDE_CAP`` of them (the oldest go first): a store that rejects a row today will
@@ -295,6 +297,7 @@ class Outbox:
                         "ORDER BY id LIMIT ?",
                         (kind, BATCH),
                     ).fetchall()
+                rows = self._readable(kind, rows)
                 if rows:
                     sent += self._send(client, kind, rows)
         finally:
@@ -302,6 +305,20 @@ class Outbox:
             if sent:
                 self.on_change()
         return sent
+
+    def _readable(self, kind: Kind, rows: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """The rows whose payload reads back; the others are set aside. A file torn at its
+        end can pass ``quick_check`` with a row's payload zeroed: sending it would fail
+        every flush, for ever, and hold up every row behind it."""
+        readable = []
+        for row_id, payload in rows:
+            try:
+                _parse(kind, payload)
+            except ValueError as exc:  # JSON or pydantic's ValidationError
+                self._set_aside(row_id, f"unreadable in the outbox file (damaged?): {exc}"[:300])
+            else:
+                readable.append((row_id, payload))
+        return readable
 
     def _send(self, client: StoreClient, kind: Kind, rows: list[tuple[int, str]]) -> int:
         try:
@@ -433,14 +450,25 @@ def rejected_rows(detail: Any, field: str, size: int) -> set[int]:
     return {i for i in found if 0 <= i < size}
 
 
+MODELS: dict[Kind, type[CompletionIn] | type[EventIn] | type[RatingIn]] = {
+    "completion": CompletionIn,
+    "event": EventIn,
+    "rating": RatingIn,
+}
+
+
+def _parse(kind: Kind, payload: str) -> Any:
+    return MODELS[kind].model_validate(json.loads(payload))
+
+
 def _post(client: StoreClient, kind: Kind, payloads: list[str]) -> None:
-    rows = [json.loads(p) for p in payloads]
+    rows = [_parse(kind, p) for p in payloads]
     if kind == "completion":
-        client.post_completions([CompletionIn.model_validate(r) for r in rows])
+        client.post_completions(rows)
     elif kind == "event":
-        client.post_events([EventIn.model_validate(r) for r in rows])
+        client.post_events(rows)
     else:
-        client.post_ratings([RatingIn.model_validate(r) for r in rows])
+        client.post_ratings(rows)
 
 
 # --- the file -------------------------------------------------------------------------------
