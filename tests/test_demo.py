@@ -152,8 +152,11 @@ def test_demo_mbpp_end_to_end_with_the_tiny_model(tmp_path: Path) -> None:
     )  # fmt: skip
     assert s["completions"]["n"] >= 8 and s["learning"] is None
     _check_the_crowd(s)
-    for when in ("before", "after"):
-        assert 0.0 <= s["eval"][when]["pass@1"] <= 1.0
+    if s["adapter"]["status"] == "none":  # nothing trained, so nothing was evaluated
+        assert s["eval"] == {"before": {}, "after": {}}
+    else:
+        for when in ("before", "after"):
+            assert 0.0 <= s["eval"][when]["pass@1"] <= 1.0
     # two problems per benchmark are too few to show no harm: the gate says so
     assert not s["adapter"]["published"]
     _check_the_gate_and_the_swap(run, s, work)

@@ -4,6 +4,7 @@ while completions keep being requested; bad adapters are refused and the old one
 from __future__ import annotations
 
 import asyncio
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -75,9 +76,7 @@ async def test_adapter_hot_swap_during_completions_and_refusals(
         _publish(
             live_store, make_tiny_adapter(tiny_model, tmp_path / "v3", seed=3), "v3", tiny_model
         )
-        for path in (live_store.data_dir / "adapters").rglob("adapter_model.safetensors"):
-            if "v3" in str(path):
-                path.write_bytes(path.read_bytes()[:-8] + b"garbage!")
+        _damage_weights(live_store.data_dir / "adapters", "v3")
         assert await command(client, "crlhf.checkAdapter") == {"version": "v1", "swapped": False}
         assert any("adapter v3 refused" in m.message for m in client.log_messages)
         [item] = await inline(client, URI, 4, 4)
@@ -89,6 +88,26 @@ async def test_adapter_hot_swap_during_completions_and_refusals(
         )
         assert await command(client, "crlhf.checkAdapter") == {"version": "v4", "swapped": True}
         assert (await request(client, "crlhf/status"))["adapterVersion"] == "v4"
+
+
+def _damage_weights(root: Path, version: str) -> None:
+    """Overwrite the last 8 bytes of ``version``'s weights where the store keeps them: the
+    uploaded file and the download's tar built from it at upload."""
+    damaged = 0
+    for path in root.rglob("*"):
+        if version not in str(path) or not path.is_file():
+            continue
+        if path.name == "adapter_model.safetensors":
+            path.write_bytes(path.read_bytes()[:-8] + b"garbage!")
+            damaged += 1
+        elif path.suffix == ".tar":
+            with tarfile.open(path) as tar:
+                member = tar.getmember("adapter_model.safetensors")
+            with open(path, "r+b") as f:
+                f.seek(member.offset_data + member.size - 8)
+                f.write(b"garbage!")
+            damaged += 1
+    assert damaged == 2, f"expected the weights and their tar under {root}, damaged {damaged}"
 
 
 async def _status_when(client, **expected):  # type: ignore[no-untyped-def]
