@@ -256,6 +256,9 @@ class CompletionRewardIn(_Strict):
     reward: float = Field(ge=0, le=1)
     low: float = Field(ge=0, le=1)
     high: float = Field(ge=0, le=1)
+    line_posteriors: list[Annotated[float, Field(ge=0, le=1)]] | None = None
+    """P(line correct) per line (``crlhf-store export-dataset`` writes them out); None from
+    a trainer older than them."""
 
 
 class AggregationRunIn(_Strict):

@@ -320,6 +320,8 @@ class CompletionReward(Base):
     reward: Mapped[float] = mapped_column(Float, nullable=False)
     low: Mapped[float] = mapped_column(Float, nullable=False)
     high: Mapped[float] = mapped_column(Float, nullable=False)
+    line_posteriors: Mapped[list[float] | None] = mapped_column(JSON, nullable=True)
+    """P(line correct) per line (migration 0007; NULL from an older trainer)."""
 
     __table_args__ = (
         Index("ix_completion_rewards_run", "run_id"),

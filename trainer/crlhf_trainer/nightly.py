@@ -131,7 +131,13 @@ def aggregate_work(cfg: NightlyConfig, *, post: bool = True) -> tuple[dict[str, 
                 for a in result.annotators
             ],
             rewards=[
-                CompletionRewardIn(completion_id=cid, reward=r.mean, low=r.low, high=r.high)
+                CompletionRewardIn(
+                    completion_id=cid,
+                    reward=r.mean,
+                    low=r.low,
+                    high=r.high,
+                    line_posteriors=[_unit(round(p, 6)) for p in r.line_posteriors],
+                )
                 for cid, r in rewards.items()
             ],
             metrics={"class_prior": result.class_prior},
