@@ -9,7 +9,7 @@ import pytest
 
 MODULES = [
     "crlhf_contract",
-    *(f"crlhf_contract.{m}" for m in ("schemas", "client", "digest", "signing")),
+    *(f"crlhf_contract.{m}" for m in ("schemas", "client", "digest", "signing", "dataset")),
 ]
 MODULES.append("crlhf_contract.protocol")
 FORBIDDEN = [

@@ -7,6 +7,8 @@
     crlhf-store revoke-token (--stdin | --annotator NAME)   (the token on stdin)
     crlhf-store import-honeypots FILE.jsonl
     crlhf-store export-labels [--out FILE] [--after CURSOR]
+    crlhf-store export-dataset [--format hf] [--run ID] [--include-honeypots]
+                               [--include-authors] [--force] OUT/
 
 Every command takes ``--data-dir DIR`` and ``--database-url URL`` as ``serve`` does, and
 reads ``CRLHF_DATA_DIR`` / ``CRLHF_DATABASE_URL`` when they are not given; without either,
@@ -224,6 +226,37 @@ def cmd_export_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export_dataset(args: argparse.Namespace) -> int:
+    """A Hugging Face dataset of the ratings (crlhf_contract.dataset): the rewards of the
+    trainer's last aggregation run, the completions and votes as they are now."""
+    from crlhf_contract.dataset import DatasetExportError, ExportOptions, check_out
+
+    from crlhf_store.dataset_export import export_dataset, need_datasets
+
+    options = ExportOptions(
+        include_honeypots=args.include_honeypots, include_authors=args.include_authors
+    )
+    settings = _settings(args)
+    try:
+        check_out(args.out, force=args.force)
+        need_datasets()
+        if _missing_sqlite_file(settings.resolved_database_url()):
+            raise DatasetExportError(
+                f"no database at {_redact(settings.resolved_database_url())}: give the "
+                "--data-dir or --database-url the store was started with"
+            )
+        db = _database(settings, "export-dataset")
+        try:
+            summary = export_dataset(db, args.out, run_id=args.run, options=options)
+        finally:
+            db.dispose()
+    except DatasetExportError as exc:
+        print(f"crlhf-store export-dataset: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {summary} to {args.out} (load it with datasets.load_from_disk)")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="crlhf-store",
@@ -285,7 +318,45 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="file to write (default stdout)")
     p.add_argument("--after", help="cursor to resume from")
     p.set_defaults(func=cmd_export_labels)
+    _add_export_dataset(sub, common)
     return parser
+
+
+def _add_export_dataset(sub, common: argparse.ArgumentParser) -> None:  # type: ignore[no-untyped-def]
+    from crlhf_contract.dataset import FORMATS
+
+    p = sub.add_parser(
+        "export-dataset",
+        parents=[common],
+        help="write the ratings as a Hugging Face dataset (for TRL's KTO and others)",
+        description="Write OUT/: a datasets.DatasetDict (save_to_disk; load it with "
+        "datasets.load_from_disk) with the splits `kto` (prompt, completion, label, reward "
+        "and its interval, one row per rewarded completion) and `lines` (each line's text, "
+        "P(correct) and votes, annotators pseudonymous), and README.md, a dataset card "
+        "whose license: the team fills in. Rewards and posteriors are the trainer's latest "
+        "aggregation run's (the store does not aggregate); completions and votes are read "
+        "from the database now. Annotator names and tokens never leave; honeypots and "
+        "authors only when asked.",
+    )
+    p.add_argument("out", type=Path, metavar="OUT", help="a new or empty folder")
+    p.add_argument("--format", choices=FORMATS, default="hf", help="hf: Hugging Face datasets")
+    p.add_argument("--run", type=int, metavar="ID", help="aggregation run (default the latest)")
+    p.add_argument(
+        "--include-honeypots",
+        action="store_true",
+        help="add the honeypots' lines, votes and truth (`lines.truth`): this tells whoever "
+        "gets the dataset which snippets are honeypots",
+    )
+    p.add_argument(
+        "--include-authors",
+        action="store_true",
+        help="add who wrote each completion (`kto.author`, a pseudonym as in the votes) and "
+        "their own rating of each line (`lines.author_vote`)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace a former export in OUT (nothing else)"
+    )
+    p.set_defaults(func=cmd_export_dataset)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import commands as C
+from . import dataset_export as X
 from .errors import AggregationError, CrlhfTrainError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -149,6 +150,11 @@ COMMANDS: dict[str, Command] = {
     "publish": ("gate, upload, publish if no regression", C.add_publish_arguments, C.run_publish),
     "run": ("the whole nightly job: pull → publish", C.add_run_arguments, C.run_run),
     "keygen": ("a key pair to sign published adapters", add_keygen_arguments, run_keygen),
+    "export-dataset": (
+        "the store's ratings as a Hugging Face dataset (TRL's KTO takes it as is)",
+        X.add_export_dataset_arguments,
+        X.run_export_dataset,
+    ),
 }
 
 
