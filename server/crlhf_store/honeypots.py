@@ -1,4 +1,10 @@
-"""Importing honeypots: code whose per-line truth is known (JSONL, see the README)."""
+"""Honeypots: code whose per-line truth is known.
+
+Imported as JSONL (see the README), or minted from one line of a real completion whose
+truth an admin confirmed (:func:`mint_from_line`, the dashboard's disagreement list): the
+honeypot is that line as ``text`` with the completion's prompt and the lines above it as
+``prompt``, so it reads to an annotator like any completion of one line.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from crlhf_store.errors import Invalid
+from crlhf_store.errors import Invalid, NotFound
 from crlhf_store.models import Completion, Honeypot
 from crlhf_store.strictjson import NotStorable, check_storable
 
@@ -41,11 +47,16 @@ def parse_jsonl(lines: Iterable[str]) -> list[HoneypotIn]:
     return out
 
 
+def content_digest(language: str, prompt: str, text: str) -> str:
+    """What tells one honeypot from another (importing the same one twice is a no-op)."""
+    return hashlib.sha256(f"{language}\0{prompt}\0{text}".encode()).hexdigest()
+
+
 def import_honeypots(session: Session, *, honeypots: Iterable[HoneypotIn]) -> tuple[int, int]:
     """Store honeypots as ordinary-looking completions; returns (imported, already there)."""
     imported = skipped = 0
     for h in honeypots:
-        digest = hashlib.sha256(f"{h.language}\0{h.prompt}\0{h.text}".encode()).hexdigest()
+        digest = content_digest(h.language, h.prompt, h.text)
         exists = session.scalar(
             select(Completion.id).where(
                 Completion.content_hash == digest, Completion.is_honeypot.is_(True)
@@ -74,3 +85,63 @@ def import_honeypots(session: Session, *, honeypots: Iterable[HoneypotIn]) -> tu
         imported += 1
     session.flush()
     return imported, skipped
+
+
+def line_honeypot(completion: Completion, line: int, truth: int = 1) -> HoneypotIn:
+    """Line ``line`` of ``completion`` as a one-line honeypot whose truth is ``truth``."""
+    lines = completion_lines(completion.text)
+    if not 0 <= line < len(lines):
+        raise Invalid(
+            f"completion {completion.id} has lines 0 to {len(lines) - 1}, not {line}",
+            loc=("line",),
+        )
+    above = "".join(f"{text}\n" for text in lines[:line])
+    return HoneypotIn(
+        prompt=completion.prompt + above,
+        text=lines[line],
+        language=completion.language,
+        truth=[truth],  # type: ignore[list-item]
+    )
+
+
+def minted(session: Session, honeypots: list[HoneypotIn]) -> list[bool]:
+    """Whether each of ``honeypots`` is in the store already."""
+    digests = [content_digest(h.language, h.prompt, h.text) for h in honeypots]
+    if not digests:
+        return []
+    there = set(
+        session.scalars(
+            select(Completion.content_hash).where(
+                Completion.content_hash.in_(set(digests)), Completion.is_honeypot.is_(True)
+            )
+        )
+    )
+    return [d in there for d in digests]
+
+
+def mint_from_line(
+    session: Session, *, completion_id: uuid.UUID, line: int, truth: int
+) -> tuple[uuid.UUID, bool]:
+    """Turn one line of a model's completion into a honeypot of known ``truth`` (1 / -1).
+
+    Returns the honeypot's completion id and whether it is new (minting the same line
+    twice keeps the first honeypot and its truth). Raises :class:`NotFound` for an unknown
+    completion and :class:`Invalid` for a honeypot, a line out of range or another truth.
+    """
+    if truth not in (1, -1):
+        raise Invalid(f"truth must be 1 (correct) or -1 (wrong), not {truth}", loc=("truth",))
+    completion = session.get(Completion, completion_id)
+    if completion is None:
+        raise NotFound(f"no completion {completion_id}")
+    if completion.is_honeypot:
+        raise Invalid(f"completion {completion_id} is a honeypot already", loc=("completion_id",))
+    honeypot = line_honeypot(completion, line, truth)
+    imported, _ = import_honeypots(session, honeypots=[honeypot])
+    digest = content_digest(honeypot.language, honeypot.prompt, honeypot.text)
+    cid = session.scalar(
+        select(Completion.id).where(
+            Completion.content_hash == digest, Completion.is_honeypot.is_(True)
+        )
+    )
+    assert cid is not None
+    return cid, bool(imported)

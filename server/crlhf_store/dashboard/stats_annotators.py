@@ -15,7 +15,13 @@ from sqlalchemy.orm import Session
 
 from crlhf_store.models import AggregationRun, Annotator, AnnotatorReliability, Honeypot, LineRating
 
-__all__ = ["AnnotatorRow", "AnnotatorStats", "annotators", "wilson_interval"]
+__all__ = [
+    "AnnotatorRow",
+    "AnnotatorStats",
+    "annotators",
+    "honeypot_scores",
+    "wilson_interval",
+]
 
 
 Z90 = 1.6448536269514722  # two-sided 90%, the interval the trainer reports for reliabilities
@@ -50,7 +56,7 @@ def wilson_interval(correct: int, n: int, z: float = Z90) -> tuple[float, float]
     """Wilson score interval of a proportion (good at small n and near 0 or 1).
 
     >>> [round(x, 3) for x in wilson_interval(9, 10)]
-    [0.668, 0.977]
+    [0.652, 0.977]
     """
     if n == 0:
         return 0.0, 1.0
@@ -61,25 +67,31 @@ def wilson_interval(correct: int, n: int, z: float = Z90) -> tuple[float, float]
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _honeypot_scores(session: Session) -> dict[int, tuple[int, int]]:
-    """annotator id → (correct, answered) on honeypot lines, newest label per line."""
+def honeypot_scores(
+    session: Session, *, annotator_id: int | None = None
+) -> dict[int, tuple[int, int]]:
+    """annotator id → (correct, answered) on honeypot lines, newest label per line
+    (of one annotator's labels only, given ``annotator_id``)."""
     truth = dict(session.execute(select(Honeypot.completion_id, Honeypot.truth)).all())
     if not truth:
         return {}
-    rows = session.execute(
+    query = (
         select(LineRating.annotator_id, LineRating.completion_id, LineRating.line, LineRating.label)
         .join(Honeypot, Honeypot.completion_id == LineRating.completion_id)
         .order_by(LineRating.id)
     )
+    if annotator_id is not None:
+        query = query.where(LineRating.annotator_id == annotator_id)
+    rows = session.execute(query)
     newest: dict[tuple[int, uuid.UUID, int], int] = {}
-    for annotator_id, cid, line, label in rows:
-        newest[(annotator_id, cid, line)] = label
+    for who, cid, line, label in rows:
+        newest[(who, cid, line)] = label
     scores: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for (annotator_id, cid, line), label in newest.items():
+    for (who, cid, line), label in newest.items():
         lines = truth[cid]
         if line < len(lines):
-            scores[annotator_id][0] += int(label == lines[line])
-            scores[annotator_id][1] += 1
+            scores[who][0] += int(label == lines[line])
+            scores[who][1] += 1
     return {k: (v[0], v[1]) for k, v in scores.items()}
 
 
@@ -111,7 +123,7 @@ def annotators(session: Session) -> AnnotatorStats:
         if run
         else {}
     )
-    honeypot = _honeypot_scores(session)
+    honeypot = honeypot_scores(session)
     id_by_name = {n: i for i, n in names.items()}
     rows = []
     for name in sorted({names[i] for i in activity if i in names} | reliabilities.keys()):
