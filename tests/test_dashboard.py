@@ -27,9 +27,19 @@ PAGES = [
     "/dashboard/rewards",
     "/dashboard/adapters",
     "/dashboard/honeypots",
+    "/dashboard/agreement",
     "/dashboard/adapters/v2/publish",
 ]
-STATS = ["overview", "annotators", "rewards", "adapters", "honeypots"]
+STATS = [
+    "overview",
+    "annotators",
+    "rewards",
+    "adapters",
+    "honeypots",
+    "agreement",
+    "disagreement",
+    "calibration",
+]
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +138,12 @@ def test_login_keeps_the_token_out_of_cookies_and_urls(crowd_store) -> None:  # 
 
 @pytest.mark.parametrize(
     ("who", "status", "message"),
-    [("annotator", 403, "lacks the `admin` scope"), ("unknown", 401, "unknown or revoked")],
+    [("trainer", 403, "lacks the `admin` scope"), ("unknown", 401, "unknown or revoked")],
 )
 def test_login_refuses_non_admins(crowd_store, who: str, status: int, message: str) -> None:  # type: ignore[no-untyped-def]
+    """An annotator's token opens their own page only (tests/test_dashboard_agreement.py)."""
     store, _ = crowd_store
-    token = store.annotator_token if who == "annotator" else "crlhf_nope"
+    token = store.trainer_token if who == "trainer" else "crlhf_nope"
     with httpx.Client(base_url=store.url) as http:
         form = http.get("/dashboard/login")
         reply = http.post("/dashboard/login", data={"token": token, "csrf": page_csrf(form.text)})
@@ -257,7 +268,7 @@ def test_stats_and_metrics_keep_their_openapi_contract(crowd_store, mode: str) -
     store, _ = crowd_store
     schema = schemathesis.openapi.from_url(f"{store.url}/openapi.json")
     ops = [r.ok() for r in schema.include(path_regex=r"^/(metrics|v1/stats)").get_all_operations()]
-    assert len(ops) == len(STATS) + 1
+    assert len(ops) == len(STATS) + 2  # and /v1/stats/me
     headers = bearer(store.admin_token)
     for op in ops:
 

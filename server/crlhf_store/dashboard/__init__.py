@@ -10,7 +10,10 @@ The figures, one module per page, are plain functions of a session that return t
 model the JSON endpoint serves (so a chart and its endpoint cannot disagree):
 :mod:`~crlhf_store.dashboard.stats_overview`, :mod:`~crlhf_store.dashboard.stats_annotators`,
 :mod:`~crlhf_store.dashboard.stats_rewards`, :mod:`~crlhf_store.dashboard.stats_adapters`,
-:mod:`~crlhf_store.dashboard.stats_honeypots`.
+:mod:`~crlhf_store.dashboard.stats_honeypots`, :mod:`~crlhf_store.dashboard.stats_agreement`,
+:mod:`~crlhf_store.dashboard.stats_disagreement`, :mod:`~crlhf_store.dashboard.stats_calibration`
+(on :mod:`~crlhf_store.dashboard.votes`), and :mod:`~crlhf_store.dashboard.stats_me` (an
+annotator's own page, the one page an annotator's login opens).
 
 The store's core (API routes, registry, metrics) imports nothing of this package; the
 adapter status history the adapters page shows is the registry's own
@@ -33,15 +36,21 @@ STATIC = Path(__file__).parent / "static"
 def mount(app: FastAPI) -> None:
     """Add the dashboard's pages, static files and ``/v1/stats`` endpoints to ``app``."""
     from fastapi import Request
-    from fastapi.responses import RedirectResponse
+    from fastapi.responses import RedirectResponse, Response
     from fastapi.staticfiles import StaticFiles
 
-    from crlhf_store.dashboard import api, auth, pages
+    from crlhf_store.dashboard import api, auth, pages, pages_agreement
 
     app.include_router(pages.router)
+    app.include_router(pages_agreement.router)
     app.include_router(api.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
 
     @app.exception_handler(auth.LoginRequired)
     async def _login(request: Request, exc: auth.LoginRequired) -> RedirectResponse:
         return RedirectResponse("/dashboard/login", 303)
+
+    @app.exception_handler(auth.AdminOnly)
+    async def _admin_only(request: Request, exc: auth.AdminOnly) -> Response:
+        message = "this page is for admins; your own figures are on your page"
+        return pages.render("error.html", 403, message=message, link="/dashboard/me")

@@ -1,7 +1,9 @@
-"""Dashboard logins: an admin token in, a server-side session out; CSRF tokens for forms.
+"""Dashboard logins: a token in, a server-side session out; CSRF tokens for forms.
 
-- The login form posts a token once. The store checks it has the ``admin`` scope and
-  opens a session: a random id goes into an HttpOnly, SameSite=Strict cookie scoped to
+- The login form posts a token once. The store checks it has the ``admin`` scope (the
+  whole dashboard) or is an annotator's (``annotator`` scope: their own page,
+  ``/dashboard/me``, and nothing else; a trainer's token opens nothing) and opens a
+  session: a random id goes into an HttpOnly, SameSite=Strict cookie scoped to
   ``/dashboard`` (Secure over HTTPS); the database keeps only the id's sha256 and the
   token's row, so revoking the token (``crlhf-store revoke-token``) ends the session and
   a stolen database holds nothing to log in with. The token itself is never stored in a
@@ -37,19 +39,36 @@ class LoginRequired(Exception):
 
 
 class NotAdmin(Exception):
-    """The token is valid but lacks the admin scope."""
+    """The token is valid but opens no dashboard session (a trainer's)."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"{name}'s token lacks the `admin` scope the dashboard needs")
+        super().__init__(
+            f"{name}'s token lacks the `admin` scope the dashboard needs (an annotator's own "
+            "token opens their own page)"
+        )
         self.name = name
+
+
+class AdminOnly(Exception):
+    """An annotator's session asked for an admin page: the edge answers 403."""
+
+
+SESSION_SCOPES = ("admin", "annotator")
 
 
 @dataclass(frozen=True)
 class AdminSession:
-    """A logged-in admin: their name and the CSRF token their forms must carry."""
+    """A logged-in person: name, the CSRF token their forms must carry, and scope
+    (``admin``: every page; ``annotator``: their own page only)."""
 
     name: str
     csrf: str
+    scope: str = "admin"
+    annotator_id: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.scope == "admin"
 
 
 def _hash(session_id: str) -> str:
@@ -65,17 +84,20 @@ def csrf_ok(expected: str | None, got: str | None) -> bool:
 
 
 def open_session(session: Session, *, token: str, now: datetime | None = None) -> str | None:
-    """A new session id for an admin ``token``; None for an unknown or revoked token.
+    """A new session id for an admin's or annotator's ``token``; None for an unknown or
+    revoked token.
 
-    Raises :class:`NotAdmin` for a valid token without the admin scope.
+    Raises :class:`NotAdmin` for a valid token of another scope (a trainer's).
     """
     token = token.strip()  # pasted with a newline or spaces: strip once, use it twice below
     principal = authenticate(session, token=token)
     if principal is None:
         return None
-    if not principal.may("admin"):
+    token_id, scope = session.execute(
+        select(ApiToken.id, ApiToken.scope).where(ApiToken.token_hash == hash_token(token))
+    ).one()
+    if scope not in SESSION_SCOPES:
         raise NotAdmin(principal.name)
-    token_id = session.scalar(select(ApiToken.id).where(ApiToken.token_hash == hash_token(token)))
     now = now or datetime.now(UTC)
     session.execute(delete(DashboardSession).where(DashboardSession.expires_at < now))
     session_id = secrets.token_urlsafe(32)
@@ -92,21 +114,23 @@ def open_session(session: Session, *, token: str, now: datetime | None = None) -
 
 
 def session_of(session: Session, *, session_id: str | None) -> AdminSession | None:
-    """The admin behind a cookie, if its session is live and its token still admin."""
+    """Who is behind a cookie, if its session is live and its token still valid."""
     if not session_id:
         return None
     row = session.execute(
-        select(Annotator.name, DashboardSession.csrf)
+        select(Annotator.name, Annotator.id, ApiToken.scope, DashboardSession.csrf)
         .join(ApiToken, ApiToken.id == DashboardSession.token_id)
         .join(Annotator, Annotator.id == ApiToken.annotator_id)
         .where(
             DashboardSession.id_hash == _hash(session_id),
             DashboardSession.expires_at > datetime.now(UTC),
             ApiToken.revoked_at.is_(None),
-            ApiToken.scope == "admin",
+            ApiToken.scope.in_(SESSION_SCOPES),
         )
     ).first()
-    return AdminSession(name=row.name, csrf=row.csrf) if row else None
+    if row is None:
+        return None
+    return AdminSession(name=row.name, csrf=row.csrf, scope=row.scope, annotator_id=row.id)
 
 
 def close_session(session: Session, *, session_id: str | None) -> None:

@@ -20,7 +20,9 @@ from crlhf_store import honeypots as honeypot_import
 from crlhf_store.dashboard import (
     auth,
     charts,
+    charts_agreement,
     stats_adapters,
+    stats_agreement,
     stats_annotators,
     stats_honeypots,
     stats_overview,
@@ -70,15 +72,27 @@ def render(name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
-def admin_session(request: Request, store: StoreDep) -> auth.AdminSession:
+def login_session(request: Request, store: StoreDep) -> auth.AdminSession:
+    """Anyone logged in: an admin, or an annotator (who sees only their own page)."""
     with store.db.reading() as session:
-        admin = auth.session_of(session, session_id=request.cookies.get(auth.COOKIE))
-    if admin is None:
+        login = auth.session_of(session, session_id=request.cookies.get(auth.COOKIE))
+    if login is None:
         raise auth.LoginRequired
-    return admin
+    return login
 
 
+def admin_session(login: Annotated[auth.AdminSession, Depends(login_session)]) -> auth.AdminSession:
+    if not login.is_admin:
+        raise auth.AdminOnly
+    return login
+
+
+LoginDep = Annotated[auth.AdminSession, Depends(login_session)]
 AdminDep = Annotated[auth.AdminSession, Depends(admin_session)]
+
+
+def home(login: auth.AdminSession) -> str:
+    return "/dashboard" if login.is_admin else "/dashboard/me"
 
 
 def _check_csrf(admin: auth.AdminSession, csrf: str) -> Response | None:
@@ -105,8 +119,9 @@ def _cookie(response: Response, request: Request, name: str, value: str, path: s
 @router.get("/login")
 def login_form(request: Request, store: StoreDep) -> Response:
     with store.db.reading() as session:
-        if auth.session_of(session, session_id=request.cookies.get(auth.COOKIE)):
-            return RedirectResponse("/dashboard", 303)
+        login = auth.session_of(session, session_id=request.cookies.get(auth.COOKIE))
+    if login is not None:
+        return RedirectResponse(home(login), 303)
     return _login_page(request)
 
 
@@ -133,7 +148,9 @@ def login(
         return _login_page(request, 403, str(exc))
     if session_id is None:
         return _login_page(request, 401, "unknown or revoked token")
-    response = RedirectResponse("/dashboard", 303)
+    with store.db.reading() as session:
+        login_ = auth.session_of(session, session_id=session_id)
+    response = RedirectResponse(home(login_) if login_ else "/dashboard", 303)
     _cookie(response, request, auth.COOKIE, session_id, auth.COOKIE_PATH)
     response.delete_cookie(auth.LOGIN_CSRF_COOKIE, path="/dashboard/login")
     return response
@@ -141,7 +158,7 @@ def login(
 
 @router.post("/logout")
 def logout(
-    request: Request, store: StoreDep, admin: AdminDep, csrf: Annotated[str, Form()] = ""
+    request: Request, store: StoreDep, admin: LoginDep, csrf: Annotated[str, Form()] = ""
 ) -> Response:
     if denied := _check_csrf(admin, csrf):
         return denied
@@ -214,7 +231,11 @@ def annotators(
     descending = order == "desc"
     with store.db.reading() as session:
         data = stats_annotators.annotators(session)
+        agreement = stats_agreement.agreement(session)
     rows = sort_rows(data.annotators, sort, descending)
+    heatmap = charts_agreement.pair_heatmap(
+        [(p.a, p.b, p.agreement, p.co_rated) for p in agreement.pairs]
+    )
     points = [
         charts.Point(r.honeypot_accuracy, r.reliability, r.annotator, r.flag or "ok")
         for r in rows
@@ -236,6 +257,8 @@ def annotators(
         sort=sort,
         descending=descending,
         scatter=scatter,
+        agreement=agreement,
+        heatmap=heatmap,
     )
 
 
