@@ -2,7 +2,9 @@
 
 A real store filled by the crowd simulator (``dashboard/crowd.py``); ``dashboard/drive.mjs``
 logs in, opens every page, checks the charts drew, sorts the annotators, publishes adapter
-v2 through its confirmation page and checks the XSS probe annotator shows as text.
+v2 through its confirmation page, checks the XSS probe annotator shows as text, mints the
+most disputed line into a honeypot from the agreement page and logs an annotator into
+their own page.
 Screenshots land in ``artifacts/dashboard/``. ``dashboard/setup.sh`` installs chromium if
 it is missing and playwright-core once, cached outside the repo (shared with the VS Code
 end-to-end test's cache when that has it).
@@ -40,7 +42,7 @@ def playwright() -> str:
 def test_dashboard_in_chromium(playwright: str, tmp_path: Path) -> None:
     store = start_live_store(tmp_path / "store")
     try:
-        fill(store)
+        filled = fill(store)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         home = tmp_path / "home"
         home.mkdir()
@@ -51,6 +53,7 @@ def test_dashboard_in_chromium(playwright: str, tmp_path: Path) -> None:
             "PLAYWRIGHT": playwright,
             "XSS": XSS,
             "VERSION": "v2",
+            "ANNOTATOR_TOKEN": filled.tokens["ada"],
             # chromium writes crash reports and caches under HOME / XDG dirs
             "HOME": str(home),
             "XDG_CONFIG_HOME": str(home / ".config"),
@@ -65,13 +68,14 @@ def test_dashboard_in_chromium(playwright: str, tmp_path: Path) -> None:
         )
         steps = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
         failed = [s for s in steps if not s["ok"]]
-        assert run.returncode == 0 and not failed and len(steps) == 10, (
+        assert run.returncode == 0 and not failed and len(steps) == 13, (
             f"{failed or steps}\n{run.stderr[-3000:]}"
         )
         with store.client(store.admin_token) as admin:
             v2 = next(a for a in admin.list_adapters() if a.version == "v2")
         assert v2.status == "published"
-        for name in ("login", "overview", "annotators", "rewards", "adapters", "honeypots"):
+        pages = ("login", "overview", "annotators", "rewards", "adapters", "honeypots")
+        for name in (*pages, "agreement", "agreement-minted", "me"):
             assert (ARTIFACTS / f"dashboard-{name}.png").stat().st_size > 10_000
     finally:
         store.stop()

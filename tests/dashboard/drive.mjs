@@ -1,10 +1,12 @@
 // Drives the crlhf dashboard in Debian's chromium (playwright-core): logs in with an admin
 // token, opens every page, checks each chart drew (an <svg class="chart"> with marks and a
 // non-zero size), sorts the annotators table by a click, publishes an adapter through the
-// confirmation page, and checks the XSS probe annotator renders as text. A screenshot per
+// confirmation page, and checks the XSS probe annotator renders as text; on the agreement
+// page mints the most disputed line into a honeypot with one click; logs an annotator in
+// and checks they land on their own page and are refused an admin one. A screenshot per
 // step into ARTIFACTS.
 // Input (environment): URL, TOKEN, ARTIFACTS, PLAYWRIGHT (module path), XSS (the probe name),
-// VERSION (a candidate adapter to publish).
+// VERSION (a candidate adapter to publish), ANNOTATOR_TOKEN (an annotator's own token).
 // Output: one JSON line per step on stdout ({"step", "ok", ...}); exit code 0 when all passed.
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -20,6 +22,7 @@ const token = env("TOKEN");
 const artifacts = env("ARTIFACTS");
 const xss = env("XSS");
 const version = env("VERSION");
+const annotatorToken = env("ANNOTATOR_TOKEN");
 let failures = 0;
 const report = (step, ok, extra = {}) => {
   if (!ok) failures += 1;
@@ -74,7 +77,8 @@ try {
 
   const pages = {
     overview: ["/dashboard", 3],
-    annotators: ["/dashboard/annotators", 1],
+    annotators: ["/dashboard/annotators", 2],
+    agreement: ["/dashboard/agreement", 1],
     rewards: ["/dashboard/rewards", 3],
     adapters: ["/dashboard/adapters", 1],
     honeypots: ["/dashboard/honeypots", 1],
@@ -117,6 +121,42 @@ try {
     const injected = await page.$$eval("img", (imgs) => imgs.length);
     const ok = names.includes(xss) && injected === 0 && dialogs.length === 0;
     return { ok, shownAsText: names.includes(xss), injectedImages: injected, dialogs };
+  });
+
+  await step("mint-honeypot", async () => {
+    await page.goto(`${url}/dashboard/agreement`);
+    const badges = () => page.locator("#disputed .badge").count();
+    const before = await badges();
+    const code = (await page.locator("#disputed tbody tr").first().locator("code").textContent());
+    await Promise.all([
+      page.waitForURL(/\/dashboard\/honeypots\/mint$/),
+      page.locator("#disputed form.mint").first().locator('button[value="-1"]').click(),
+    ]);
+    const message = (await page.locator("#mint-message").textContent()).trim();
+    const after = await badges();
+    await shot("agreement-minted");
+    const ok = message.includes("is now honeypot") && message.includes("wrong") && after === before + 1;
+    return { ok, message, code, before, after };
+  });
+
+  await step("annotator-own-page", async () => {
+    const own = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+    const me = await own.newPage();
+    try {
+      await me.goto(`${url}/dashboard/login`);
+      await me.fill("#token", annotatorToken);
+      await Promise.all([me.waitForURL(/\/dashboard\/me$/), me.click("#login")]);
+      const ratings = (await me.locator("#my-ratings").textContent()).trim();
+      const queue = (await me.locator("#my-queue").textContent()).trim();
+      const tabs = await me.$$eval("nav a", (as) => as.map((a) => a.textContent.trim()));
+      await me.screenshot({ path: join(artifacts, "dashboard-me.png"), fullPage: true });
+      const denied = await me.goto(`${url}/dashboard/annotators`);
+      const ok = Number(ratings) > 0 && queue !== "" && denied.status() === 403 &&
+        tabs.length === 1;
+      return { ok, ratings, queue, tabs, deniedStatus: denied.status() };
+    } finally {
+      await own.close();
+    }
   });
 
   await step("publish-confirmation", async () => {
