@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -127,7 +129,22 @@ def test_nothing_names_anyone_or_gives_honeypots_away_by_default(
     written = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
     secrets = [crowd.store.trainer_token, crowd.store.admin_token, *crowd.filled.tokens.values()]
     secrets += [n for n in NAMES if len(n) >= 5] + sorted(honeypots)  # "ada", "ken": too short
+    secrets += ["alice"]  # the live store's own annotator
+    assert "posted by" not in (out / "README.md").read_text()  # the trainer account's name
     assert [s for s in secrets if s.encode() in written] == []
+
+
+def test_the_store_export_needs_no_torch(crowd: Crowd, tmp_path: Path) -> None:
+    """A team server installs no torch: the export writes the dataset without it."""
+    code = (
+        "import sys; from crlhf_store.cli import main;"
+        f"rc = main(['export-dataset', '--data-dir', {str(crowd.store.data_dir)!r}, "
+        f"{str(tmp_path / 'ds')!r}]);"
+        "print(rc, sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'torch', 'transformers', 'trl', 'crlhf_trainer'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines()[-1] == "0 []", out.stderr[-2000:]
 
 
 def test_the_flags_add_honeypots_and_authors(crowd: Crowd, tmp_path: Path) -> None:
@@ -211,6 +228,16 @@ def test_a_store_without_aggregation_or_database_says_so(tmp_path: Path, capsys)
     assert store_cli.main(["migrate", "--data-dir", str(data)]) == 0
     assert store_cli.main(["export-dataset", "--data-dir", str(data), str(tmp_path / "o")]) == 1
     assert "no aggregation run yet" in capsys.readouterr().err
+
+
+def test_the_trainer_says_when_nothing_is_rated(
+    start_store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    store = start_store()
+    monkeypatch.setenv("CRLHF_TOKEN", store.trainer_token)
+    out = tmp_path / "o"
+    assert train_cli.main(["export-dataset", "--store-url", store.url, str(out)]) == 2
+    assert "no line ratings in the store yet" in capsys.readouterr().err and not out.exists()
 
 
 def test_help_explains(capsys) -> None:  # type: ignore[no-untyped-def]

@@ -127,8 +127,9 @@ def read_aggregation(session: Session, run_id: int | None = None) -> Aggregation
     ).all()
     return Aggregation(
         method=run.method,
+        # not run.created_by: the trainer's token has an annotator's name
         source=f"aggregation run {run.id} of {run.created_at:%Y-%m-%d %H:%M} UTC "
-        f"({run.n_labels} labels, posted by {run.created_by or 'the trainer'})",
+        f"({run.n_labels} labels)",
         rewards={
             str(r.completion_id): RewardRow(r.reward, r.low, r.high, list(r.line_posteriors))
             for r in rows
