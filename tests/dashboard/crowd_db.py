@@ -25,6 +25,7 @@ from crlhf_trainer.aggregation import aggregate
 from crlhf_trainer.aggregation.labels import LabelSet
 from crlhf_trainer.simulate import SimulatedCrowd, simulate_crowd
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 MIX = {"reliable": 4, "mediocre": 2, "spammer": 1, "always_up": 1, "adversary": 1}
 LANGUAGES = ["python", "go", "rust"]
@@ -72,37 +73,7 @@ def fill_db(
     names = list(crowd.labels.annotators)
     with db.writing() as s:
         tokens = {n: create_annotator(s, name=n) for n in [*names, "author"]}
-        author = s.scalar(select(Annotator.id).where(Annotator.name == "author"))
-        import_honeypots(
-            s,
-            honeypots=[
-                HoneypotIn(
-                    prompt=f"# honeypot {k}\n",
-                    text=code(k),
-                    truth=[int(crowd.truth[k * LINES + i]) for i in range(LINES)],  # type: ignore[misc]
-                )
-                for k in range(honeypots)
-            ],
-        )
-        by_prompt = dict(
-            s.execute(select(Completion.prompt, Completion.id).where(Completion.is_honeypot)).all()
-        )
-        ids = {k: by_prompt[f"# honeypot {k}\n"] for k in range(honeypots)}
-        for k in range(honeypots, completions):
-            ids[k] = uuid.uuid4()
-            s.add(
-                Completion(
-                    id=ids[k],
-                    annotator_id=author,
-                    prompt=f"def f{k}():\n",
-                    language=LANGUAGES[k % 3],
-                    text=code(k),
-                    n_lines=LINES,
-                    model="tiny",
-                    content_hash=hashlib.sha256(code(k).encode()).hexdigest(),
-                )
-            )
-        s.flush()
+        ids = _completions(s, crowd, honeypots, completions)
         who = dict(s.execute(select(Annotator.name, Annotator.id)).all())
         labels = crowd.labels
         for item, ann, label in zip(
@@ -126,6 +97,44 @@ def fill_db(
     if aggregated:
         _store(db, with_gold, result)
     return CrowdDb(crowd, with_gold, ids, names, tokens, honeypots, result.p_correct)
+
+
+def _completions(
+    s: Session, crowd: SimulatedCrowd, honeypots: int, completions: int
+) -> dict[int, uuid.UUID]:
+    """The honeypots (the store's import) and the author's completions; their ids."""
+    author = s.scalar(select(Annotator.id).where(Annotator.name == "author"))
+    import_honeypots(
+        s,
+        honeypots=[
+            HoneypotIn(
+                prompt=f"# honeypot {k}\n",
+                text=code(k),
+                truth=[int(crowd.truth[k * LINES + i]) for i in range(LINES)],  # type: ignore[misc]
+            )
+            for k in range(honeypots)
+        ],
+    )
+    by_prompt = dict(
+        s.execute(select(Completion.prompt, Completion.id).where(Completion.is_honeypot)).all()
+    )
+    ids = {k: by_prompt[f"# honeypot {k}\n"] for k in range(honeypots)}
+    for k in range(honeypots, completions):
+        ids[k] = uuid.uuid4()
+        s.add(
+            Completion(
+                id=ids[k],
+                annotator_id=author,
+                prompt=f"def f{k}():\n",
+                language=LANGUAGES[k % 3],
+                text=code(k),
+                n_lines=LINES,
+                model="tiny",
+                content_hash=hashlib.sha256(code(k).encode()).hexdigest(),
+            )
+        )
+    s.flush()
+    return ids
 
 
 def _store(db: Database, labels: LabelSet, result) -> None:  # type: ignore[no-untyped-def]
