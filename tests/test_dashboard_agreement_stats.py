@@ -133,8 +133,24 @@ def test_verdicts_are_the_runs_posteriors(db: Database, filled: CrowdDb) -> None
     assert mine == pytest.approx(filled.p_correct[list(free)], abs=1e-6)
 
 
-def test_majority_without_a_run(db: Database) -> None:
-    filled = fill_db(db, aggregated=False)
+@pytest.mark.parametrize("method", ["paper", "paper-l1"])
+def test_verdicts_of_a_one_coin_run(db: Database, method: str) -> None:
+    """A one-coin run (reliability π only) weighs each vote by logit π (α = β = π)."""
+    filled = fill_db(db, method=method)
+    with db.reading() as s:
+        votes = load_votes(s)
+        v = verdicts(s, votes)
+    assert v.source.startswith(f"{method} run #")
+    index = {key: i for i, key in enumerate(votes.lines)}
+    free = range(filled.honeypots * LINES, filled.labels.n_items)
+    mine = np.array([v.p_correct[index[filled.line(i)]] for i in free])
+    assert mine == pytest.approx(filled.p_correct[list(free)], abs=1e-6)
+
+
+@pytest.mark.parametrize("run", [None, "mv"])
+def test_majority_without_a_weighted_run(db: Database, run: str | None) -> None:
+    """No run yet, or a majority-vote one: the verdict is the majority (ties: none)."""
+    filled = fill_db(db, aggregated=run is not None, method=run or "em2")
     with db.reading() as s:
         votes = load_votes(s)
         v = verdicts(s, votes)

@@ -5,7 +5,7 @@ both backends. ``crlhf_trainer.simulate`` draws the crowd; the first ``honeypots
 completions become honeypots (the store's import, truth from the simulator); the rest are
 model completions written by ``author``, who never rates (so no vote is ``own``); every
 simulated label is one line rating; then em2 aggregates the labels, the honeypots as gold,
-and its run is stored as the trainer would post it.
+and its run is stored as the trainer would post it (``method``: another aggregation).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class CrowdDb:
     tokens: dict[str, str]
     honeypots: int
     p_correct: np.ndarray
-    """em2's posterior per simulated line (honeypots clamped)."""
+    """The aggregation's posterior per simulated line (honeypots clamped)."""
 
     def line(self, item: int) -> tuple[uuid.UUID, int]:
         k, line = divmod(item, LINES)
@@ -59,7 +59,13 @@ def code(k: int) -> str:
 
 
 def fill_db(
-    db: Database, *, completions: int = 60, honeypots: int = 12, seed: int = 3, aggregated=True
+    db: Database,
+    *,
+    completions: int = 60,
+    honeypots: int = 12,
+    seed: int = 3,
+    aggregated: bool = True,
+    method: str = "em2",
 ) -> CrowdDb:
     crowd = simulate_crowd(
         completions * LINES,
@@ -93,7 +99,7 @@ def fill_db(
     with_gold = LabelSet(
         labels.items, labels.annotators, labels.item_idx, labels.annotator_idx, labels.label, gold
     )
-    result = aggregate(with_gold, "em2")
+    result = aggregate(with_gold, method)
     if aggregated:
         _store(db, with_gold, result)
     return CrowdDb(crowd, with_gold, ids, names, tokens, honeypots, result.p_correct)

@@ -6,8 +6,11 @@ completion) is no crowd vote and one marked ``superseded`` is replaced by a newe
 
 The aggregate's verdict comes from the latest aggregation run when it recorded two-coin
 parameters (em2: each annotator's sensitivity αⱼ and specificity βⱼ, and the class prior
-``p`` in its metrics). The store does not keep per-line posteriors, so they are recomputed
-from those parameters with the E-step of Dawid–Skene (``crlhf_trainer.aggregation.em2``):
+``p`` in its metrics) or one-coin ones (``paper``, ``paper-l1``: reliability πⱼ, read as
+αⱼ = βⱼ = πⱼ). Each line's posterior is recomputed from them with the E-step of
+Dawid–Skene (``crlhf_trainer.aggregation.em2``) rather than read from the run's
+``line_posteriors`` (migration 0007), which hold honeypot lines clamped to their truth and
+exist only for rewarded completions of runs posted since:
 
     logit P(zᵢ = +1 | votes) = logit p + Σ_{j voted on i} wⱼ(yᵢⱼ)
     wⱼ(+1) = log αⱼ − log(1 − βⱼ)        wⱼ(−1) = log(1 − αⱼ) − log βⱼ
@@ -105,16 +108,25 @@ class Verdicts:
 
 
 def _two_coin(session: Session, run: AggregationRun) -> dict[int, tuple[float, float]] | None:
-    """annotator id → (α, β) of ``run``; None when it recorded no two-coin parameters."""
+    """annotator id → (α, β) of ``run``; None when it recorded no coins to weigh votes by.
+
+    A one-coin run (``paper``: reliability π only) is the case α = β = π; a majority-vote
+    run's π is agreement with the majority, no weight of its verdict, so it gives None.
+    """
+    if run.method == "mv":
+        return None
     rows = session.execute(
         select(
             AnnotatorReliability.annotator_id,
             AnnotatorReliability.sensitivity,
             AnnotatorReliability.specificity,
+            AnnotatorReliability.reliability,
         ).where(AnnotatorReliability.run_id == run.id)
     ).all()
-    params = {a: (s, p) for a, s, p in rows if a is not None and s is not None and p is not None}
-    return params or None
+    rows = [r for r in rows if r.annotator_id is not None]
+    if rows and all(r.sensitivity is not None and r.specificity is not None for r in rows):
+        return {r.annotator_id: (r.sensitivity, r.specificity) for r in rows}
+    return {r.annotator_id: (r.reliability, r.reliability) for r in rows} or None
 
 
 def verdicts(session: Session, votes: Votes) -> Verdicts:
