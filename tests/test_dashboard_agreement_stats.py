@@ -19,6 +19,7 @@ from crlhf_store.db import Database
 from crlhf_store.errors import Invalid, NotFound
 from crlhf_store.honeypots import mint_from_line
 from crlhf_store.models import Annotator, Completion, Honeypot
+from crlhf_store.tokens import create_annotator
 from crlhf_trainer.simulate import simulate_crowd
 from dashboard.crowd_db import LINES, CrowdDb, fill_db
 from sqlalchemy import func, select
@@ -312,3 +313,44 @@ def test_mint_from_line(db: Database, filled: CrowdDb) -> None:
         with pytest.raises(error, match=message), db.writing() as s:
             mint_from_line(s, **kwargs)  # type: ignore[arg-type]
     assert honeypots() == before + 1
+
+
+def test_a_minted_honeypot_is_never_served_to_who_saw_its_line(db: Database) -> None:
+    """Its author and its raters would recognise the line; anyone else may get it."""
+    from crlhf_store.review import next_task
+
+    filled = fill_db(db, completions=20, honeypots=4)
+    cid = filled.ids[10]
+    with db.writing() as s:
+        hid, _ = mint_from_line(s, completion_id=cid, line=1, truth=1)
+        who = dict(s.execute(select(Annotator.name, Annotator.id)).all())
+        newcomer = create_annotator(s, name="newcomer") and s.scalar(
+            select(Annotator.id).where(Annotator.name == "newcomer")
+        )
+    raters = {
+        filled.names[a]
+        for a, i in zip(filled.labels.annotator_idx, filled.labels.item_idx, strict=True)
+        if i // LINES == 10
+    }
+    assert raters
+
+    def served(annotator_id: int) -> set:  # type: ignore[type-arg]
+        got = set()
+        with db.writing() as s:
+            for _ in range(40):
+                task = next_task(
+                    s,
+                    annotator_id=annotator_id,
+                    redundancy=99,
+                    honeypot_rate=1.0,
+                    honeypot_rate_new=1.0,
+                    honeypot_warmup=0,
+                )
+                if task is None:
+                    break
+                got.add(task.completion_id)
+        return got
+
+    for name in [*raters, "author"]:
+        assert hid not in served(who[name]), name
+    assert hid in served(newcomer)  # type: ignore[arg-type]

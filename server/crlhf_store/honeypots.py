@@ -3,7 +3,8 @@
 Imported as JSONL (see the README), or minted from one line of a real completion whose
 truth an admin confirmed (:func:`mint_from_line`, the dashboard's disagreement list): the
 honeypot is that line as ``text`` with the completion's prompt and the lines above it as
-``prompt``, so it reads to an annotator like any completion of one line.
+``prompt``, so it reads to an annotator like any completion of one line. Whoever wrote or
+rated that completion is never served it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from crlhf_contract.schemas import HoneypotIn, completion_lines
 from pydantic import ValidationError
@@ -18,7 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from crlhf_store.errors import Invalid, NotFound
-from crlhf_store.models import Completion, Honeypot
+from crlhf_store.models import Completion, Honeypot, LineRating, ReviewAssignment
 from crlhf_store.strictjson import NotStorable, check_storable
 
 
@@ -144,4 +146,32 @@ def mint_from_line(
         )
     )
     assert cid is not None
+    if imported:
+        _seen_already(session, source=completion, honeypot=cid)
     return cid, bool(imported)
+
+
+def _seen_already(session: Session, *, source: Completion, honeypot: uuid.UUID) -> None:
+    """Whoever wrote or rated the source completion would know the minted line (and that
+    it came back as a honeypot): record it as seen by them, a task given back at once, so
+    the review queue never serves it to them."""
+    raters = set(
+        session.scalars(
+            select(LineRating.annotator_id).where(LineRating.completion_id == source.id)
+        )
+    )
+    if source.annotator_id is not None:
+        raters.add(source.annotator_id)
+    now = datetime.now(UTC)
+    session.add_all(
+        ReviewAssignment(
+            id=uuid.uuid4(),
+            annotator_id=a,
+            completion_id=honeypot,
+            created_at=now,
+            expires_at=now,
+            released_at=now,
+        )
+        for a in sorted(raters)
+    )
+    session.flush()
