@@ -386,16 +386,19 @@ async def test_a_real_lsp_loads_only_what_the_key_signed(tmp_path: Path, live_st
     }
     async with lsp_session(settings) as client:
         _publish(live_store, _folder(tmp_path, "u1"), "unsigned1")
-        assert await command(client, "crlhf.checkAdapter") == {"version": None, "swapped": False}
+        version, swapped, outcome, message = await _check(client)
+        assert (version, swapped, outcome) == (None, False, "refused")
+        assert message.startswith("unsigned1 refused: ") and "not signed" in message
         assert any("not signed" in m.message for m in client.log_messages)
 
         _publish(live_store, _folder(tmp_path, "o1", 1), "other1", signing_key=other)
-        assert await command(client, "crlhf.checkAdapter") == {"version": None, "swapped": False}
+        assert (await _check(client))[:3] == (None, False, "refused")
         assert any("does not match" in m.message for m in client.log_messages)
 
         _publish(live_store, _folder(tmp_path, "s1", 2), "signed1", signing_key=private)
-        swapped = await command(client, "crlhf.checkAdapter")
-        assert swapped == {"version": "signed1", "swapped": True}
+        version, swapped, outcome, message = await _check(client)
+        assert (version, swapped, outcome) == ("signed1", True, "loaded")
+        assert message.startswith("adapter signed1 loaded in ")
         status = await wait_until(lambda: _status_with(client, "signed1"))
         assert status["adapterVersion"] == "signed1"
 
@@ -437,3 +440,9 @@ async def test_an_insecure_store_in_the_environment_is_not_used(tmp_path: Path) 
     async with lsp_session(settings, env=env) as client:
         await wait_until(lambda: any("plain http" in m.message for m in client.messages))
         assert (await request(client, "crlhf/status"))["storeReachable"] is None
+
+
+async def _check(client) -> tuple[str | None, bool, str, str]:  # type: ignore[no-untyped-def]
+    """``crlhf.checkAdapter``'s answer: (version, swapped, outcome, message)."""
+    answer = await command(client, "crlhf.checkAdapter")
+    return answer["version"], answer["swapped"], answer["outcome"], answer["message"]

@@ -69,7 +69,15 @@ async def test_adapter_hot_swap_during_completions_and_refusals(
         _publish(
             live_store, _misfit(make_tiny_adapter(tiny_model, tmp_path / "v2")), "v2", tiny_model
         )
-        assert await command(client, "crlhf.checkAdapter") == {"version": "v1", "swapped": False}
+        checked = await command(client, "crlhf.checkAdapter")
+        assert (checked["version"], checked["swapped"], checked["outcome"]) == (
+            "v1",
+            False,
+            "refused",
+        )
+        assert checked["message"].startswith("v2 refused: ") and checked["message"].endswith(
+            "using v1"
+        )
         assert any("adapter v2 refused" in m.message for m in client.log_messages)
 
         # One whose files were damaged in the store: the checksum fails, v1 stays.
@@ -77,7 +85,14 @@ async def test_adapter_hot_swap_during_completions_and_refusals(
             live_store, make_tiny_adapter(tiny_model, tmp_path / "v3", seed=3), "v3", tiny_model
         )
         _damage_weights(live_store.data_dir / "adapters", "v3")
-        assert await command(client, "crlhf.checkAdapter") == {"version": "v1", "swapped": False}
+        checked = await command(client, "crlhf.checkAdapter")
+        assert (checked["version"], checked["swapped"], checked["outcome"]) == (
+            "v1",
+            False,
+            "refused",
+        )
+        # What the user reads: which version, and that its checksum failed.
+        assert checked["message"].startswith("v3 refused: ") and "sha256" in checked["message"]
         assert any("adapter v3 refused" in m.message for m in client.log_messages)
         [item] = await inline(client, URI, 4, 4)
         assert item.insert_text.strip()
@@ -86,7 +101,14 @@ async def test_adapter_hot_swap_during_completions_and_refusals(
         _publish(
             live_store, make_tiny_adapter(tiny_model, tmp_path / "v4", seed=4), "v4", tiny_model
         )
-        assert await command(client, "crlhf.checkAdapter") == {"version": "v4", "swapped": True}
+        checked = await command(client, "crlhf.checkAdapter")
+        assert (checked["version"], checked["swapped"], checked["outcome"]) == (
+            "v4",
+            True,
+            "loaded",
+        )
+        assert checked["message"].startswith("adapter v4 loaded in ")
+        assert (await command(client, "crlhf.checkAdapter"))["message"] == "already on v4"
         assert (await request(client, "crlhf/status"))["adapterVersion"] == "v4"
 
 

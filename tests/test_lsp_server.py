@@ -95,14 +95,19 @@ async def test_completion_typed_through_cancellation_and_bad_input(
         assert (await command(client, "crlhf.toggleEnabled"))["enabled"] is False
         assert await inline(client, URI, 5, 4) == []
         status = await request(client, "crlhf/status")
+        assert status.pop("lastLatencyMs") > 0  # the last suggestion's, in ms
         assert status == {
             "model": str(tiny_model),
+            "modelLoading": False,
             "adapterVersion": None,
+            "adapterPublished": None,
             "outboxPending": 0,
             "outboxSetAside": 0,
             "storeReachable": None,
             "storeProblem": None,
+            "tokenRefused": False,
             "enabled": False,
+            "generating": False,
         }
 
 

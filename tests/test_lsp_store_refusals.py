@@ -52,8 +52,11 @@ async def _status_when(client, **expected):  # type: ignore[no-untyped-def]
 
 
 async def _unreachable_with(client, pending: int):  # type: ignore[no-untyped-def]
-    """The status once the new token's first try met the stopped store."""
-    status = await _status_when(client, storeReachable=False, outboxPending=pending)
+    """The status once the new token's first try met the stopped store (down: no longer
+    "token refused")."""
+    status = await _status_when(
+        client, storeReachable=False, outboxPending=pending, tokenRefused=False
+    )
     return status if status and status["storeProblem"].startswith("store unreachable") else None
 
 
@@ -69,6 +72,7 @@ async def test_a_refused_token_loses_nothing_and_set_aside_rows_can_be_requeued(
         assert (await command(client, "crlhf.rate", unknown, 0, -1))["rated"] == 1
         status = await wait_until(lambda: _status_when(client, storeReachable=False), timeout=60)
         assert status["storeProblem"].startswith("token refused")
+        assert status["tokenRefused"] is True  # the status bar says "token refused", not offline
         assert (status["outboxPending"], status["outboxSetAside"]) == (33, 0)
         await wait_until(lambda: any("token refused" in m.message for m in client.messages))
         assert sum(_labels(live_store).values()) == 0
@@ -84,7 +88,7 @@ async def test_a_refused_token_loses_nothing_and_set_aside_rows_can_be_requeued(
             lambda: _status_when(client, outboxPending=0, outboxSetAside=1, storeReachable=True),
             timeout=30,
         )
-        assert status["storeProblem"] is None
+        assert status["storeProblem"] is None and status["tokenRefused"] is False
         assert _labels(live_store) == Counter((cid, 0, 1) for cid in ids)
         [aside] = await command(client, "crlhf.setAside")
         assert aside["kind"] == "rating" and aside["reason"].startswith("422")

@@ -13,6 +13,7 @@ export const M_STATUS_CHANGED = "crlhf/statusChanged";
 // workspace/executeCommand commands of crlhf-lsp.
 export const CMD_ACCEPTED = "crlhf.accepted";
 export const CMD_CHECK_ADAPTER = "crlhf.checkAdapter";
+export const CMD_CHECK_TOKEN = "crlhf.checkToken";
 export const CMD_NEXT_REVIEW_TASK = "crlhf.nextReviewTask";
 export const CMD_RATE = "crlhf.rate";
 export const CMD_REQUEUE = "crlhf.requeue";
@@ -26,10 +27,17 @@ export interface AdapterChanged {
   seconds: number;
 }
 
-/** The answer of `crlhf.checkAdapter`. */
+/** The answer of `crlhf.checkAdapter`: what the check did, said for the user. */
 export interface AdapterCheck {
+  /** the adapter in use after the check; null: the base model */
   version: string | null;
   swapped: boolean;
+  /** loaded | current | none | refused | unreachable | no-store */
+  outcome: string;
+  /** the registry's latest version, when the store answered */
+  latest: string | null;
+  /** one line: "adapter v4 loaded", "already on v3", "v5 refused: …" */
+  message: string;
 }
 
 /** The answer of `crlhf.requeue`: how many set-aside rows wait to be sent again. */
@@ -67,8 +75,12 @@ export interface SetAsideRow {
 /** What the status bar shows: `crlhf/status` answers it, `crlhf/statusChanged` pushes it. */
 export interface Status {
   model: string | null;
+  /** the model is being loaded: nothing to complete with yet */
+  modelLoading: boolean;
   /** null: the base model */
   adapterVersion: string | null;
+  /** false: the store has none yet; null: not asked yet */
+  adapterPublished: boolean | null;
   /** completions, events and ratings not yet stored */
   outboxPending: number;
   /** rows the store rejected as rows: crlhf.requeue sends them again */
@@ -77,5 +89,22 @@ export interface Status {
   storeReachable: boolean | null;
   /** why the store cannot take rows now ("token refused …") */
   storeProblem: string | null;
+  /** the store answered 401 or 403: the token, not the network */
+  tokenRefused: boolean;
   enabled: boolean;
+  /** a completion request is waiting for the model */
+  generating: boolean;
+  /** ms from the last suggestion's request to its text */
+  lastLatencyMs: number | null;
+}
+
+/** The answer of `crlhf.checkToken`: whom the store knows the token as. */
+export interface TokenCheck {
+  signedIn: boolean;
+  /** the store's name for the token's annotator */
+  annotator: string | null;
+  /** the store answered 401 or 403: the token, not the network */
+  refused: boolean;
+  /** one line: "signed in as alice", "token refused (401) …", "store unreachable …" */
+  message: string;
 }

@@ -17,6 +17,7 @@ name                                   direction     payload
 ``crlhf.rate``                         command       ``(completionId, line, vote)`` triples
 ``crlhf.nextReviewTask``               command       → :class:`ReviewTaskPayload` or null
 ``crlhf.checkAdapter``                 command       → :class:`AdapterCheck`
+``crlhf.checkToken``                   command       ``(token?)`` → :class:`TokenCheck`
 ``crlhf.toggleEnabled``                command       ``(enabled?)`` → ``{enabled}``
 ``crlhf.setAside``                     command       → list of :class:`SetAsideRow`
 ``crlhf.requeue``                      command       ``(key?, …)`` → :class:`Requeued`
@@ -30,6 +31,7 @@ from pydantic import BaseModel, ConfigDict
 __all__ = [
     "CMD_ACCEPTED",
     "CMD_CHECK_ADAPTER",
+    "CMD_CHECK_TOKEN",
     "CMD_NEXT_REVIEW_TASK",
     "CMD_RATE",
     "CMD_REQUEUE",
@@ -48,6 +50,7 @@ __all__ = [
     "ReviewTaskPayload",
     "SetAsideRow",
     "Status",
+    "TokenCheck",
 ]
 
 M_STATUS = "crlhf/status"
@@ -61,6 +64,7 @@ CMD_ACCEPTED = "crlhf.accepted"
 CMD_RATE = "crlhf.rate"
 CMD_NEXT_REVIEW_TASK = "crlhf.nextReviewTask"
 CMD_CHECK_ADAPTER = "crlhf.checkAdapter"
+CMD_CHECK_TOKEN = "crlhf.checkToken"
 CMD_TOGGLE_ENABLED = "crlhf.toggleEnabled"
 CMD_SET_ASIDE = "crlhf.setAside"
 CMD_REQUEUE = "crlhf.requeue"
@@ -69,6 +73,7 @@ COMMANDS = (
     CMD_RATE,
     CMD_NEXT_REVIEW_TASK,
     CMD_CHECK_ADAPTER,
+    CMD_CHECK_TOKEN,
     CMD_TOGGLE_ENABLED,
     CMD_SET_ASIDE,
     CMD_REQUEUE,
@@ -83,12 +88,17 @@ class Status(_Payload):
     """What the status bar shows: ``crlhf/status`` answers it, ``crlhf/statusChanged`` pushes it."""
 
     model: str | None = None
+    modelLoading: bool = False  # the model is being loaded: nothing to complete with yet
     adapterVersion: str | None = None  # None: the base model
+    adapterPublished: bool | None = None  # false: the store has none yet; None: not asked yet
     outboxPending: int = 0  # completions, events and ratings not yet stored
     outboxSetAside: int = 0  # rows the store rejected as rows: crlhf.requeue sends them again
     storeReachable: bool | None = None  # None: not known yet
     storeProblem: str | None = None  # why the store cannot take rows now ("token refused …")
+    tokenRefused: bool = False  # the store answered 401 or 403: the token, not the network
     enabled: bool = True
+    generating: bool = False  # a completion request is waiting for the model
+    lastLatencyMs: int | None = None  # ms from the last suggestion's request to its text
 
 
 class AdapterChanged(_Payload):
@@ -100,10 +110,22 @@ class AdapterChanged(_Payload):
 
 
 class AdapterCheck(_Payload):
-    """The answer of ``crlhf.checkAdapter``."""
+    """The answer of ``crlhf.checkAdapter``: what the check did, said for the user."""
 
-    version: str | None
+    version: str | None  # the adapter in use after the check; None: the base model
     swapped: bool
+    outcome: str  # loaded | current | none | refused | unreachable | no-store
+    latest: str | None = None  # the registry's latest version, when the store answered
+    message: str = ""  # one line: "adapter v4 loaded", "already on v3", "v5 refused: …"
+
+
+class TokenCheck(_Payload):
+    """The answer of ``crlhf.checkToken``: whom the store knows the token as."""
+
+    signedIn: bool
+    annotator: str | None = None  # the store's name for the token's annotator
+    refused: bool = False  # the store answered 401 or 403: the token, not the network
+    message: str  # one line: "signed in as alice", "token refused (401) …", "store unreachable …"
 
 
 class SetAsideRow(_Payload):

@@ -45,6 +45,17 @@ class Swapped:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Checked:
+    """What one check did, said for the user (``crlhf.checkAdapter`` answers it)."""
+
+    outcome: str  # loaded | current | none | refused | unreachable | no-store
+    version: str | None  # the adapter in use after the check; None: the base model
+    latest: str | None  # the registry's latest version, when the store answered
+    message: str
+    swapped: Swapped | None = None
+
+
 class AdapterManager:
     def __init__(
         self,
@@ -57,6 +68,7 @@ class AdapterManager:
         wants_files: Callable[[], bool] = lambda: True,
         base_model: Callable[[], str] = lambda: "",
         public_key: Callable[[], str] = lambda: "",
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.client = client
@@ -66,8 +78,12 @@ class AdapterManager:
         self.wants_files = wants_files
         self.base_model = base_model
         self.public_key = public_key
+        self.on_change = on_change
         self.current: str | None = None
-        self.refused: set[str] = set()
+        self.published: bool | None = None
+        """Whether the registry has an adapter (None until it answered once)."""
+        self.refused: dict[str, str] = {}
+        """Versions refused, and why: not tried again until the registry names another."""
         self.poll_seconds = 0.0
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -97,27 +113,51 @@ class AdapterManager:
 
     def check(self) -> Swapped | None:
         """Load the registry's latest adapter if it is new; what was swapped, if anything."""
+        return self.check_now().swapped
+
+    def check_now(self) -> Checked:
+        """Load the registry's latest adapter if it is new; what happened, for the user."""
         with self._lock:
             client = self.client()
             if client is None:
-                return None
+                return self._checked("no-store", None, "no store is set (crlhf.storeUrl)")
             try:
                 latest = client.latest_adapter()
             except StoreError as exc:
                 self.log(f"crlhf: could not ask the store for adapters: {exc}", False)
-                return None
-            if latest is None or latest.version == self.current or latest.version in self.refused:
-                return None
+                return self._checked("unreachable", None, f"could not ask the store: {exc}")
+            self._set_published(latest is not None)
+            if latest is None:
+                return self._checked("none", None, "no adapter published yet")
+            version = latest.version
+            if version == self.current:
+                return self._checked("current", version, f"already on {version}")
+            if version in self.refused:
+                return self._checked("refused", version, self._refusal(version))
             try:
-                return self._install(client, latest)
+                swapped = self._install(client, latest)
             except (AdapterError, StoreError, OSError, ValueError) as exc:
-                self.refused.add(latest.version)
-                self.log(
-                    f"crlhf: adapter {latest.version} refused, keeping "
-                    f"{self.current or 'the base model'}: {exc}",
-                    True,
-                )
-                return None
+                self.refused[version] = str(exc)
+                keeping = self.current or "the base model"
+                self.log(f"crlhf: adapter {self._refusal(version)}; keeping {keeping}", True)
+                return self._checked("refused", version, self._refusal(version))
+            message = f"adapter {version} loaded in {swapped.seconds * 1000:.0f} ms"
+            return self._checked("loaded", version, message, swapped)
+
+    def _checked(
+        self, outcome: str, latest: str | None, message: str, swapped: Swapped | None = None
+    ) -> Checked:
+        if outcome not in ("loaded", "current"):
+            message += f"; using {self.current or 'the base model'}"
+        return Checked(outcome, self.current, latest, message, swapped)
+
+    def _refusal(self, version: str) -> str:
+        return f"{version} refused: {self.refused[version]}"
+
+    def _set_published(self, published: bool) -> None:
+        if published != self.published:
+            self.published = published
+            self.on_change()
 
     def _install(self, client: StoreClient, adapter: AdapterOut) -> Swapped:
         adapter_version(adapter.version)

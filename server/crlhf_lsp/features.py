@@ -10,11 +10,11 @@ Requests ⇢, notifications →, server-to-client ⇠:
 ``textDocument/inlayHint`` ⇢                "👍 rated" / "👎 rated" after rated lines
 ``workspace/executeCommand`` ⇢              ``crlhf.accepted(id)``, ``crlhf.rate(id, line,
                                             vote, …)``, ``crlhf.nextReviewTask()``,
-                                            ``crlhf.checkAdapter()``, ``crlhf.toggleEnabled()``
+                                            ``crlhf.checkAdapter()``, ``crlhf.checkToken(t?)``,
+                                            ``crlhf.toggleEnabled()``,
                                             ``crlhf.setAside()``, ``crlhf.requeue(key?…)``
-``crlhf/status`` ⇢                          ``{model, adapterVersion, outboxPending,
-                                            outboxSetAside, storeReachable, storeProblem,
-                                            enabled}``
+``crlhf/status`` ⇢                          :class:`crlhf_contract.protocol.Status`:
+                                            model, adapter, outbox, store, in flight
 ``crlhf/didShowCompletion`` →               ``{completionId}``
 ``crlhf/didPartiallyAcceptCompletion`` →    ``{completionId, acceptedLength}``
 ``crlhf/statusChanged`` ⇠                   the status, whenever it changes
@@ -30,6 +30,7 @@ from typing import Any
 from crlhf_contract.client import StoreError
 from crlhf_contract.protocol import (
     CMD_CHECK_ADAPTER,
+    CMD_CHECK_TOKEN,
     CMD_NEXT_REVIEW_TASK,
     CMD_REQUEUE,
     CMD_SET_ASIDE,
@@ -37,6 +38,7 @@ from crlhf_contract.protocol import (
     M_DID_PARTIALLY_ACCEPT,
     M_DID_SHOW,
     M_STATUS,
+    AdapterCheck,
     Requeued,
     SetAsideRow,
 )
@@ -49,6 +51,7 @@ from crlhf_lsp.feedback import RATE, parse_rate_args
 from crlhf_lsp.review import next_review_task
 from crlhf_lsp.server import CrlhfServer
 from crlhf_lsp.settings import Settings
+from crlhf_lsp.signin import check_token
 
 
 def register(server: CrlhfServer) -> None:
@@ -190,8 +193,25 @@ def _commands(server: CrlhfServer) -> None:
     @server.command(CMD_CHECK_ADAPTER)
     async def check_adapter(ls: CrlhfServer, *args: Any) -> dict[str, Any]:
         assert ls.adapters is not None
-        swapped = await asyncio.get_running_loop().run_in_executor(ls.io_threads, ls.adapters.check)
-        return {"version": ls.adapters.current, "swapped": swapped is not None}
+        checked = await asyncio.get_running_loop().run_in_executor(
+            ls.io_threads, ls.adapters.check_now
+        )
+        return AdapterCheck(
+            version=checked.version,
+            swapped=checked.swapped is not None,
+            outcome=checked.outcome,
+            latest=checked.latest,
+            message=checked.message,
+        ).model_dump()
+
+    @server.command(CMD_CHECK_TOKEN)
+    async def who_am_i(ls: CrlhfServer, *args: Any) -> dict[str, Any]:
+        """Whom the store knows the token as: the one given, else the settings' token."""
+        token = str(args[0]) if args and args[0] else ls.settings.token
+        checked = await asyncio.get_running_loop().run_in_executor(
+            ls.io_threads, check_token, ls.settings.storeUrl, token
+        )
+        return checked.model_dump()
 
     @server.command(CMD_TOGGLE_ENABLED)
     def toggle(ls: CrlhfServer, *args: Any) -> dict[str, bool]:

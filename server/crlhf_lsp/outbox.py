@@ -112,6 +112,8 @@ class Outbox:
         self.reachable: bool | None = None
         self.problem: str | None = None
         """Why the store cannot take rows now (None when it can, or is not known)."""
+        self.token_refused = False
+        """The store answered 401 or 403: the token is at fault, not the network."""
         self._db = self._open()
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -258,7 +260,7 @@ class Outbox:
                     continue  # the client was replaced mid-flush: the new one goes next
                 if not isinstance(exc, StoreError):
                     log.exception("outbox flush failed")
-                self._set_reachable(False, describe(exc), isinstance(exc, StoreRejected))
+                self._set_unreachable(exc)
                 backoff = min(self.max_delay, max(self.base_delay, self._delay * 2))
                 retry_after = exc.retry_after if isinstance(exc, StoreError) else None
                 self._delay = max(backoff, min(retry_after or 0.0, self.max_delay))
@@ -269,16 +271,17 @@ class Outbox:
                     self._set_reachable(True, None)
                 self._wake.set()  # more may be waiting
             elif self.pending() == 0:
-                self._set_reachable(*self._probe(client))
+                self._probe(client)
 
-    def _probe(self, client: StoreClient) -> tuple[bool, str | None, bool]:
+    def _probe(self, client: StoreClient) -> None:
         """Ask ``/v1/me`` when there is nothing to send: the status then knows the store
         and the token before the first rating (a refused token shows at once)."""
         try:
             client.me()
         except Exception as exc:  # a transport failing in an unexpected way is still "down"
-            return False, describe(exc), isinstance(exc, StoreRejected)
-        return True, None, False
+            self._set_unreachable(exc)
+            return
+        self._set_reachable(True, None)
 
     def flush(self) -> int:
         """Send one batch per kind; the number of rows the store took (new or duplicate).
@@ -389,11 +392,18 @@ class Outbox:
                 SET_ASIDE_CAP,
             )
 
+    def _set_unreachable(self, exc: BaseException) -> None:
+        refused = isinstance(exc, StoreRejected) and exc.status in TOKEN_REFUSED
+        self.token_refused = refused
+        self._set_reachable(False, describe(exc), isinstance(exc, StoreRejected))
+
     def _set_reachable(
         self, reachable: bool, problem: str | None, actionable: bool = False
     ) -> None:
         """Record the store's state for the status; tell the user, once per problem, when
         they can act on it (a refused token or URL). An outage only shows in the status."""
+        if reachable:
+            self.token_refused = False
         if (reachable, problem) != (self.reachable, self.problem):
             self.reachable, self.problem = reachable, problem
             self.on_change()
@@ -411,6 +421,8 @@ class Outbox:
 
 # --- the store's answers --------------------------------------------------------------------
 
+TOKEN_REFUSED = (401, 403)
+"""Answers that judge the token (or the annotator's scope), whatever the network does."""
 PROBLEMS = {
     401: "token refused (401): check the crlhf token setting",
     403: "access forbidden (403): the token lacks the annotator scope, or a proxy refuses it",

@@ -22,6 +22,7 @@ import gc
 import logging
 import sqlite3
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from crlhf_lsp.adapters import AdapterManager, Swapped, timed
 from crlhf_lsp.backends import Backend, create_backend
 from crlhf_lsp.completion import (
     CompletionRecord,
+    Cursor,
     generate,
     read_cursor,
     typed_through,
@@ -54,6 +56,11 @@ from crlhf_lsp.settings import Settings
 __all__ = ["CrlhfServer", "create_server"]
 
 log = logging.getLogger("crlhf_lsp")
+
+STATUS_DELAY = 0.05
+"""Seconds a request's start or end waits before the status is pushed: the changes of that
+time go as one notification, after the answer, and a suggestion quicker than this never
+makes the status bar flicker "generating…"."""
 
 
 class CrlhfServer(LanguageServer):
@@ -74,6 +81,10 @@ class CrlhfServer(LanguageServer):
         self.loop: asyncio.AbstractEventLoop | None = None
         self._adapter_client: StoreClient | None = None
         self._last_status: dict[str, Any] | None = None
+        self._status_timer: asyncio.TimerHandle | None = None
+        self.generating = 0
+        """Completion requests waiting for the model now."""
+        self.last_latency_ms: int | None = None
         self.inline_capable = False
 
     # --- messages to the client (safe from any thread) ---------------------------------
@@ -99,18 +110,34 @@ class CrlhfServer(LanguageServer):
         model = self.settings.model
         if backend is not None and backend.done() and backend.exception() is None:
             model = backend.result().name
+        outbox = self.outbox
         return Status(
             model=model or None,
+            modelLoading=backend is not None and not backend.done(),
             adapterVersion=self.adapters.current if self.adapters else None,
-            outboxPending=self.outbox.pending() if self.outbox else 0,
-            outboxSetAside=self.outbox.set_aside_count() if self.outbox else 0,
-            storeReachable=self.outbox.reachable if self.outbox else None,
-            storeProblem=self.outbox.problem if self.outbox else None,
+            adapterPublished=self.adapters.published if self.adapters else None,
+            outboxPending=outbox.pending() if outbox else 0,
+            outboxSetAside=outbox.set_aside_count() if outbox else 0,
+            storeReachable=outbox.reachable if outbox else None,
+            storeProblem=outbox.problem if outbox else None,
+            tokenRefused=outbox.token_refused if outbox else False,
             enabled=self.settings.enabled,
+            generating=self.generating > 0,
+            lastLatencyMs=self.last_latency_ms,
         ).model_dump()
 
     def status_changed(self) -> None:
         self._soon(self._push_status)
+
+    def _status_soon(self) -> None:
+        """On the event loop: push the status :data:`STATUS_DELAY` from now, once for every
+        change until then. A completion request pays a timer, never a notification."""
+        if self._status_timer is None and self.loop is not None:
+            self._status_timer = self.loop.call_later(STATUS_DELAY, self._push_delayed)
+
+    def _push_delayed(self) -> None:
+        self._status_timer = None
+        self._push_status()
 
     def _push_status(self) -> None:
         status = self.status()
@@ -147,6 +174,7 @@ class CrlhfServer(LanguageServer):
                 wants_files=self._backend_wants_files,
                 base_model=lambda: self.settings.model,
                 public_key=lambda: self.settings.adapterPublicKey,
+                on_change=self.status_changed,
             )
         elif old.adapterPublicKey != new.adapterPublicKey:
             self.adapters.refused.clear()  # judged against another key: judge them again
@@ -286,13 +314,28 @@ class CrlhfServer(LanguageServer):
         rest = typed_through(record, cursor)
         if record is not None and rest is not None:
             return record, rest
+        record = await self._generate(cursor)
+        if record is None:
+            return None
+        self.suggestions[uri] = record
+        self.feedback.remember(record)
+        return record, record.text
+
+    async def _generate(self, cursor: Cursor) -> CompletionRecord | None:
+        """A new suggestion from the model; the status says "generating" meanwhile (when it
+        takes longer than :data:`STATUS_DELAY`) and then how long it took."""
+        uri = cursor.uri
         cancel = threading.Event()
         older = self.cancels.get(uri)
         if older is not None:
             older.set()  # a newer request for the document: the older one stops
         self.cancels[uri] = cancel
+        self.generating += 1
+        self._status_soon()
+        started = time.perf_counter()
         try:
             future = self.backend_future
+            assert future is not None
             # A done future is read directly: wrap_future would cost a loop round trip.
             backend = future.result() if future.done() else await asyncio.wrap_future(future)
             record = await asyncio.get_running_loop().run_in_executor(
@@ -307,11 +350,11 @@ class CrlhfServer(LanguageServer):
         finally:
             if self.cancels.get(uri) is cancel:
                 del self.cancels[uri]
-        if record is None:
-            return None
-        self.suggestions[uri] = record
-        self.feedback.remember(record)
-        return record, record.text
+            self.generating -= 1
+            self._status_soon()
+        if record is not None:
+            self.last_latency_ms = round((time.perf_counter() - started) * 1000)
+        return record
 
     def forget(self, uri: str) -> None:
         """The document was closed."""
