@@ -118,7 +118,7 @@ def test_the_openai_key_is_set_by_a_command_into_secret_storage() -> None:
     secret = re.search(r"OPENAI_KEY_SECRET = \"([\w.]+)\"", SOURCES["settings.ts"])
     assert secret and secret.group(1) in SECRETS
     assert "secrets.get(OPENAI_KEY_SECRET)" in SOURCES["settings.ts"]
-    assert "secrets.store(OPENAI_KEY_SECRET" in SOURCES["extension.ts"]
+    assert "secrets.store(OPENAI_KEY_SECRET" in SOURCES["token.ts"]
 
 
 def test_every_contributed_command_is_registered_and_every_menu_item_exists() -> None:
@@ -132,10 +132,11 @@ def test_every_contributed_command_is_registered_and_every_menu_item_exists() ->
 
 def test_the_status_item_shows_the_set_aside_count() -> None:
     assert "outboxSetAside" in protocol.Status.model_fields
-    text = SOURCES["status.ts"]
+    assert "this.item.text = statusText(" in SOURCES["status.ts"]
+    text = SOURCES["statusText.ts"]
     # The status bar text itself (not only the tooltip) carries the count.
-    line = re.search(r"this\.item\.text = `([^`]*)`", text)
-    assert line, "status.ts sets no item text"
+    line = re.search(r"return `([^`]*to send[^`]*)`", text)
+    assert line, "statusText.ts words no item text"
     aside = re.search(r"const (\w+) = [^;]*outboxSetAside[^;]*;", text)
     assert aside and "${" + aside.group(1) + "}" in line.group(1), line.group(1)
 

@@ -3,11 +3,12 @@
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
 import { type AdapterChanged, type AdapterCheck, CMD_CHECK_ADAPTER, CMD_REQUEUE, M_ADAPTER_CHANGED, type Requeued } from "./protocol";
-import { rateSelection, type Vote } from "./rating";
+import { pickVote, rateSelection, type Vote } from "./rating";
 import { ReviewQueue } from "./review";
 import { ServerStartError, startServer } from "./server";
 import { OPENAI_KEY_SECRET, RESTART_KEYS, serverSettings, TOKEN_SECRET } from "./settings";
 import { StatusBar } from "./status";
+import { setOpenaiApiKey, setStoreToken } from "./token";
 
 let client: LanguageClient | undefined;
 
@@ -58,41 +59,25 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     if (review.isReview(vscode.window.activeTextEditor?.document)) await vscode.commands.executeCommand("workbench.action.closeActiveEditor");
     return review.next();
   });
+  command("crlhf.rateMenu", async () => {
+    const vote = await pickVote();
+    if (vote) await rate(vote)();
+  });
   command("crlhf.checkForAdapter", async () => {
-    if (!client?.isRunning()) return;
+    if (!client?.isRunning()) return void vscode.window.showWarningMessage("crlhf: crlhf-lsp is not running; see 'crlhf: Show the log'.");
     const result = await client.sendRequest<AdapterCheck>("workspace/executeCommand", { command: CMD_CHECK_ADAPTER, arguments: [] });
     log.info(`Adapter check: ${JSON.stringify(result)}`);
-    vscode.window.setStatusBarMessage("crlhf: checked for a new adapter", 4000);
+    // What happened, in words: "adapter v4 loaded", "already on v3", "v5 refused: …".
+    if (["refused", "unreachable", "no-store"].includes(result.outcome)) void vscode.window.showWarningMessage(`crlhf: ${result.message}`);
+    else void vscode.window.showInformationMessage(`crlhf: ${result.message}`);
     void status.refresh();
   });
   command("crlhf.toggleCompletions", async () => {
     const config = vscode.workspace.getConfiguration("crlhf");
     await config.update("enable", !config.get<boolean>("enable", true), vscode.ConfigurationTarget.Global);
   });
-  command("crlhf.setToken", async () => {
-    const token = await vscode.window.showInputBox({
-      title: "crlhf: store token",
-      prompt: "The token `crlhf-store create-annotator NAME` printed. Kept in VS Code's secret storage.",
-      password: true,
-      ignoreFocusOut: true,
-    });
-    if (token === undefined) return;
-    if (token.trim()) await context.secrets.store(TOKEN_SECRET, token.trim());
-    else await context.secrets.delete(TOKEN_SECRET);
-    vscode.window.setStatusBarMessage("crlhf: store token saved", 4000);
-  });
-  command("crlhf.setOpenaiApiKey", async () => {
-    const key = await vscode.window.showInputBox({
-      title: "crlhf: OpenAI-compatible API key",
-      prompt: "The bearer crlhf-lsp sends to crlhf.openaiUrl (openai backend). Kept in VS Code's secret storage; empty removes it.",
-      password: true,
-      ignoreFocusOut: true,
-    });
-    if (key === undefined) return;
-    if (key.trim()) await context.secrets.store(OPENAI_KEY_SECRET, key.trim());
-    else await context.secrets.delete(OPENAI_KEY_SECRET);
-    vscode.window.setStatusBarMessage("crlhf: API key saved", 4000);
-  });
+  command("crlhf.setToken", () => setStoreToken(context.secrets, client));
+  command("crlhf.setOpenaiApiKey", () => setOpenaiApiKey(context.secrets));
   command("crlhf.sendSetAsideAgain", async () => {
     if (!client?.isRunning()) return;
     const { requeued } = await client.sendRequest<Requeued>("workspace/executeCommand", { command: CMD_REQUEUE, arguments: [] });

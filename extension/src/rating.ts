@@ -52,3 +52,14 @@ export async function rateSelection(client: LanguageClient | undefined, vote: Vo
   else void vscode.window.showInformationMessage("crlhf: no line of an accepted completion here to rate.");
   return rated;
 }
+
+const VOTES: Array<vscode.QuickPickItem & { vote: Vote }> = [
+  { label: "👍 crlhf: line is correct", vote: 1 },
+  { label: "👎 crlhf: line is wrong", vote: -1 },
+];
+
+/** 👍 or 👎 from a quick pick: the keyboard's way where the quick-fix key does nothing. */
+export async function pickVote(): Promise<Vote | undefined> {
+  const pick = await vscode.window.showQuickPick(VOTES, { title: "crlhf: rate the selected line(s)" });
+  return pick?.vote;
+}

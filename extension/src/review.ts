@@ -1,6 +1,8 @@
 // The review queue: a review task fetched through crlhf-lsp opens as a read-only virtual
-// document (the end of its prompt, then the completion); the completion's lines are rated
-// with the same quick fixes and keys as accepted completions. Code lenses offer next / skip.
+// document titled "Review task N (language)" (the end of its prompt, then the completion);
+// the completion's lines are rated with the same quick fixes and keys as accepted
+// completions. A read-only editor never runs the quick-fix key (Ctrl+.), so there that key
+// opens crlhf.rateMenu (package.json). Code lenses offer next / skip.
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
 import { type Marked, ReviewDecorations } from "./decorations";
@@ -17,6 +19,7 @@ interface OpenTask extends Marked {
 export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.CodeActionProvider, vscode.CodeLensProvider {
   private readonly tasks = new Map<string, OpenTask>();
   private readonly decorations = new ReviewDecorations();
+  private opened = 0;
 
   constructor(private readonly client: () => LanguageClient | undefined) {}
 
@@ -51,7 +54,10 @@ export class ReviewQueue implements vscode.TextDocumentContentProvider, vscode.C
       void vscode.window.showInformationMessage("crlhf: the review queue is empty. Thank you!");
       return false;
     }
-    const uri = vscode.Uri.from({ scheme: SCHEME, path: `/review-${task.task_id}`, query: task.language });
+    // The path is the tab's title; the task id stays in the query (a honeypot looks the same).
+    this.opened += 1;
+    const path = `/Review task ${this.opened} (${task.language})`;
+    const uri = vscode.Uri.from({ scheme: SCHEME, path, query: task.task_id });
     const prompt = task.prompt.split("\n").slice(-PROMPT_LINES);
     const firstLine = prompt.length - 1;
     const lineCount = task.completion_lines;

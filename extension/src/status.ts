@@ -1,12 +1,11 @@
-// The status bar item: model and adapter, rows to send from the outbox, store reachability.
-// A click opens a quick pick of the main commands.
+// The status bar item: model and adapter (or "loading model…", "generating…"), rows to send
+// from the outbox, the store's state; its words are in statusText.ts. A click opens a quick
+// pick of the main commands.
 import * as vscode from "vscode";
 import type { LanguageClient } from "vscode-languageclient/node";
 import { M_STATUS, M_STATUS_CHANGED, type Status } from "./protocol";
 import { completionsEnabled } from "./settings";
-
-/** What crlhf-lsp answers to `crlhf/status`; {} while it is not known (shown as "?"). */
-type ServerStatus = Partial<Status>;
+import { type ServerStatus, statusText, statusTooltip } from "./statusText";
 
 const MENU: Array<vscode.QuickPickItem & { command: string }> = [
   { label: "$(thumbsup) Rate current line(s) correct", command: "crlhf.rateUp" },
@@ -57,25 +56,8 @@ export class StatusBar implements vscode.Disposable {
       this.item.backgroundColor = new vscode.ThemeColor("statusBarItem.errorBackground");
       return;
     }
-    const model = status.model ? String(status.model).split("/").pop() : "?";
-    const adapter = status.adapterVersion ?? "base";
-    const pending = status.outboxPending ?? "?";
-    const store = status.storeReachable === true ? "$(cloud)" : status.storeReachable === false ? "$(cloud-offline)" : "$(question)";
-    const paused = completionsEnabled() ? "" : "$(circle-slash) ";
-    const aside = status.outboxSetAside ? ` · ${status.outboxSetAside} set aside` : "";
-    this.item.text = `${paused}crlhf ${model}@${adapter} · ${pending} to send${aside} · ${store}`;
-    this.item.tooltip = new vscode.MarkdownString(
-      [
-        `**crlhf** — completions ${completionsEnabled() ? "on" : "off"}`,
-        `model: ${status.model ?? "?"}`,
-        `adapter: ${adapter}`,
-        `to send: ${pending} (completions, events and ratings in the outbox)`,
-        `set aside: ${status.outboxSetAside ?? 0} (rows the store refused as rows; 'crlhf: Send set-aside rows again' re-queues them)`,
-        `store: ${status.storeReachable === true ? "reachable" : status.storeReachable === false ? `unreachable${status.storeProblem ? ` (${status.storeProblem})` : ""}` : "unknown"}`,
-        "",
-        "Click for commands.",
-      ].join("\n\n"),
-    );
+    this.item.text = statusText(status, completionsEnabled());
+    this.item.tooltip = new vscode.MarkdownString(statusTooltip(status, completionsEnabled()));
     this.item.backgroundColor =
       status.storeReachable === false ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
   }
