@@ -257,3 +257,17 @@ def test_mint_a_honeypot_in_one_click(admin: httpx.Client, crowd_store) -> None:
     assert count_honeypots(store) == before + 1 and honeypot_rows(store)[text][1] == [-1]
     # and the honeypots page counts it
     assert f'<dd id="n-honeypots">{before + 1}</dd>' in admin.get("/dashboard/honeypots").text
+
+
+def test_pages_of_an_empty_store(live_store: LiveStore) -> None:
+    with closing(login(live_store.url, live_store.admin_token)) as http:
+        for path in ("/dashboard/agreement", "/dashboard/annotators"):
+            reply = http.get(path)
+            assert reply.status_code == 200 and "No votes yet." in reply.text, path
+        assert "No line has split votes." in http.get("/dashboard/agreement").text
+    with closing(httpx.Client(base_url=live_store.url)) as http:
+        form = http.get("/dashboard/login")
+        data = {"token": live_store.annotator_token, "csrf": page_csrf(form.text)}
+        assert http.post("/dashboard/login", data=data).headers["location"] == "/dashboard/me"
+        me = http.get("/dashboard/me")
+        assert me.status_code == 200 and "No lines of known truth rated yet" in me.text

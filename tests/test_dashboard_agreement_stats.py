@@ -105,6 +105,24 @@ def test_alpha_tells_a_reliable_crowd_from_spammers() -> None:
 # --- on a store ------------------------------------------------------------------------
 
 
+def test_an_empty_store(db: Database) -> None:
+    with db.writing() as s:
+        me = create_annotator(s, name="solo") and s.scalar(select(Annotator.id))
+    with db.reading() as s:
+        agreement = stats_agreement.agreement(s)
+        disputed = stats_disagreement.disagreement(s)
+        calibration = stats_calibration.calibration(s)
+        mine = stats_me.my_stats(s, annotator_id=me, name="solo", redundancy=3)  # type: ignore[arg-type]
+    assert agreement.alpha.alpha is None and agreement.lines == agreement.votes == 0
+    assert agreement.languages == agreement.annotators == agreement.pairs == []
+    assert agreement.verdict_source == disputed.verdict_source == "majority"
+    assert disputed.lines == []
+    assert calibration.lines == 0 and calibration.brier is calibration.ece is None
+    assert [b.n for b in calibration.bins] == [0] * 10
+    assert mine.ratings == mine.honeypot_answers == mine.review_available == 0
+    assert mine.honeypot_accuracy is None and mine.last_active is None
+
+
 def test_alpha_over_the_store_and_per_language(db: Database, filled: CrowdDb) -> None:
     with db.reading() as s:
         data = stats_agreement.agreement(s)
