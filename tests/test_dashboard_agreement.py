@@ -255,6 +255,11 @@ def test_mint_a_honeypot_in_one_click(admin: httpx.Client, crowd_store) -> None:
     again = admin.post("/dashboard/honeypots/mint", data=fields | {"truth": "1"})
     assert again.status_code == 200 and "was a honeypot already" in again.text
     assert count_honeypots(store) == before + 1 and honeypot_rows(store)[text][1] == [-1]
+    # its completion's page marks the line too
+    page = admin.get(f"/dashboard/completions/{fields['completion_id']}").text
+    row = re.search(rf'<tr id="line-{fields["line"]}">.*?</tr>', page, re.S).group(0)  # type: ignore[union-attr]
+    assert '<span class="badge ok">honeypot</span>' in row
+    assert page.count('action="/dashboard/honeypots/mint"') == 3
     # and the honeypots page counts it
     assert f'<dd id="n-honeypots">{before + 1}</dd>' in admin.get("/dashboard/honeypots").text
 

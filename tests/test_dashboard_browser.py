@@ -68,14 +68,14 @@ def test_dashboard_in_chromium(playwright: str, tmp_path: Path) -> None:
         )
         steps = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
         failed = [s for s in steps if not s["ok"]]
-        assert run.returncode == 0 and not failed and len(steps) == 13, (
+        assert run.returncode == 0 and not failed and len(steps) == 14, (
             f"{failed or steps}\n{run.stderr[-3000:]}"
         )
         with store.client(store.admin_token) as admin:
             v2 = next(a for a in admin.list_adapters() if a.version == "v2")
         assert v2.status == "published"
         pages = ("login", "overview", "annotators", "rewards", "adapters", "honeypots")
-        for name in (*pages, "agreement", "agreement-minted", "me"):
+        for name in (*pages, "agreement", "agreement-minted", "completion", "me"):
             assert (ARTIFACTS / f"dashboard-{name}.png").stat().st_size > 10_000
     finally:
         store.stop()

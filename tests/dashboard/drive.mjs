@@ -2,7 +2,8 @@
 // token, opens every page, checks each chart drew (an <svg class="chart"> with marks and a
 // non-zero size), sorts the annotators table by a click, publishes an adapter through the
 // confirmation page, and checks the XSS probe annotator renders as text; on the agreement
-// page mints the most disputed line into a honeypot with one click; logs an annotator in
+// page mints the most disputed line into a honeypot with one click and opens a disputed
+// line's completion; logs an annotator in
 // and checks they land on their own page and are refused an admin one. A screenshot per
 // step into ARTIFACTS.
 // Input (environment): URL, TOKEN, ARTIFACTS, PLAYWRIGHT (module path), XSS (the probe name),
@@ -137,6 +138,18 @@ try {
     await shot("agreement-minted");
     const ok = message.includes("is now honeypot") && message.includes("wrong") && after === before + 1;
     return { ok, message, code, before, after };
+  });
+
+  await step("completion-page", async () => {
+    await page.goto(`${url}/dashboard/agreement`);
+    const link = page.locator("#disputed a.completion").first();
+    const href = await link.getAttribute("href");
+    await Promise.all([page.waitForURL(/\/dashboard\/completions\//), link.click()]);
+    const rows = await page.locator("#lines tbody tr").count();
+    const target = href.split("#")[1];
+    const shown = await page.locator(`#${target}`).count();
+    await shot("completion");
+    return { ok: rows === 4 && shown === 1, rows, href };
   });
 
   await step("annotator-own-page", async () => {

@@ -82,11 +82,13 @@ def completion(completion_id: str, store: StoreDep, admin: AdminDep) -> Response
             )
             .group_by(LineRating.line, LineRating.label)
         ).all()
+        texts = completion_lines(row.text)
+        done = honeypot_store.minted(
+            session, [honeypot_store.line_honeypot(row, i) for i in range(len(texts))]
+        )
     up = {line: n for line, label, n in votes if label > 0}
     down = {line: n for line, label, n in votes if label < 0}
-    lines = [
-        (i, text, up.get(i, 0), down.get(i, 0)) for i, text in enumerate(completion_lines(row.text))
-    ]
+    lines = [(i, text, up.get(i, 0), down.get(i, 0), done[i]) for i, text in enumerate(texts)]
     return render("completion.html", admin=admin, page="agreement", completion=row, lines=lines)
 
 
