@@ -1,11 +1,13 @@
 """The VS Code extension in a real VS Code: code-server driven by playwright-core in chromium.
 
 Builds and installs the .vsix into a fresh profile, starts a real store and code-server on
-127.0.0.1, then ``tests/vscode/drive.mjs`` types in a Python file, accepts crlhf-lsp's ghost
-text (tiny test model), rates one accepted line 👎 through the lightbulb and one 👍 through the
-keybinding, checks the status bar and its menu, rates a two-line review task both ways, and
-points ``crlhf.pythonPath`` at nothing to see the actionable error; this test then checks
-that every rating reached the store. ``npm test`` (lint + type-check) runs here too.
+127.0.0.1, then ``tests/vscode/drive.mjs`` sets the token (and is told who it is), types in a
+Python file, accepts crlhf-lsp's ghost text (tiny test model), rates one accepted line 👎
+through the lightbulb and one 👍 through the keybinding, checks the status bar, its tooltip
+(the last latency) and its menu, checks for an adapter (none published), rates a two-line
+review task with Ctrl+. and the keys, and points ``crlhf.pythonPath`` at nothing to see the
+actionable error; this test then checks that every rating reached the store. ``npm test``
+(lint + type-check) runs here too.
 Screenshots land in ``artifacts/vscode-e2e/``. ``tests/vscode/setup.sh`` installs the
 toolchain (chromium, Node 24, code-server, playwright-core) once and caches it outside the repo.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -292,14 +295,19 @@ def test_vscode_end_to_end(
                 PLAYWRIGHT=str(toolchain / "tools/node_modules/playwright-core"),
             )
             print(f"browser scenario: {time.monotonic() - started:.1f} s")
+        report = {step["step"]: step for step in steps}
         # The status item counts the row the store once refused (issue 14).
-        (status,) = [step for step in steps if step["step"] == "status-bar"]
+        status = report["status-bar"]
         assert "1 set aside" in status["text"], status
+        # Issue 17: who the token is, the last latency, and what an adapter check did.
+        assert "signed in as alice" in report["set-token"]["signedIn"], report["set-token"]
+        assert re.search(r"last completion: \d+ ms", status["tooltip"]), status
+        assert "no adapter published yet" in report["check-adapter"]["message"], report
     finally:
         (artifacts / "store.log").write_text(live_store.log())
 
     own, task = _ratings(live_store, review_completion, artifacts)
     # 👎 on the accepted completion's first line (lightbulb), 👍 on its last (keys).
     assert (0, -1) in own and any(label == 1 for _, label in own), own
-    # The review task: line 0 👍 (lightbulb), line 1 👎 (keys).
+    # The review task: line 0 👍 (Ctrl+.), line 1 👎 (keys).
     assert task == {(0, 1), (1, -1)}, task

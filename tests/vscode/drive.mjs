@@ -1,8 +1,10 @@
 // Drives a real VS Code (code-server) in Debian's chromium through the crlhf scenario:
-// set the token, open a Python file, type, see crlhf-lsp's ghost text, accept it with Tab,
-// rate an accepted line 👎 through the lightbulb and another 👍 through the keybinding,
-// open the status bar menu, open a review task and rate it, then point crlhf.pythonPath at
-// nothing and expect an actionable error. A screenshot per step.
+// set the token ("signed in as alice"), open a Python file, type, see crlhf-lsp's ghost
+// text, accept it with Tab, rate an accepted line 👎 through the lightbulb and another 👍
+// through the keybinding, read the status item (and the last latency in its tooltip), open
+// its menu, check for an adapter (none published), open a review task and rate it with
+// Ctrl+. and the keys, then point crlhf.pythonPath at nothing and expect an actionable
+// error. A screenshot per step.
 // Input (environment): CS_URL, WORKSPACE, FILE, TOKEN, ARTIFACTS, SETTINGS (user settings.json),
 // PLAYWRIGHT (module path).
 // Output: one JSON line per step on stdout ({"step", "ok", ...}); exit code 0 when all passed.
@@ -119,6 +121,13 @@ await step("set-token", async () => {
   await screenshot("set-token");
   await page.keyboard.press("Enter");
   await page.locator(".quick-input-widget").waitFor({ state: "hidden" });
+  // crlhf-lsp asked the store's /v1/me with it: the user is told who they are.
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "signed in as" }).first();
+  await toast.waitFor({ timeout: 60_000 * slow });
+  const signedIn = await toast.innerText();
+  await screenshot("signed-in");
+  await page.keyboard.press("Escape");
+  return { signedIn };
 });
 
 let typedLine = 0; // 1-based line of the typed function header
@@ -172,19 +181,41 @@ await step("status-bar", async () => {
   const item = page.locator(".statusbar-item", { hasText: "set aside" }).first();
   await item.waitFor({ timeout: 20_000 * slow });
   const text = await item.innerText();
+  // The tooltip says how long the last completion took (crlhf-lsp pushed it).
+  await item.hover();
+  const hover = page.locator(".workbench-hover, .monaco-hover", { hasText: "last completion" }).first();
+  await hover.waitFor({ timeout: 20_000 * slow });
+  const tooltip = await hover.innerText();
+  await screenshot("status-bar-tooltip");
   await item.click();
   await page.locator(".quick-input-widget", { hasText: "review queue" }).waitFor();
   await screenshot("status-bar-menu");
   await page.keyboard.press("Escape");
-  return { text };
+  return { text, tooltip };
+});
+
+await step("check-adapter", async () => {
+  await palette("crlhf: Check for a new adapter");
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "crlhf:" }).first();
+  await toast.waitFor({ timeout: 30_000 * slow });
+  const message = await toast.innerText();
+  await screenshot("check-adapter");
+  await page.keyboard.press("Escape");
+  return { message };
 });
 
 await step("review-task", async () => {
   await palette("crlhf: Open the review queue");
-  await page.locator(".tabs-container .tab.active", { hasText: "review-" }).waitFor({ timeout: 60_000 * slow });
+  const tab = page.locator(".tabs-container .tab.active", { hasText: "Review task 1 (python)" });
+  await tab.waitFor({ timeout: 60_000 * slow });
   await sleep(1_000);
   await screenshot("review-task");
-  const ok = await quickFix("line is correct", "review-lightbulb");
+  // The document is read-only, where the quick-fix key does nothing: Ctrl+. asks 👍/👎.
+  await page.keyboard.press("Control+Period");
+  const pick = page.locator(".quick-input-widget .monaco-list-row", { hasText: "line is correct" }).first();
+  await pick.waitFor({ timeout: 20_000 * slow });
+  await screenshot("review-ctrl-period");
+  await pick.click();
   await page.locator(".statusbar-item", { hasText: "rated 1 review line(s) 👍" }).first().waitFor({ timeout: 20_000 * slow });
   // The task's second line (document line 3, under a one-line prompt) 👎 through the keys.
   await gotoLine(3);
@@ -192,7 +223,7 @@ await step("review-task", async () => {
   await page.keyboard.press("Control+Alt+ArrowDown");
   await page.locator(".statusbar-item", { hasText: "rated 1 review line(s) 👎" }).first().waitFor({ timeout: 20_000 * slow });
   await screenshot("review-rated");
-  return { ok };
+  return { title: await tab.innerText() };
 });
 
 await step("server-cannot-start", async () => {
