@@ -57,10 +57,11 @@ __all__ = ["CrlhfServer", "create_server"]
 
 log = logging.getLogger("crlhf_lsp")
 
-STATUS_DELAY = 0.05
-"""Seconds a request's start or end waits before the status is pushed: the changes of that
-time go as one notification, after the answer, and a suggestion quicker than this never
-makes the status bar flicker "generating…"."""
+STATUS_DELAY = 0.15
+"""Seconds without a completion request starting or ending before the status they changed
+is pushed: while the user types, requests come closer than this and nothing is pushed
+between them (the push would cost the next answer its time); a suggestion quicker than this
+never makes the status bar flicker "generating…", a slower one shows it after this long."""
 
 
 class CrlhfServer(LanguageServer):
@@ -130,10 +131,13 @@ class CrlhfServer(LanguageServer):
         self._soon(self._push_status)
 
     def _status_soon(self) -> None:
-        """On the event loop: push the status :data:`STATUS_DELAY` from now, once for every
-        change until then. A completion request pays a timer, never a notification."""
-        if self._status_timer is None and self.loop is not None:
-            self._status_timer = self.loop.call_later(STATUS_DELAY, self._push_delayed)
+        """On the event loop: push the status once no request has started or ended for
+        :data:`STATUS_DELAY`. A completion request pays a timer, never a notification."""
+        if self.loop is None:
+            return
+        if self._status_timer is not None:
+            self._status_timer.cancel()
+        self._status_timer = self.loop.call_later(STATUS_DELAY, self._push_delayed)
 
     def _push_delayed(self) -> None:
         self._status_timer = None
