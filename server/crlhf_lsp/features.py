@@ -58,6 +58,7 @@ def register(server: CrlhfServer) -> None:
     _lifecycle(server)
     _completion(server)
     _feedback(server)
+    _store_commands(server)
     _commands(server)
 
 
@@ -173,7 +174,9 @@ def _feedback(server: CrlhfServer) -> None:
         return {"rated": ls.feedback.rate(parse_rate_args(args))}
 
 
-def _commands(server: CrlhfServer) -> None:
+def _store_commands(server: CrlhfServer) -> None:
+    """Commands that ask the store something now, on an I/O thread."""
+
     @server.command(CMD_NEXT_REVIEW_TASK)
     async def review(ls: CrlhfServer, *args: Any) -> dict[str, Any] | None:
         client = ls.store_client()
@@ -213,6 +216,8 @@ def _commands(server: CrlhfServer) -> None:
         )
         return checked.model_dump()
 
+
+def _commands(server: CrlhfServer) -> None:
     @server.command(CMD_TOGGLE_ENABLED)
     def toggle(ls: CrlhfServer, *args: Any) -> dict[str, bool]:
         enabled = bool(args[0]) if args else not ls.settings.enabled
