@@ -39,6 +39,7 @@ from crlhf_contract.digest import (
     folder_digest,
     safe_extract,
 )
+from crlhf_contract.retention import RetentionExport
 from crlhf_contract.schemas import (
     AdapterArtifact,
     AdapterOut,
@@ -243,6 +244,11 @@ class StoreClient:
         params: dict[str, Any] = {"limit": limit} | ({"after": after} if after else {})
         response = self._request("GET", "/v1/completions/export", params=params)
         return self._parse(CompletionExport, response)
+
+    def export_retention(self, after: str | None = None, limit: int = 5000) -> RetentionExport:
+        params: dict[str, Any] = {"limit": limit} | ({"after": after} if after else {})
+        response = self._request("GET", "/v1/retention/export", params=params)
+        return self._parse(RetentionExport, response)
 
     def post_aggregation_run(self, run: AggregationRunIn) -> AggregationRunOut:
         body = run.model_dump(mode="json")

@@ -16,6 +16,7 @@ POST /v1/ratings                      :class:`RatingBatch`       :class:`Stored`
 GET  /v1/review/next                  —                          :class:`ReviewTask` or 204
 GET  /v1/labels/export                ?after=&limit=             :class:`LabelExport`
 GET  /v1/completions/export           ?after=&limit=             :class:`CompletionExport`
+GET  /v1/retention/export             ?after=&limit=             :class:`RetentionExport`
 POST /v1/aggregation-runs             :class:`AggregationRunIn`  :class:`AggregationRunOut`
 GET  /v1/aggregation-runs             ?limit=                    list[:class:`AggregationRunOut`]
 POST /v1/adapters                     multipart (see below)      :class:`AdapterOut`
@@ -47,8 +48,16 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from crlhf_contract.retention import (
+    MAX_AFTER_S,
+    MAX_RETAINED_LINES,
+    RetainedLine,
+)
+
 Scope = Literal["annotator", "trainer", "admin"]
-EventKind = Literal["shown", "accepted", "partial", "dismissed"]
+EventKind = Literal["shown", "accepted", "partial", "dismissed", "retained"]
+"""``retained``: what became of the accepted lines, ``after_s`` seconds on
+(:mod:`crlhf_contract.retention`)."""
 AdapterStatus = Literal["candidate", "published", "retired"]
 AnnotatorFlag = Literal["ok", "spammer", "adversary"]
 Label = Literal[1, -1]
@@ -171,10 +180,33 @@ class CompletionExport(BaseModel):
 
 
 class EventIn(_Strict):
+    """One event of a completion; ``after_s`` and ``lines`` with kind ``retained`` only
+    (and then both required: :mod:`crlhf_contract.retention`)."""
+
     event_id: UUID
     completion_id: UUID
     kind: EventKind
     accepted_chars: Annotated[int, Field(ge=0, le=MAX_INT)] | None = None
+    after_s: Annotated[float, Field(ge=0, le=MAX_AFTER_S)] | None = Field(
+        default=None, validate_default=True
+    )
+    lines: list[RetainedLine] | None = Field(
+        default=None, max_length=MAX_RETAINED_LINES, validate_default=True
+    )
+
+    @field_validator("after_s", "lines")
+    @classmethod
+    def _retained_only(cls, value: object, info: ValidationInfo) -> object:
+        retained = info.data.get("kind") == "retained"
+        if retained and value is None:
+            raise ValueError(f"a 'retained' event needs {info.field_name}")
+        if not retained and value is not None and "kind" in info.data:
+            raise ValueError(f"only a 'retained' event has {info.field_name}")
+        if info.field_name == "lines" and value is not None:
+            indices = [line.line for line in value]  # type: ignore[attr-defined]
+            if len(set(indices)) < len(indices):
+                raise ValueError("a line appears twice; send one entry per line")
+        return value
 
 
 class EventBatch(_Strict):

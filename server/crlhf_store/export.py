@@ -21,14 +21,27 @@ from __future__ import annotations
 
 import uuid
 
-from crlhf_contract.schemas import CompletionExport, CompletionOut, ExportedLabel, LabelExport
+from crlhf_contract.retention import ExportedRetainedLine, ExportedRetention, RetentionExport
+from crlhf_contract.schemas import (
+    CompletionExport,
+    CompletionOut,
+    ExportedLabel,
+    LabelExport,
+    completion_lines,
+)
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from crlhf_store.db import is_postgresql
-from crlhf_store.models import Annotator, Completion, Honeypot, LineRating
+from crlhf_store.models import Annotator, Completion, CompletionEvent, Honeypot, LineRating
 
-_SEQUENCER_LOCK = {"line_ratings": 0x63726C01, "completions": 0x63726C02}
+_SEQUENCER_LOCK = {
+    "line_ratings": 0x63726C01,
+    "completions": 0x63726C02,
+    "completion_events": 0x63726C03,
+}
+_STAMPED = {"completion_events": "kind = 'retained' AND "}
+"""Tables of which only some rows get an export position: the condition on them."""
 STAMP_BATCH = 50_000
 """Most rows stamped by one export call; the rest get stamped by the next calls."""
 
@@ -37,15 +50,16 @@ def stamp_committed(session: Session, table: str) -> None:
     """Give committed rows of ``table`` without a ``seq`` the next export positions."""
     if is_postgresql(session):
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _SEQUENCER_LOCK[table]})
-        order = "id" if table == "line_ratings" else "created_at, id"
+        order = "created_at, id" if table == "completions" else "id"
     else:
         order = "rowid"  # insertion order
+    only = _STAMPED.get(table, "")
     session.execute(
         text(
             f"UPDATE {table} SET seq = s.base + s.rn FROM ("
             f" SELECT id, (SELECT coalesce(max(seq), 0) FROM {table}) AS base,"
             f" row_number() OVER (ORDER BY {order}) AS rn"
-            f" FROM {table} WHERE seq IS NULL ORDER BY {order} LIMIT :n"
+            f" FROM {table} WHERE {only}seq IS NULL ORDER BY {order} LIMIT :n"
             f") AS s WHERE {table}.id = s.id"
         ),
         {"n": STAMP_BATCH},
@@ -130,3 +144,37 @@ def export_completions(session: Session, *, after: int, limit: int) -> Completio
         for c, name in rows
     ]
     return CompletionExport(completions=out, next=str(rows[-1][0].seq) if rows else None)
+
+
+def export_retention(session: Session, *, after: int, limit: int) -> RetentionExport:
+    """The next ``limit`` ``retained`` events after the cursor, each line with the
+    completion's text of it (``original``): with a ``correction``, an expected edit."""
+    stamp_committed(session, "completion_events")
+    rows = session.execute(
+        select(CompletionEvent, Annotator.name, Completion.text)
+        .join(Annotator, Annotator.id == CompletionEvent.annotator_id)
+        .join(Completion, Completion.id == CompletionEvent.completion_id)
+        .where(CompletionEvent.seq > after, CompletionEvent.kind == "retained")
+        .order_by(CompletionEvent.seq)
+        .limit(limit)
+    ).all()
+    out = []
+    for event, name, text_ in rows:
+        payload = event.payload or {}
+        lines = completion_lines(text_)
+        out.append(
+            ExportedRetention(
+                event_id=event.event_id,
+                completion_id=event.completion_id,
+                annotator=name,
+                after_s=payload.get("after_s", 0.0),
+                lines=[
+                    ExportedRetainedLine(**line, original=lines[line["line"]])
+                    for line in payload.get("lines", [])
+                    if line["line"] < len(lines)
+                ],
+                created_at=event.created_at,
+                seq=event.seq,
+            )
+        )
+    return RetentionExport(retention=out, next=str(rows[-1][0].seq) if rows else None)

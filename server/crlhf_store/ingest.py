@@ -153,13 +153,59 @@ def _known_completions(
 
 
 def store_events(session: Session, *, annotator_id: int, events: Sequence[EventIn]) -> Stored:
+    """All-or-nothing, like ratings; a ``retained`` event must name lines of the completion
+    and the completion must be the poster's own (:mod:`crlhf_contract.retention`)."""
     if not events:
         return Stored(stored=0, duplicates=0)
-    _known_completions(session, [e.completion_id for e in events], "events")
-    rows = [e.model_dump() | {"annotator_id": annotator_id} for e in events]
+    n_lines = _known_completions(session, [e.completion_id for e in events], "events")
+    if any(e.kind == "retained" for e in events):
+        _check_retained(session, annotator_id, events, n_lines)
+    rows = [_event_row(e, annotator_id, with_payload=True) for e in events]
+    if all(row["payload"] is None for row in rows):
+        # no JSON column: PostgreSQL's one-statement unnest insert (see above)
+        rows = [_event_row(e, annotator_id, with_payload=False) for e in events]
     table = CompletionEvent.__table__
     stored = len(insert_ignoring_duplicates(session, table, rows, "event_id"))  # type: ignore[arg-type]
     return Stored(stored=stored, duplicates=len(events) - stored)
+
+
+def _event_row(e: EventIn, annotator_id: int, *, with_payload: bool) -> dict[str, Any]:
+    row = e.model_dump(include={"event_id", "completion_id", "kind", "accepted_chars"})
+    row["annotator_id"] = annotator_id
+    if with_payload:
+        row["payload"] = (
+            None if e.lines is None else e.model_dump(mode="json", include={"after_s", "lines"})
+        )
+    return row
+
+
+def _check_retained(
+    session: Session, annotator_id: int, events: Sequence[EventIn], n_lines: dict[uuid.UUID, int]
+) -> None:
+    ids = {e.completion_id for e in events if e.kind == "retained"}
+    own = set(
+        session.scalars(
+            select(Completion.id).where(
+                Completion.id.in_(ids), Completion.annotator_id == annotator_id
+            )
+        )
+    )
+    for i, e in enumerate(events):
+        if e.kind != "retained":
+            continue
+        if e.completion_id not in own:
+            raise Invalid(
+                f"completion {e.completion_id} is not yours: only its author's editor "
+                "reports what became of its lines",
+                loc=("body", "events", i, "completion_id"),
+            )
+        for j, line in enumerate(e.lines or []):
+            if line.line >= n_lines[e.completion_id]:
+                raise Invalid(
+                    f"line {line.line} is past the end of completion {e.completion_id}, "
+                    f"which has {n_lines[e.completion_id]} lines (0-based)",
+                    loc=("body", "events", i, "lines", j, "line"),
+                )
 
 
 def _check_lines(ratings: Sequence[RatingIn], n_lines: dict[uuid.UUID, int]) -> None:

@@ -139,8 +139,20 @@ class CompletionEvent(Base):
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
     accepted_chars: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = _now()
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    """A ``retained`` event's ``after_s`` and ``lines`` (crlhf_contract.retention); else NULL."""
+    seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True, unique=True)
+    """The export position of a ``retained`` event (see export.py); NULL for other kinds."""
 
-    __table_args__ = (Index("ix_completion_events_completion", "completion_id"),)
+    __table_args__ = (
+        Index("ix_completion_events_completion", "completion_id"),
+        Index(
+            "ix_completion_events_unsequenced",
+            "id",
+            sqlite_where=(kind == "retained") & seq.is_(None),
+            postgresql_where=(kind == "retained") & seq.is_(None),
+        ),
+    )
 
 
 class LineRating(Base):

@@ -6,6 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Annotated
 
+from crlhf_contract.retention import RetentionExport
 from crlhf_contract.schemas import (
     CompletionBatch,
     CompletionExport,
@@ -42,7 +43,9 @@ def post_completions(batch: CompletionBatch, principal: AnnotatorDep, store: Sto
 
 @router.post("/events", response_model=Stored, tags=["ingest"], responses=AUTH | BODY)
 def post_events(batch: EventBatch, principal: AnnotatorDep, store: StoreDep) -> Stored:
-    """Store shown / accepted / partial / dismissed events, idempotent by ``event_id``."""
+    """Store shown / accepted / partial / dismissed / retained events, idempotent by
+    ``event_id``; one bad row stores nothing (422). A ``retained`` event reports what became
+    of the lines of the caller's own completion (``crlhf_contract.retention``)."""
     with store.db.writing() as session:
         return ingest.store_events(
             session, annotator_id=principal.annotator_id, events=batch.events
@@ -127,3 +130,16 @@ def completions_export(
     """The model's completions after the cursor (token ids and log-probs for the trainer)."""
     with store.db.writing() as session:
         return export.export_completions(session, after=int(after or 0), limit=limit)
+
+
+@router.get("/retention/export", response_model=RetentionExport, tags=["export"], responses=AUTH)
+def retention_export(
+    principal: TrainerDep,
+    store: StoreDep,
+    after: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 5000,
+) -> RetentionExport:
+    """``retained`` events after the cursor: per accepted line, unchanged / edited / deleted
+    after ``after_s`` seconds, with the developer's correction of an edited line."""
+    with store.db.writing() as session:
+        return export.export_retention(session, after=int(after or 0), limit=limit)
