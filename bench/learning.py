@@ -31,7 +31,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
-from crlhf_cli.learning import ARMS, CROWDS, LearningConfig, LearningResult, run_learning  # noqa: E402
+from crlhf_cli.learning import run_learning  # noqa: E402
+from crlhf_cli.learning_config import ARMS, CROWDS, LearningConfig  # noqa: E402
+from crlhf_cli.learning_result import LearningResult  # noqa: E402
 from crlhf_cli.learning_stats import mean_interval, paired_difference, recovery  # noqa: E402
 
 _HELP = {

@@ -19,7 +19,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 @pytest.mark.slow
 def test_the_learning_bench_runs_every_arm_on_paired_items(tmp_path: Path) -> None:
-    from crlhf_cli.learning import ARMS, LearningConfig, run_learning
+    from crlhf_cli.learning import run_learning
+    from crlhf_cli.learning_config import ARMS, LearningConfig
     from tiny_model import build_tiny_model
 
     cfg = LearningConfig(

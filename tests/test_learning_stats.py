@@ -60,7 +60,7 @@ def test_arms_must_share_seeds_and_items():
 
 
 def _result(runs: list[tuple[str, int, str, float]], items: int = 3):
-    from crlhf_cli.learning import LearningResult, RunResult
+    from crlhf_cli.learning_result import LearningResult, RunResult
 
     return LearningResult(
         config={"crowds": ["default"], "arms": ["truth", "em2", "random"], "methods": ["pg-line"]},
@@ -80,7 +80,7 @@ def test_a_later_run_adds_seeds_and_pairs_only_the_seeds_every_arm_ran(tmp_path)
     import json
     from dataclasses import asdict
 
-    from crlhf_cli.learning import LearningResult
+    from crlhf_cli.learning_result import LearningResult
 
     first = _result([("default", 0, "truth", 1.0), ("default", 0, "em2", 0.5)])
     later = _result(

@@ -4,7 +4,7 @@ budget, the guards against degenerate learning, and one completion before and af
 
 The held-out metric is the gate's ``heldout/conventions``: on standard-library functions
 from modules never rated, ``−(mean log p(rule-breaking lines) − mean log p(conforming
-lines))`` per function, nats/token, higher is better (:mod:`crlhf_cli.learning`).
+lines))`` per function, nats/token, higher is better (:mod:`crlhf_cli.learning_eval`).
 
 Guards, on greedy completions of held-out prompts by the base model and the candidate
 (learning to avoid a bad line can mean learning to degenerate):
@@ -36,7 +36,7 @@ METRIC = "heldout/conventions"
 def _eval_items(tokenizer_name: str, limit: int, max_tokens: int) -> tuple[Any, ...]:
     from transformers import AutoTokenizer
 
-    from crlhf_cli.learning import eval_items
+    from crlhf_cli.learning_eval import eval_items
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_name)
     _, heldout = conv.split(conv.stdlib_functions())
@@ -45,7 +45,7 @@ def _eval_items(tokenizer_name: str, limit: int, max_tokens: int) -> tuple[Any, 
 
 def conventions_suite(limit: int, max_tokens: int = 256) -> Callable[[Any, Any], list[float]]:
     """The trainer's held-out suite: one score per held-out function, higher is better."""
-    from crlhf_cli.learning import margins
+    from crlhf_cli.learning_eval import margins
 
     def suite(model: Any, tokenizer: Any) -> list[float]:
         items = _eval_items(tokenizer.name_or_path, limit, max_tokens)
@@ -170,7 +170,7 @@ def arm_results(
     from crlhf_trainer.train import load_policy, train
     from transformers import AutoTokenizer
 
-    from crlhf_cli.learning import arm_rewards
+    from crlhf_cli.learning_arms import arm_rewards
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     out: dict[str, dict[str, float]] = {}

@@ -128,7 +128,7 @@ class Demo:
         from crlhf_trainer.gate import paired_interval
 
         from crlhf_cli import demo_learning as dl
-        from crlhf_cli.learning import Collected
+        from crlhf_cli.learning_stores import Collected
 
         run = Path(nightly["run"])
         evals = _read_json(run / "eval.json")

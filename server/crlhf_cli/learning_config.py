@@ -1,0 +1,66 @@
+"""The learning benchmark's configuration: its arms, crowds, training methods and sizes.
+
+What each arm credits is in :mod:`crlhf_cli.learning_arms`; the run itself in
+:mod:`crlhf_cli.learning`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from crlhf_cli.crowd import DEFAULT_MIX
+from crlhf_cli.services import DemoError
+
+__all__ = ["ARMS", "CROWDS", "METHODS", "LearningConfig", "Log"]
+
+ARMS = ("truth", "em2", "mv", "single", "random")
+CROWDS: dict[str, dict[str, float]] = {
+    "default": dict(DEFAULT_MIX),
+    "hostile": {"reliable": 0.3, "mediocre": 0.1, "adversary": 0.4, "always_up": 0.2},
+}
+
+Log = Callable[[str], None]
+
+
+METHODS = ("pg-line", "pg", "kto")
+"""Training methods an arm can use: our loop's two variants, or TRL's KTO on rated lines."""
+
+
+@dataclass
+class LearningConfig:
+    work_dir: Path = Path("crlhf-learning")
+    model: str | None = None  # crlhf_models spec: None → $CRLHF_MODEL or the default
+    backend: str = "auto"  # crlhf-lsp's backend for the completions
+    prompts: int = 48  # training-side prompts completed by crlhf-lsp
+    heldout: int = 60  # held-out reference functions scored teacher-forced
+    honeypots: int = 16
+    annotators: int = 12
+    redundancy: int = 3  # crowd ratings per completion (the label budget)
+    max_honeypots: int = 6  # honeypots one annotator answers at most
+    max_tokens: int = 48  # completion tokens (crlhf-lsp's maxTokens)
+    crowds: tuple[str, ...] = ("default", "hostile")
+    arms: tuple[str, ...] = ARMS
+    methods: tuple[str, ...] = ("pg-line",)
+    seeds: int = 3
+    first_seed: int = 0  # seeds first_seed … first_seed + seeds − 1 (a later run adds seeds)
+    steps: int = 8
+    batch_size: int = 4
+    grad_accum: int = 1
+    lr: float = 1e-4
+    kl_coef: float = 0.05
+    kl_stop: float = 1.0  # nats/token: Gemma 3 270M passes 0.5 within two steps at lr 2e-4
+    max_train_tokens: int = 320  # prompt + completion kept for training
+    max_eval_tokens: int = 256  # of each held-out function
+    device: str = "cpu"
+
+    def validate(self) -> LearningConfig:
+        unknown = (set(self.arms) - set(ARMS)) | (set(self.crowds) - set(CROWDS))
+        if unknown:
+            raise DemoError(f"unknown arm or crowd {sorted(unknown)}; arms {ARMS}, crowds {CROWDS}")
+        if set(self.methods) - set(METHODS):
+            raise DemoError(f"unknown method in {self.methods}; use of {METHODS}")
+        if {"truth", "random"} - set(self.arms):
+            raise DemoError("recovery needs the truth and random arms; keep both in --arms")
+        return self
