@@ -6,10 +6,14 @@ workspace) and writes to ``outbox()``, both callables because the server sets th
 at ``initialize`` and may replace the outbox when its path setting changes. Nothing about a
 document for which ``excluded(uri)`` is true (:mod:`crlhf_lsp.privacy`) is followed,
 offered for rating or queued, also for a completion made there before it became excluded.
+What became of accepted lines is reported ``retention_delays()`` seconds after the accept
+(:mod:`crlhf_lsp.retention`), from an event-loop timer, never from the keystroke path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -24,7 +28,8 @@ from pygls.workspace import TextDocument
 from crlhf_lsp.completion import CompletionRecord
 from crlhf_lsp.errors import OutboxFull
 from crlhf_lsp.outbox import Outbox
-from crlhf_lsp.tracking import Change, Tracker
+from crlhf_lsp.retention import DEFAULT_DELAYS, Retention
+from crlhf_lsp.tracking import Change, TrackedLine, Tracker
 
 REMEMBERED_COMPLETIONS = 1024
 RATE = CMD_RATE
@@ -38,11 +43,16 @@ class Feedback:
         documents: Callable[[str], TextDocument | None],
         outbox: Callable[[], Outbox | None],
         excluded: Callable[[str], bool] = lambda uri: False,
+        retention_delays: Callable[[], Sequence[float]] = lambda: DEFAULT_DELAYS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.documents = documents
         self.outbox = outbox
         self.excluded = excluded
+        self.retention_delays = retention_delays
+        self.clock = clock
         self.tracker = Tracker()
+        self.retention = Retention()
         self.completions: OrderedDict[str, CompletionRecord] = OrderedDict()
         self.pending_accepts: dict[str, list[tuple[CompletionRecord, str]]] = {}
         self.votes: dict[tuple[str, int], int] = {}
@@ -56,6 +66,7 @@ class Feedback:
 
     def forget(self, uri: str) -> None:
         self.tracker.forget(uri)
+        self.retention.forget(uri)
         self.pending_accepts.pop(uri, None)
 
     # --- to the outbox --------------------------------------------------------------------
@@ -141,9 +152,45 @@ class Feedback:
         first = source.count("\n", 0, pos)
         count = text.count("\n") + 1
         texts = [line.rstrip("\r\n") for line in lines[first : first + count]]
-        self.tracker.track(record.uri, record.id, first, texts)
+        tracked = self.tracker.track(record.uri, record.id, first, texts)
         record.tracked = True
+        self._watch(record, tracked)
         return True
+
+    # --- what became of accepted lines ----------------------------------------------------
+
+    def _watch(self, record: CompletionRecord, tracked: list[TrackedLine]) -> None:
+        delays = list(self.retention_delays())
+        self.retention.watch(
+            record.id,
+            record.uri,
+            tracked,
+            prefix=record.line_prefix,
+            now=self.clock(),
+            delays=delays,
+        )
+        if record.id not in self.retention.watches:
+            self.tracker.prune(record.id)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop (unit tests): they call flush_retention themselves
+            return
+        for delay in set(delays):
+            loop.call_later(delay + 0.001, self.flush_retention)
+
+    def flush_retention(self) -> int:
+        """Queue the ``retained`` events due now; returns how many were queued."""
+        events, finished = self.retention.due(self.clock())
+        for cid in finished:
+            self.tracker.prune(cid)
+        queued = 0
+        for row in events:
+            if self._withheld(row.completion_id):
+                continue
+            self._queue_completion(self.completions.get(str(row.completion_id)))
+            queued += self._queue(lambda outbox, row=row: outbox.put_event(row))
+        return queued
 
     def did_change(
         self,

@@ -3,8 +3,11 @@
 A rating names a line of a completion's text (``line`` 0 is its first line). Once the
 completion is accepted, each of its lines is followed through every incremental
 ``didChange``: edits above it move it, edits inside it change its text, and a line that
-was deleted or rewritten beyond recognition (less than half of it left, by
-``difflib``'s ratio) is no longer offered for rating.
+was deleted (``deleted`` set, dropped) or rewritten beyond recognition (less than half of
+it left, by ``difflib``'s ratio) is no longer offered for rating. A rewritten line is still
+followed (its rewrite is the developer's correction, :mod:`crlhf_lsp.retention`) until
+:meth:`Tracker.prune` lets it go; the ratio is computed when lines are asked for
+(:meth:`Tracker.at`), not on every keystroke.
 
 Each change replaces the range ``start..end`` with text holding ``k`` newlines. A tracked
 line ``L``:
@@ -34,6 +37,8 @@ class TrackedLine:
     """Its line in the document now."""
     original: str
     text: str
+    deleted: bool = False
+    """The line itself was removed (no longer followed)."""
 
 
 @dataclass(frozen=True)
@@ -68,8 +73,11 @@ class Tracker:
     def __init__(self) -> None:
         self.docs: dict[str, list[TrackedLine]] = {}
 
-    def track(self, uri: str, completion_id: str, first_line: int, lines: list[str]) -> None:
-        """Follow ``lines`` (the document's text of the completion's lines) from now on."""
+    def track(
+        self, uri: str, completion_id: str, first_line: int, lines: list[str]
+    ) -> list[TrackedLine]:
+        """Follow ``lines`` (the document's text of the completion's lines) from now on;
+        returns the lines followed (the non-blank ones)."""
         tracked = [
             TrackedLine(completion_id, i, first_line + i, text, text)
             for i, text in enumerate(lines)
@@ -77,13 +85,23 @@ class Tracker:
         ]
         kept = [t for t in self.docs.get(uri, []) if t.line not in {n.line for n in tracked}]
         self.docs[uri] = kept + tracked
+        return tracked
+
+    def prune(self, completion_id: str) -> None:
+        """Stop following ``completion_id``'s lines rewritten beyond recognition."""
+        for uri, tracked in self.docs.items():
+            self.docs[uri] = [t for t in tracked if _kept(t, completion_id)]
 
     def forget(self, uri: str) -> None:
         self.docs.pop(uri, None)
 
     def at(self, uri: str, first: int, last: int) -> list[TrackedLine]:
         """The tracked lines on document lines ``first..last`` (inclusive), in order."""
-        found = [t for t in self.docs.get(uri, []) if first <= t.line <= last]
+        found = [
+            t
+            for t in self.docs.get(uri, [])
+            if first <= t.line <= last and _similar(t.original, t.text)
+        ]
         return sorted(found, key=lambda t: t.line)
 
     def apply(self, uri: str, change: Change, document_lines: list[str], encoding: str) -> None:
@@ -97,8 +115,10 @@ class Tracker:
             return
         survivors = []
         for t in tracked:
-            if _move(t, change, encoding) and _similar(t.original, t.text):
+            if _move(t, change, encoding):
                 survivors.append(t)
+            else:
+                t.deleted = True
         self.docs[uri] = survivors
 
 
@@ -126,6 +146,10 @@ def _move(t: TrackedLine, change: Change, encoding: str) -> bool:
     return False
 
 
+def _kept(t: TrackedLine, pruned: str) -> bool:
+    return t.completion_id != pruned or _similar(t.original, t.text)
+
+
 def _similar(a: str, b: str) -> bool:
     a, b = a.strip(), b.strip()
     return a == b or difflib.SequenceMatcher(None, a, b).ratio() >= MIN_SIMILARITY
@@ -139,4 +163,6 @@ def _rematch(tracked: list[TrackedLine], lines: list[str]) -> list[TrackedLine]:
         if candidates:
             t.line = min(candidates, key=lambda i: abs(i - t.line))
             survivors.append(t)
+        else:  # gone or edited: a whole-document change cannot tell which
+            t.deleted = True
     return survivors
