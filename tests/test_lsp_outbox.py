@@ -23,7 +23,8 @@ import crlhf_lsp.outbox
 import pytest
 from crlhf_contract.client import StoreClient, StoreRejected, StoreUnavailable
 from crlhf_contract.schemas import RatingIn
-from crlhf_lsp.outbox import Outbox, rejected_rows
+from crlhf_lsp.outbox import Outbox
+from crlhf_lsp.outbox_send import rejected_rows
 
 GOOD_TOKEN = "good"
 

@@ -32,53 +32,42 @@ bound, as they are the user's explicit work.
 
 The file and its folder are private to the user (0600 / 0700 when created here): they hold
 the code around every completion. A file SQLite cannot read (truncated, overwritten) is
-moved aside as ``<name>.corrupt-<UTC time>`` and a fresh outbox is started, with a warning.
+moved aside as ``<name>.corrupt-<UTC time>`` and a fresh outbox is started, with a warning
+(:mod:`crlhf_lsp.outbox_file`). The HTTP side, the kinds of rows and the reading of the
+store's answers are in :mod:`crlhf_lsp.outbox_send`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
-import re
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
-from crlhf_contract.client import StoreClient, StoreError, StoreRejected, StoreUnavailable
+from crlhf_contract.client import StoreClient, StoreError, StoreRejected
 from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn
 
 from crlhf_lsp.errors import OutboxFull
+from crlhf_lsp.outbox_file import open_outbox
+from crlhf_lsp.outbox_send import (
+    FIELDS,
+    KINDS,
+    TOKEN_REFUSED,
+    Kind,
+    describe,
+    parse_row,
+    post_rows,
+    rejected_rows,
+)
 
-Kind = Literal["completion", "event", "rating"]
-KINDS: tuple[Kind, ...] = ("completion", "event", "rating")
-FIELDS: dict[Kind, str] = {"completion": "completions", "event": "events", "rating": "ratings"}
-"""The batch field of each kind, as the store's error locations name it."""
+__all__ = ["BATCH", "SET_ASIDE_CAP", "SET_ASIDE_DAYS", "Outbox", "SetAside"]
+
 BATCH = 200
 SET_ASIDE_CAP = 10_000
 SET_ASIDE_DAYS = 30
 log = logging.getLogger(__name__)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    key TEXT NOT NULL UNIQUE,
-    payload TEXT NOT NULL,
-    dead TEXT,
-    created REAL NOT NULL,
-    set_aside_at REAL
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (dead, kind, id);
-"""
-# ``dead`` holds the reason a row was set aside (the name predates "set aside"; existing
-# files keep their column). ``set_aside_at`` came in schema version 1.
-SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -114,7 +103,7 @@ class Outbox:
         """Why the store cannot take rows now (None when it can, or is not known)."""
         self.token_refused = False
         """The store answered 401 or 403: the token is at fault, not the network."""
-        self._db = self._open()
+        self._db = open_outbox(self.path, self.warn)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -125,23 +114,6 @@ class Outbox:
         self._aside_reasons: list[str] = []
         self._thread: threading.Thread | None = None
         self._prune()
-
-    # --- the file ---------------------------------------------------------------------
-
-    def _open(self) -> sqlite3.Connection:
-        _private_dirs(self.path.parent)
-        try:
-            return _connect(self.path)
-        except sqlite3.DatabaseError as exc:
-            if not _corrupt(exc):
-                raise  # locked, read-only, no such folder: the file may be fine, keep it
-            aside = _move_aside(self.path)
-            self.warn(
-                f"crlhf: the outbox {self.path} could not be read ({exc}); it was moved to "
-                f"{aside} and a new one started. Ratings that were waiting in it are in that "
-                "file, not lost: the sqlite3 tool's .recover may get them back"
-            )
-            return _connect(self.path)
 
     # --- producer side ----------------------------------------------------------------
 
@@ -316,7 +288,7 @@ class Outbox:
         readable = []
         for row_id, payload in rows:
             try:
-                _parse(kind, payload)
+                parse_row(kind, payload)
             except ValueError as exc:  # JSON or pydantic's ValidationError
                 self._set_aside(row_id, f"unreadable in the outbox file (damaged?): {exc}"[:300])
             else:
@@ -325,7 +297,7 @@ class Outbox:
 
     def _send(self, client: StoreClient, kind: Kind, rows: list[tuple[int, str]]) -> int:
         try:
-            _post(client, kind, [payload for _, payload in rows])
+            post_rows(client, kind, [payload for _, payload in rows])
         except StoreRejected as exc:
             if not exc.row_level:
                 raise  # the store (or a proxy) refused us, not these rows: keep them all
@@ -417,140 +389,3 @@ class Outbox:
             )
         if reachable:
             self._warned_problem = None
-
-
-# --- the store's answers --------------------------------------------------------------------
-
-TOKEN_REFUSED = (401, 403)
-"""Answers that judge the token (or the annotator's scope), whatever the network does."""
-PROBLEMS = {
-    401: "token refused (401): check the crlhf token setting",
-    403: "access forbidden (403): the token lacks the annotator scope, or a proxy refuses it",
-    404: "not found (404): check the crlhf storeUrl setting",
-    408: "the store timed out (408)",
-    429: "rate limited (429)",
-}
-
-
-def describe(exc: BaseException) -> str:
-    """One line for the status: why the store cannot take rows now."""
-    if isinstance(exc, StoreRejected):
-        return PROBLEMS.get(exc.status, f"the store refused the request ({exc.status})")
-    if isinstance(exc, StoreUnavailable) and exc.status is not None:
-        return f"the store failed (HTTP {exc.status})"
-    if isinstance(exc, StoreUnavailable):
-        return f"store unreachable: {exc}"[:300]
-    return f"outbox failure: {exc!r}"[:300]
-
-
-_INDEXED = re.compile(r"\b(\w+)\[(\d+)\]")
-
-
-def rejected_rows(detail: Any, field: str, size: int) -> set[int]:
-    """Indices of the batch rows a store error names: a 422's ``loc`` (``["body", field,
-    i, …]``) or the ``field[i]`` in a 409's message. Empty when it names none."""
-    found: set[int] = set()
-    if isinstance(detail, list):
-        for error in detail:
-            loc = error.get("loc") if isinstance(error, dict) else None
-            if isinstance(loc, list) and field in loc:
-                at = loc.index(field) + 1
-                if at < len(loc) and isinstance(loc[at], int):
-                    found.add(loc[at])
-    elif isinstance(detail, str):
-        found = {int(i) for name, i in _INDEXED.findall(detail) if name == field}
-    return {i for i in found if 0 <= i < size}
-
-
-MODELS: dict[Kind, type[CompletionIn] | type[EventIn] | type[RatingIn]] = {
-    "completion": CompletionIn,
-    "event": EventIn,
-    "rating": RatingIn,
-}
-
-
-def _parse(kind: Kind, payload: str) -> Any:
-    return MODELS[kind].model_validate(json.loads(payload))
-
-
-def _post(client: StoreClient, kind: Kind, payloads: list[str]) -> None:
-    rows = [_parse(kind, p) for p in payloads]
-    if kind == "completion":
-        client.post_completions(rows)
-    elif kind == "event":
-        client.post_events(rows)
-    else:
-        client.post_ratings(rows)
-
-
-# --- the file -------------------------------------------------------------------------------
-
-
-def _private_dirs(folder: Path) -> None:
-    """Create ``folder`` and its missing parents 0700; folders that exist are left alone
-    (an outbox set in a shared folder must not change that folder's mode)."""
-    missing = []
-    while not folder.exists():
-        missing.append(folder)
-        folder = folder.parent
-    for created in reversed(missing):
-        with contextlib.suppress(FileExistsError):
-            created.mkdir(mode=0o700)
-            created.chmod(0o700)  # mkdir's mode is cut by the umask
-
-
-class CorruptOutbox(sqlite3.DatabaseError):
-    """``PRAGMA quick_check`` found damage."""
-
-
-def _corrupt(exc: sqlite3.DatabaseError) -> bool:
-    """Damage (not a database, malformed image), as opposed to a locked or unwritable file
-    that another crlhf-lsp or the file system holds: only damage is moved aside."""
-    name = getattr(exc, "sqlite_errorname", "") or ""
-    return isinstance(exc, CorruptOutbox) or name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    """Open (creating 0600) and check the outbox file; ``sqlite3.DatabaseError`` if it is
-    not a readable outbox. SQLite gives the -wal and -shm files the database's mode."""
-    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-    path.chmod(0o600)
-    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        # quick_check reads every page: a truncated file fails here, not at the first flush.
-        problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-        if problems != ["ok"]:
-            raise CorruptOutbox("; ".join(problems)[:500])
-        db.executescript(SCHEMA)
-        _migrate(db)
-    except BaseException:
-        db.close()
-        raise
-    return db
-
-
-def _migrate(db: sqlite3.Connection) -> None:
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version < 1:
-        columns = {row[1] for row in db.execute("PRAGMA table_info(outbox)")}
-        if "set_aside_at" not in columns:  # a file of the first version
-            db.execute("ALTER TABLE outbox ADD COLUMN set_aside_at REAL")
-            db.execute("UPDATE outbox SET set_aside_at = created WHERE dead IS NOT NULL")
-        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-def _move_aside(path: Path) -> Path:
-    """Rename the unreadable outbox (and its -wal/-shm) to ``<name>.corrupt-<UTC time>``."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 1
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    for suffix in ("", "-wal", "-shm", "-journal"):
-        source = Path(f"{path}{suffix}")
-        if source.exists():
-            source.rename(f"{aside}{suffix}")
-    log.warning("outbox %s could not be read; moved to %s", path, aside)
-    return aside

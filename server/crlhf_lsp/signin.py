@@ -10,7 +10,7 @@ from __future__ import annotations
 from crlhf_contract.client import StoreClient, StoreError, StoreRejected
 from crlhf_contract.protocol import TokenCheck
 
-from crlhf_lsp.outbox import TOKEN_REFUSED, describe
+from crlhf_lsp.outbox_send import TOKEN_REFUSED, describe
 
 __all__ = ["check_token"]
 
