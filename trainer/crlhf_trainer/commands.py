@@ -92,6 +92,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         "kto: TRL KTO, one 👍/👎 example per rated line",
     )
     p.add_argument("--aggregation", choices=["em2", "paper", "paper-l1", "mv"], default="em2")
+    p.add_argument(
+        "--no-implicit-labels",
+        dest="implicit_labels",
+        action="store_false",
+        help="aggregate the 👍/👎 ratings only, without the developers' retention verdicts "
+        "(implicit:<name> pseudo-annotators)",
+    )
     p.add_argument("--max-steps", type=int, default=50, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--grad-accum", type=int, default=4)
@@ -259,6 +266,7 @@ def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
         model=_model_id(args.model) if getattr(args, "model", None) else "",
         work_dir=args.work_dir,
         aggregation=getattr(args, "aggregation", "em2"),
+        implicit_labels=getattr(args, "implicit_labels", True),
         method=getattr(args, "method", "pg"),
         train=train,
         eval=ev.validate(),

@@ -61,6 +61,9 @@ class NightlyConfig:
     model: str  # the base model: hub id or local path (recorded in the adapter)
     work_dir: Path = Path("crlhf-work")
     aggregation: str = "em2"  # em2 | paper | paper-l1 | mv
+    # issue 17: each developer's retention verdicts (kept 👍, deleted or mostly rewritten 👎)
+    # as labels of a pseudo-annotator implicit:<name>, whose reliability is learnt like anyone's
+    implicit_labels: bool = True
     method: str = "pg"  # pg | pg-line | grpo | kto
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -105,6 +108,10 @@ def aggregate_work(cfg: NightlyConfig, *, post: bool = True) -> tuple[dict[str, 
 
     work = WorkDir(cfg.work_dir)
     labels = LabelSet.from_export(work.label_pages())
+    if cfg.implicit_labels and labels.n_labels:
+        from .aggregation.implicit import implicit_records, with_implicit
+
+        labels = with_implicit(labels, implicit_records(work.retention_rows()))
     if labels.n_labels == 0:
         raise NoTrainingData(
             f"no line ratings in {work.root} (is the store empty? run `crlhf-train pull`); "

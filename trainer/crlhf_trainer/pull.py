@@ -4,7 +4,9 @@ Every export page is appended to a JSON-lines file in the work dir and only then
 page's ``next`` cursor written (atomically) to ``cursor.json``; a store that disappears
 mid-pull loses at most the page in flight, and the next run asks for the pages after the
 last one saved. Labels are kept for ever (reliabilities are estimated from all of them),
-so the work dir is the trainer's growing copy of the store.
+so the work dir is the trainer's growing copy of the store. Retention events (issue 17's
+implicit per-line signals) are pulled into ``retention.jsonl``, one row an event; a store
+older than ``GET /v1/retention/export`` (404) simply has none.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crlhf_contract.client import StoreClient, StoreError
+from crlhf_contract.client import StoreClient, StoreError, StoreRejected
 
 from .errors import StoreGone
 
@@ -29,12 +31,14 @@ class Cursor:
 
     labels: str | None = None
     completions: str | None = None
+    retention: str | None = None
 
 
 @dataclass
 class PullStats:
     labels: int = 0
     completions: int = 0
+    retention: int = 0
     pages: int = 0
 
 
@@ -54,6 +58,10 @@ class WorkDir:
         return self.root / "completions.jsonl"
 
     @property
+    def retention_file(self) -> Path:
+        return self.root / "retention.jsonl"
+
+    @property
     def cursor_file(self) -> Path:
         return self.root / "cursor.json"
 
@@ -69,6 +77,10 @@ class WorkDir:
 
     def label_pages(self) -> list[dict[str, Any]]:
         return list(_read_jsonl(self.labels_file))
+
+    def retention_rows(self) -> list[dict[str, Any]]:
+        """Every pulled ``retained`` event (:mod:`crlhf_contract.retention`), oldest first."""
+        return list(_read_jsonl(self.retention_file))
 
     def completions(self) -> dict[str, dict[str, Any]]:
         """Every pulled completion by id (a re-pulled id keeps its newest copy)."""
@@ -131,9 +143,39 @@ def pull(
                 on_page("completions", len(cpage.completions))
             if cpage.next is None:
                 break
+        _pull_retention(client, work, cursor, stats, page_size, on_page)
     except StoreError as exc:
         raise StoreGone(
             f"the store failed while pulling ({exc}); {stats.pages} page(s) were saved to "
             f"{work.root} and a re-run continues after them"
         ) from exc
     return stats
+
+
+def _pull_retention(
+    client: StoreClient,
+    work: WorkDir,
+    cursor: Cursor,
+    stats: PullStats,
+    page_size: int,
+    on_page: Callable[[str, int], None] | None,
+) -> None:
+    while True:
+        try:
+            page = client.export_retention(cursor.retention, page_size)
+        except StoreRejected as exc:
+            if exc.status == 404:  # a store older than the retention export
+                return
+            raise
+        if not page.retention:
+            return
+        for event in page.retention:
+            _append(work.retention_file, event.model_dump(mode="json"))
+        stats.retention += len(page.retention)
+        stats.pages += 1
+        cursor.retention = page.next or cursor.retention
+        work.save_cursor(cursor)
+        if on_page:
+            on_page("retention", len(page.retention))
+        if page.next is None:
+            return
