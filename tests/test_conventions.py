@@ -69,3 +69,21 @@ def test_honeypots_carry_the_rules_truth_per_line(functions):
     for h in pots:
         assert len(h.truth) == len(h.text.split("\n"))
         assert -1 in h.truth  # each starts with the rest of its rule-breaking line
+
+
+def test_the_guard_suite_scores_each_prompt_and_keeps_its_completions(tiny_model):
+    """The gate's guard (crlhf_cli.demo_learning.guard_suite): one 0/1 per held-out prompt,
+    1 exactly when the completion parses and repeats no line, the texts kept for the demo."""
+    from crlhf_cli import demo_learning as dl
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    generated: list[list[str]] = []
+    suite = dl.guard_suite(4, max_new_tokens=12, generated=generated)
+    scores = suite(model, tokenizer)
+    functions = dl.heldout_prompts(4)
+    assert len(scores) == 4 and len(generated) == 1 and len(generated[0]) == 4
+    for f, text, score in zip(functions, generated[0], scores, strict=True):
+        assert score == float(dl._parses(f.prompt, text) and not dl._repeats(text))
+    assert dl._repeats("x = 1\nx = 1\n") and not dl._parses("def f(:\n", "")

@@ -122,7 +122,9 @@ def _check_the_crowd(s: dict) -> None:
 
 @pytest.mark.slow
 def test_demo_conventions_end_to_end_with_the_tiny_model(tmp_path: Path) -> None:
-    run, s, work = _run_demo(tmp_path, "--prompts", "14", "--heldout", "24", "--guard-prompts", "3")
+    run, s, work = _run_demo(
+        tmp_path, "--prompts", "14", "--heldout", "24", "--guard-prompts", "20"
+    )
     assert s["completions"]["n"] >= 10
     _check_the_crowd(s)
     learning = s["learning"]
@@ -139,6 +141,9 @@ def test_demo_conventions_end_to_end_with_the_tiny_model(tmp_path: Path) -> None
     gate = json.loads(next((work / "trainer" / "runs").glob("*/publish.json")).read_text())
     (check,) = [c for c in gate["gate"]["checks"] if c["name"] == "heldout/conventions"]
     assert check["n"] == learning["n"] and check["delta"] == pytest.approx(learning["delta"])
+    # and the guard (parses, no repeated line) on the prompts the summary's guards report
+    (sound,) = [c for c in gate["gate"]["checks"] if c["name"] == "heldout/sound"]
+    assert sound["n"] == learning["prompts"] == 20
     assert s["example"]["before"] is not None
     _check_the_gate_and_the_swap(run, s, work)
     assert (work / "report.html").read_text().count("<svg") == 5

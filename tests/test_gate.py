@@ -101,3 +101,32 @@ def test_the_decision_serialises_without_nan():
     decision = gate({"heldout/line_margin": []}, {"heldout/line_margin": []})
     text = json.dumps(decision.to_json(), allow_nan=False)
     assert '"decision": "not enough evidence"' in text
+
+
+def test_a_candidate_that_degenerates_is_refused_on_the_guard():
+    """The demo of 2026-12-06 (Gemma 3 270M, conventions): the held-out log-prob metric
+    barely moved (Δ −0.002 [−0.032, +0.028]) while greedy completions of 24 held-out prompts
+    that parse and repeat no line fell from 16 to 10: the guard refuses, and says so, even
+    though pass@1 on 5 problems alone would only have been 'not enough evidence'."""
+    rng = np.random.default_rng(0)
+    base_conv = list(rng.normal(0.09, 0.1, 60))
+    baseline = {
+        "heldout/conventions": base_conv,
+        "heldout/sound": [1.0] * 16 + [0.0] * 8,
+        "mbpp/pass@1": [0.0] * 5,
+    }
+    candidate = {
+        "heldout/conventions": [x + rng.normal(0, 0.01) for x in base_conv],
+        "heldout/sound": [1.0] * 10 + [0.0] * 14,
+        "mbpp/pass@1": [0.0] * 5,
+    }
+    decision = gate(candidate, baseline)
+    assert decision.decision == "refused"
+    reason = decision.reason()
+    assert reason.startswith("refused: harm on heldout/sound") and "n=24" in reason
+    assert "conventions" not in reason
+    (sound,) = [c for c in decision.checks if c.name == "heldout/sound"]
+    assert sound.margin == pytest.approx(0.05) and sound.high < 0
+    # the same guard unchanged passes its check
+    same = gate({**candidate, "heldout/sound": baseline["heldout/sound"]}, baseline)
+    assert [c.verdict for c in same.checks if c.name == "heldout/sound"] == ["ok"]

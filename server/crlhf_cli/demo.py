@@ -53,7 +53,7 @@ class DemoConfig:
     scenario: str = "conventions"
     prompts: int = 32  # conventions: training-side prompts completed by crlhf-lsp
     heldout: int = 60  # conventions: held-out functions the gate compares on
-    guard_prompts: int = 12  # conventions: held-out prompts generated before and after
+    guard_prompts: int = 24  # conventions: held-out prompts generated before and after (gated)
     mbpp: int = 20  # completions for MBPP training-split problems
     humaneval: int = 4  # completions for HumanEval problems (from its end)
     honeypots: int = 24  # honeypots (reference solutions, some mutated)

@@ -27,9 +27,20 @@ from typing import Any
 
 from crlhf_cli import conventions as conv
 
-__all__ = ["METRIC", "conventions_suite", "generation_guards", "heldout_prompts"]
+__all__ = [
+    "GUARD",
+    "METRIC",
+    "conventions_suite",
+    "generation_guards",
+    "guard_suite",
+    "heldout_prompts",
+]
 
 METRIC = "heldout/conventions"
+GUARD = "heldout/sound"
+"""The gate's guard: per held-out prompt, 1 when the greedy completion parses and repeats no
+line, else 0 (higher is better). A candidate that learned to avoid a bad line by
+degenerating (a broken block, a line said twice) loses here and is refused."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -50,6 +61,28 @@ def conventions_suite(limit: int, max_tokens: int = 256) -> Callable[[Any, Any],
     def suite(model: Any, tokenizer: Any) -> list[float]:
         items = _eval_items(tokenizer.name_or_path, limit, max_tokens)
         return [-m for m in margins(model, items)]
+
+    return suite
+
+
+def guard_suite(
+    n: int, max_new_tokens: int = 48, generated: list[list[str]] | None = None
+) -> Callable[[Any, Any], list[float]]:
+    """The trainer's guard suite (``GUARD``): one 0/1 score per held-out prompt.
+
+    Each call's completions are appended to ``generated`` when given (the trainer evaluates
+    the baseline first, then the candidate), so the demo's guard figures need no second
+    generation."""
+    functions = heldout_prompts(n)
+
+    def suite(model: Any, tokenizer: Any) -> list[float]:
+        texts = generate(model, tokenizer, [f.prompt for f in functions], max_new_tokens)
+        if generated is not None:
+            generated.append(texts)
+        return [
+            float(_parses(f.prompt, x) and not _repeats(x))
+            for f, x in zip(functions, texts, strict=True)
+        ]
 
     return suite
 
@@ -112,24 +145,20 @@ def guard_scores(functions: Sequence[conv.Function], texts: Sequence[str]) -> di
 
 
 def generation_guards(
-    model_path: str, adapter: Path | None, n: int, max_new_tokens: int = 48
+    model_path: str,
+    adapter: Path | None,
+    n: int,
+    max_new_tokens: int = 48,
+    generated: Sequence[Sequence[str]] = (),
 ) -> dict[str, Any]:
-    """Guards for the base model and the candidate adapter, and a before/after example."""
-    from crlhf_trainer.train import TrainConfig, load_policy
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """Guards for the base model and the candidate adapter, and a before/after example;
+    ``generated`` (before, after), when the gate's guard suite made them, is used as is."""
     functions = heldout_prompts(n)
-    prompts = [f.prompt for f in functions]
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    base = AutoModelForCausalLM.from_pretrained(model_path)
-    before = generate(base, tokenizer, prompts, max_new_tokens)
-    del base
-    if adapter is None:
-        after = list(before)
+    if len(generated) == 2 and all(len(g) == len(functions) for g in generated):
+        before, after = list(generated[0]), list(generated[1])
     else:
-        policy = load_policy(model_path, TrainConfig(), adapter=adapter, trainable=False)
-        after = generate(policy, tokenizer, prompts, max_new_tokens)
-        del policy
+        before, after = _generate_both(model_path, adapter, functions, max_new_tokens)
+    prompts = [f.prompt for f in functions]
     b, a = guard_scores(functions, before), guard_scores(functions, after)
     fixed = [
         i
@@ -150,6 +179,25 @@ def generation_guards(
             "after": after[example],
         },
     }
+
+
+def _generate_both(
+    model_path: str, adapter: Path | None, functions: Sequence[conv.Function], max_new_tokens: int
+) -> tuple[list[str], list[str]]:
+    from crlhf_trainer.train import TrainConfig, load_policy
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    prompts = [f.prompt for f in functions]
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    base = AutoModelForCausalLM.from_pretrained(model_path)
+    before = generate(base, tokenizer, prompts, max_new_tokens)
+    del base
+    if adapter is None:
+        return before, list(before)
+    policy = load_policy(model_path, TrainConfig(), adapter=adapter, trainable=False)
+    after = generate(policy, tokenizer, prompts, max_new_tokens)
+    del policy
+    return before, after
 
 
 def arm_results(

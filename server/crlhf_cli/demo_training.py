@@ -14,7 +14,7 @@ from crlhf_trainer.nightly import NightlyConfig
 from crlhf_trainer.train import TrainConfig
 from transformers.utils import logging as hf_logging
 
-from crlhf_cli.demo_learning import conventions_suite
+from crlhf_cli.demo_learning import conventions_suite, guard_suite
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -53,11 +53,25 @@ def train_config(cfg: DemoConfig) -> TrainConfig:
 
 
 def nightly_config(
-    cfg: DemoConfig, *, store_url: str, token: str, model: str, work_dir: Path, train: TrainConfig
+    cfg: DemoConfig,
+    *,
+    store_url: str,
+    token: str,
+    model: str,
+    work_dir: Path,
+    train: TrainConfig,
+    guard_texts: list[list[str]] | None = None,
 ) -> NightlyConfig:
+    """The night the demo runs. In ``conventions`` the gate compares the held-out metric and
+    the guard (completions that parse and repeat no line; their texts go to ``guard_texts``)."""
     conventions_scenario = cfg.scenario == "conventions"
     benchmarks = ("humaneval", "mbpp") if cfg.eval_limit else ()
-    suites = {"conventions": conventions_suite(cfg.heldout)} if conventions_scenario else {}
+    suites = {}
+    if conventions_scenario:
+        suites = {
+            "conventions": conventions_suite(cfg.heldout),
+            "sound": guard_suite(cfg.guard_prompts, generated=guard_texts),
+        }
     return NightlyConfig(
         store_url=store_url,
         token=token,

@@ -50,6 +50,7 @@ class Demo:
         self.store: StoreProcess | None = None
         self.lsp: LspDriver | None = None
         self.details: dict[str, Any] = {}
+        self.guard_texts: list[list[str]] = []  # the gate's guard completions: before, after
 
     def __enter__(self) -> Demo:
         return self
@@ -148,7 +149,10 @@ class Demo:
         with self.step("guards: greedy completions of held-out prompts, before and after"):
             adapter = run / "adapter"
             guards = dl.generation_guards(
-                model, adapter if adapter.is_dir() else None, self.cfg.guard_prompts
+                model,
+                adapter if adapter.is_dir() else None,
+                self.cfg.guard_prompts,
+                generated=self.guard_texts,
             )
         self.details["learning_example"] = guards.pop("example")
         self.details["arms"] = {"em2": {"delta": delta, "delta_low": low, "delta_high": high}}
@@ -336,6 +340,7 @@ class Demo:
             model=str(self.model_ref.path),
             work_dir=self.work / "trainer",
             train=self.train_config,
+            guard_texts=self.guard_texts,
         )
         try:
             with self.bar() as bar:

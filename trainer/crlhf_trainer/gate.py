@@ -53,6 +53,7 @@ Decision = Literal["publish", "refused", "not enough evidence"]
 DEFAULT_MARGINS: dict[str, float] = {
     "pass@": 0.02,  # shares of problems solved: 2 points
     "heldout/reward": 0.02,  # expected share of correct lines: 2 points
+    "heldout/sound": 0.05,  # share of completions that parse and repeat no line: 5 points
 }
 """Absolute margins of the metrics that are shares in [0, 1]."""
 SD_MARGIN = 0.1
