@@ -1,15 +1,16 @@
 """crlhf_lsp.feedback in process: an accepted completion's lines followed through edits,
 ratings and events queued (completion first), rated lines hinted; typing elsewhere in a
-document with nothing tracked costs no read of the document."""
+document with nothing tracked costs no read of the document; the arguments of crlhf.rate."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+import pytest
 from crlhf_contract.schemas import CompletionIn
 from crlhf_lsp.completion import CompletionRecord
-from crlhf_lsp.feedback import Feedback
+from crlhf_lsp.feedback import Feedback, parse_rate_args
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
@@ -93,3 +94,15 @@ def test_an_accept_before_its_edit_is_tracked_once_the_text_arrives() -> None:
     assert [t.line for t in feedback.tracker.at(URI, 0, 99)] == [1]
     assert URI not in feedback.pending_accepts
     assert feedback.rate([(uuid.UUID(record.id), 0, 1)]) == 0  # nowhere to queue it
+
+
+def test_rate_arguments() -> None:
+    cid = str(uuid.uuid4())
+    assert parse_rate_args((cid, 0, 1, cid, 2, -1)) == [
+        (uuid.UUID(cid), 0, 1),
+        (uuid.UUID(cid), 2, -1),
+    ]
+    assert parse_rate_args(([cid, 1, -1],)) == [(uuid.UUID(cid), 1, -1)]
+    for bad in ((cid, 0), (cid, -1, 1), (cid, 0, 2), ("x", 0, 1)):
+        with pytest.raises(Exception, match="crlhf.rate|completion id"):
+            parse_rate_args(bad)

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import crlhf_lsp.outbox
+import httpx
 import pytest
 from crlhf_contract.client import StoreClient, StoreRejected, StoreUnavailable
-from crlhf_contract.schemas import RatingIn
+from crlhf_contract.schemas import CompletionIn, EventIn, RatingIn
+from crlhf_lsp.errors import OutboxFull
 from crlhf_lsp.outbox import Outbox
 from crlhf_lsp.outbox_send import rejected_rows
 
@@ -383,3 +385,107 @@ def test_an_outbox_file_of_the_first_version_is_upgraded(tmp_path: Path) -> None
     [aside] = box.set_aside()
     assert (aside.key, aside.reason, round(aside.set_aside_at)) == ("k1", "422: bad", round(now))
     box.stop()
+
+
+# --- in process, against an in-memory transport that fails on demand --------------------------
+
+
+class FlakyStore:
+    """An in-memory store behind httpx.MockTransport: ``mode`` ok / down / garbage / reject."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.rows: dict[str, set[str]] = {"completions": set(), "events": set(), "ratings": set()}
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.mode == "down":
+            raise httpx.ConnectError("refused")
+        if self.mode == "garbage":
+            return httpx.Response(500, text="<html>oops")
+        kind = request.url.path.rsplit("/", 1)[-1]
+        if kind == "me":
+            return httpx.Response(200, json={"annotator": "a", "scopes": ["annotator"]})
+        body = json.loads(request.content)[kind]
+        if self.mode == "reject" and any(r.get("line") == 13 for r in body):
+            return httpx.Response(422, json={"detail": "line 13 is unlucky"})
+        keys = {r.get("event_id") or r.get("id") for r in body}
+        new = keys - self.rows[kind]
+        self.rows[kind] |= keys
+        return httpx.Response(200, json={"stored": len(new), "duplicates": len(keys) - len(new)})
+
+
+def test_outbox_keeps_rows_through_outages_and_restarts(tmp_path: Path) -> None:
+    store = FlakyStore()
+    client = StoreClient("http://store", "t", transport=httpx.MockTransport(store))
+    box = Outbox(tmp_path / "o.sqlite3")
+    box.set_client(client)
+    completion = CompletionIn(id=uuid.uuid4(), prompt="p", text="t", model="m")
+    box.put_completion(completion)
+    box.put_completion(completion)  # the same id twice is one row
+    box.put_event(EventIn(event_id=uuid.uuid4(), completion_id=completion.id, kind="accepted"))
+    box.put_rating(rating())
+    assert box.pending() == 3
+    for mode in ("down", "garbage"):
+        store.mode = mode
+        with pytest.raises(Exception, match="store|HTTP|refused"):
+            box.flush()
+        assert box.pending() == 3
+    box._db.close()
+    box = Outbox(tmp_path / "o.sqlite3")  # a restart: the rows are still there
+    box.set_client(client)
+    store.mode = "ok"
+    assert box.flush() == 3 and box.pending() == 0
+    assert {k: len(v) for k, v in store.rows.items()} == {
+        "completions": 1,
+        "events": 1,
+        "ratings": 1,
+    }
+
+
+def test_outbox_isolates_rejected_rows_and_is_bounded(tmp_path: Path) -> None:
+    store = FlakyStore()
+    store.mode = "reject"
+    warnings: list[str] = []
+    box = Outbox(tmp_path / "o.sqlite3", max_rows=6, warn=warnings.append)
+    box.set_client(StoreClient("http://store", "t", transport=httpx.MockTransport(store)))
+    for line in (1, 13, 2, 3):
+        box.put_rating(rating(line))
+    assert box.flush() == 3
+    [aside] = box.set_aside()
+    assert box.pending() == 0 and "unlucky" in aside.reason
+    box.set_client(None)
+    for _ in range(6):
+        box.put_event(EventIn(event_id=uuid.uuid4(), completion_id=uuid.uuid4(), kind="shown"))
+    with pytest.raises(OutboxFull, match="outbox full"):
+        box.put_event(EventIn(event_id=uuid.uuid4(), completion_id=uuid.uuid4(), kind="shown"))
+    box.put_rating(rating())  # ratings still fit, up to twice the bound
+    assert any("outbox full" in w for w in warnings)
+
+
+def test_outbox_thread_backs_off_and_recovers(tmp_path: Path) -> None:
+    store = FlakyStore()
+    store.mode = "down"
+    changes = threading.Event()
+    box = Outbox(tmp_path / "o.sqlite3", base_delay=0.05, max_delay=0.2, on_change=changes.set)
+    box.set_client(StoreClient("http://store", "t", transport=httpx.MockTransport(store)))
+    box.start()
+    try:
+        box.put_rating(rating())
+        for _ in range(200):
+            if box.reachable is False:
+                break
+            time.sleep(0.05)
+        assert box.reachable is False and box.pending() == 1
+        store.mode = "ok"
+        for _ in range(200):
+            if box.pending() == 0:
+                break
+            time.sleep(0.05)
+        assert box.pending() == 0
+        for _ in range(200):
+            if box.reachable:
+                break
+            time.sleep(0.05)
+        assert box.reachable is True
+    finally:
+        box.stop()

@@ -1,7 +1,8 @@
 """Where an instruct model's completion ends: special tokens, markdown fences, explanations.
 
 Small text cases, no model: the texts are what Qwen2.5-Coder-0.5B-Instruct wrote (greedy,
-llama.cpp) on such prompts, or the same shapes.
+llama.cpp) on such prompts, or the same shapes. And where any completion ends: at the end
+of the line mid-line, where its block closes, before the suffix or a repeat.
 """
 
 from __future__ import annotations
@@ -109,3 +110,30 @@ def test_a_docstring_may_say_this_function_and_hold_a_fence() -> None:
     # a docstring the completion itself opens
     opened = '"""Sum.\n\n    This function adds `a` and `b`.\n    """\n    return a + b'
     assert finish(Cutter("    ", ""), opened) == opened
+
+
+def test_mid_line_completion_is_one_line_without_the_suffix_repeated() -> None:
+    cut = Cutter("print(mean(", ")")
+    assert cut.single_line
+    assert cut.is_complete("values))\nmore")
+    assert cut.finish("values))\nmore", ")\n") == "values)"
+
+
+def test_block_ends_when_its_indentation_closes() -> None:
+    cut = Cutter("    ", "")
+    text = "total = sum(values)\n    return total\n\ndef other():\n    pass"
+    assert cut.finish(text, "") == "total = sum(values)\n    return total"
+    assert not cut.is_complete("total = sum(values)\n    ret")
+    top = Cutter("", "")
+    code = "def f(x):\n    if x:\n        return 1\n    else:\n        return 2\ndef g():"
+    assert (
+        top.finish(code, "")
+        == "def f(x):\n    if x:\n        return 1\n    else:\n        return 2"
+    )
+
+
+def test_repeats_and_empty_results_are_dropped() -> None:
+    cut = Cutter("", "")
+    assert cut.finish("a = 1\nb()\nb()\nb()", "") == "a = 1\nb()"
+    assert cut.finish("   \n  ", "") == ""
+    assert Cutter("    ", "").finish("x = 1\n    y = 2", "\n    y = 2\n") == "x = 1"
