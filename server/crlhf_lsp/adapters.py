@@ -18,6 +18,10 @@ Nothing the store says is trusted as a path or as content:
   before anything is downloaded; the files are then checked against those digests;
 - a cached folder or ``.gguf`` is re-hashed against the registry's digests every time it
   is about to be loaded, and downloaded again when it differs.
+
+A backend that hands the adapter to a server (``openai``: vLLM, llama-server) raises
+:class:`AdapterUnavailable` when the server cannot take it now (down, misconfigured, not
+started with it): the adapter is not refused, the next check tries it again.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ from crlhf_contract.signing import verify_adapter
 from crlhf_lsp.errors import AdapterError
 
 
+class AdapterUnavailable(AdapterError):
+    """A verified adapter the model server could not take now; tried again at the next check."""
+
+
 @dataclass(frozen=True)
 class Swapped:
     version: str
@@ -49,7 +57,7 @@ class Swapped:
 class Checked:
     """What one check did, said for the user (``crlhf.checkAdapter`` answers it)."""
 
-    outcome: str  # loaded | current | none | refused | unreachable | no-store
+    outcome: str  # loaded | current | none | refused | unavailable | unreachable | no-store
     version: str | None  # the adapter in use after the check; None: the base model
     latest: str | None  # the registry's latest version, when the store answered
     message: str
@@ -136,6 +144,10 @@ class AdapterManager:
                 return self._checked("refused", version, self._refusal(version))
             try:
                 swapped = self._install(client, latest)
+            except AdapterUnavailable as exc:
+                keeping = self.current or "the base model"
+                self.log(f"crlhf: adapter {version} not loaded: {exc}; keeping {keeping}", True)
+                return self._checked("unavailable", version, f"{version} not loaded: {exc}")
             except (AdapterError, StoreError, OSError, ValueError) as exc:
                 self.refused[version] = str(exc)
                 keeping = self.current or "the base model"

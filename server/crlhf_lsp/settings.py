@@ -17,6 +17,14 @@ key                    default                     meaning
 ``openaiApiKey``       ``$CRLHF_OPENAI_API_KEY``   the bearer sent to ``openaiUrl`` (openai);
                                                    empty: none. The store's ``token`` is
                                                    never sent there
+``openaiServer``       ``auto``                    ``vllm`` or ``llama-server``: how a new
+                                                   adapter reaches the server (openai);
+                                                   ``auto``: asked (``GET /lora-adapters``)
+``openaiAdapterDir``   empty                       a folder the vLLM server also reads, at
+                                                   the same path: verified adapters are
+                                                   copied there as ``<dir>/<version>``;
+                                                   empty: vLLM reads crlhf-lsp's own cache
+                                                   (the same machine)
 ``maxTokens``          ``64``                      most generated tokens per completion
 ``temperature``        ``0.0``                     0: greedy; above: sampling
 ``outboxPath``         user data dir               the SQLite outbox file
@@ -55,6 +63,7 @@ from urllib.parse import urlsplit
 from crlhf_lsp.errors import SettingsError
 
 BACKENDS = ("auto", "local", "openai", "llamacpp")
+OPENAI_SERVERS = ("auto", "vllm", "llama-server")
 
 
 def _default_outbox() -> str:
@@ -71,6 +80,8 @@ class Settings:
     model: str = field(default_factory=lambda: os.environ.get("CRLHF_MODEL", ""))
     openaiUrl: str = "http://127.0.0.1:8000"
     openaiApiKey: str = field(default_factory=lambda: os.environ.get("CRLHF_OPENAI_API_KEY", ""))
+    openaiServer: str = "auto"
+    openaiAdapterDir: str = ""
     maxTokens: int = 64
     temperature: float = 0.0
     outboxPath: str = field(default_factory=_default_outbox)
@@ -108,6 +119,10 @@ class Settings:
         that is not (the defaults from the environment are checked too)."""
         if self.backend not in BACKENDS:
             raise SettingsError(f"setting 'backend': {self.backend!r}; use one of {BACKENDS}")
+        if self.openaiServer not in OPENAI_SERVERS:
+            raise SettingsError(
+                f"setting 'openaiServer': {self.openaiServer!r}; use one of {OPENAI_SERVERS}"
+            )
         if self.maxTokens < 1:
             raise SettingsError("setting 'maxTokens' must be at least 1")
         _check_store_url(self.storeUrl, self.allowInsecureStore)

@@ -1,9 +1,10 @@
 """The ``openai`` backend: any OpenAI-compatible ``/v1/completions`` server (vLLM, llama.cpp's
 server, TGI …), streamed so that a cancelled request stops reading at the next token.
 
-Adapters are not downloaded here: a vLLM server loads LoRA adapters at run time
-(``--enable-lora``, ``/v1/load_lora_adapter``) and selects one by its name as ``model``,
-so "loading" adapter ``v7`` means sending ``model: "v7"`` from then on.
+A published adapter, downloaded and verified by crlhf-lsp, is handed to the server by
+:mod:`crlhf_lsp.backends.openai_lora` (vLLM loads it at run time and it is then selected by
+``model: "<version>"``; llama-server selects among the adapters it was started with). The
+``model`` sent changes only once the server took the adapter; a failure keeps the old one.
 
 Token ids and log-probs are recorded when the server returns them (``logprobs: 1``; vLLM's
 ``return_tokens_as_token_ids`` gives tokens as ``token_id:<n>``). The trainer also needs
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 
 from crlhf_lsp.backends.base import Backend, Generation, GenerationRequest
+from crlhf_lsp.backends.openai_lora import LlamaServerAdapters, VLLMAdapters, detect
 from crlhf_lsp.errors import BackendError
 from crlhf_lsp.settings import Settings
 
@@ -31,12 +33,16 @@ def from_settings(settings: Settings) -> OpenAIBackend:
     # The server's own key, never the store's token: openaiUrl may be another party's
     # server, and the annotator's token would let it write ratings in their name.
     return OpenAIBackend(
-        settings.openaiUrl, settings.model or "default", api_key=settings.openaiApiKey
+        settings.openaiUrl,
+        settings.model or "default",
+        api_key=settings.openaiApiKey,
+        server=settings.openaiServer,
+        adapter_dir=settings.openaiAdapterDir,
     )
 
 
 class OpenAIBackend(Backend):
-    adapter_files = False
+    adapter_files = True  # the verified folder: vLLM reads it (or a copy) by path
 
     def __init__(
         self,
@@ -45,9 +51,17 @@ class OpenAIBackend(Backend):
         *,
         api_key: str | None = None,
         transport: httpx.BaseTransport | None = None,
+        server: str = "auto",
+        adapter_dir: str = "",
     ) -> None:
         self.name = model
         self.adapter: str | None = None
+        self.server = server
+        """``vllm`` or ``llama-server``; ``auto`` until the first adapter is loaded."""
+        self._adapter_dir = adapter_dir
+        self._engine: VLLMAdapters | LlamaServerAdapters | None = None
+        self._model = model
+        """The ``model`` sent: the base model's name, or the loaded adapter's (vLLM)."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
             base_url=url.rstrip("/"), headers=headers, timeout=60.0, transport=transport
@@ -55,7 +69,7 @@ class OpenAIBackend(Backend):
 
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> Generation:
         body: dict[str, Any] = {
-            "model": self.adapter or self.name,
+            "model": self._model,
             "prompt": request.prompt,
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
@@ -117,10 +131,26 @@ class OpenAIBackend(Backend):
         return None
 
     def load_adapter(self, folder: Path, version: str) -> None:
+        """Have the server load ``version`` (raises, the old adapter kept, when it cannot);
+        completions ask for it from then on, and the oldest adapters are unloaded."""
+        engine = self._adapter_engine()
+        self._model = engine.load(folder, version)
         self.adapter = version
+        engine.retire()
 
     def unload_adapter(self) -> None:
         self.adapter = None
+        self._model = self.name
+
+    def _adapter_engine(self) -> VLLMAdapters | LlamaServerAdapters:
+        if self._engine is None:
+            if self.server == "auto":
+                self.server = detect(self._http)
+            if self.server == "llama-server":
+                self._engine = LlamaServerAdapters(self._http, self.name)
+            else:
+                self._engine = VLLMAdapters(self._http, self._adapter_dir)
+        return self._engine
 
     def close(self) -> None:
         self._http.close()
