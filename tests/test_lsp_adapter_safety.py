@@ -40,6 +40,7 @@ from crlhf_contract.signing import SigningError, generate_keypair, sign_adapter,
 from crlhf_lsp.adapters import AdapterManager
 from crlhf_lsp.errors import SettingsError
 from crlhf_lsp.settings import Settings
+from fake_openai import FakeOpenAI, serve_fake_openai
 from lsp_harness import command, lsp_session, request, wait_until
 
 # --- archives ------------------------------------------------------------------------------
@@ -372,12 +373,21 @@ def test_the_store_refuses_a_signature_that_cannot_be_one(tmp_path: Path, live_s
         )
 
 
-async def test_a_real_lsp_loads_only_what_the_key_signed(tmp_path: Path, live_store) -> None:
+@pytest.fixture
+def fake_vllm() -> Iterator[str]:
+    """A vLLM that loads the adapters crlhf-lsp hands it (issue 17)."""
+    with serve_fake_openai("vllm") as url:
+        yield url
+
+
+async def test_a_real_lsp_loads_only_what_the_key_signed(
+    tmp_path: Path, live_store, fake_vllm: str
+) -> None:
     private, public = generate_keypair(tmp_path / "keys")
     other, _ = generate_keypair(tmp_path / "other")
     settings = {
         "backend": "openai",
-        "openaiUrl": "http://127.0.0.1:9",
+        "openaiUrl": fake_vllm,
         "outboxPath": str(tmp_path / "lsp" / "outbox.sqlite3"),
         "adapterPollSeconds": 0,
         "storeUrl": live_store.url,
@@ -401,6 +411,8 @@ async def test_a_real_lsp_loads_only_what_the_key_signed(tmp_path: Path, live_st
         assert message.startswith("adapter signed1 loaded in ")
         status = await wait_until(lambda: _status_with(client, "signed1"))
         assert status["adapterVersion"] == "signed1"
+    loaded = [b["lora_name"] for p, b in FakeOpenAI.seen if p == "/v1/load_lora_adapter"]
+    assert loaded == ["signed1"]  # the refused ones never reached the server
 
 
 async def _status_with(client, version: str):  # type: ignore[no-untyped-def]

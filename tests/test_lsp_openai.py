@@ -8,70 +8,24 @@ data").
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from crlhf_lsp.backends.base import GenerationRequest
 from crlhf_lsp.backends.openai import OpenAIBackend
+from fake_openai import PROMPT_IDS, FakeOpenAI, serve_fake_openai
 from lsp_harness import edit, inline, lsp_session, open_doc, wait_until
 from lsprotocol import types
 
-PROMPT_IDS = [2, 100, 101, 102]
 URI = "file:///work/demo.py"
-
-
-class FakeOpenAI(BaseHTTPRequestHandler):
-    inline_prompt_ids = True
-    seen: list[tuple[str, dict]] = []
-    headers_seen: list[dict[str, str]] = []  # every request's headers, in order
-
-    def log_message(self, *args: object) -> None:  # quiet
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.seen.append((self.path, body))
-        self.headers_seen.append(dict(self.headers.items()))
-        if self.path == "/tokenize":
-            if "prompt" in body:  # vLLM's shape
-                return self._json({"tokens": PROMPT_IDS, "count": 4})
-            return self._json({"error": "no"}, 400)
-        if self.path != "/v1/completions":
-            return self._json({"error": "not found"}, 404)
-        first = {"text": "x", "logprobs": {"tokens": ["token_id:5"], "token_logprobs": [-0.5]}}
-        if self.inline_prompt_ids and body.get("return_token_ids"):
-            first["prompt_token_ids"] = PROMPT_IDS
-        second = {"text": " = 1", "logprobs": {"tokens": ["token_id:7"], "token_logprobs": [-1.0]}}
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        for choice in (first, second):
-            self.wfile.write(f"data: {json.dumps({'choices': [choice]})}\n\n".encode())
-        self.wfile.write(b"data: [DONE]\n\n")
-
-    def _json(self, obj: dict, status: int = 200) -> None:
-        data = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture
 def fake_openai() -> Iterator[str]:
-    FakeOpenAI.seen = []
-    FakeOpenAI.headers_seen = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serve_fake_openai() as url:
+        yield url
 
 
 @pytest.mark.parametrize("inline", [True, False], ids=["vllm-return-token-ids", "tokenize"])

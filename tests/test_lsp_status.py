@@ -28,8 +28,9 @@ from typing import Any
 import pytest
 from crlhf_cli.lsp import plain
 from crlhf_contract.protocol import M_STATUS_CHANGED
-from crlhf_lsp.adapters import AdapterManager
+from crlhf_lsp.adapters import AdapterManager, AdapterUnavailable
 from crlhf_lsp.errors import AdapterError
+from fake_openai import serve_fake_openai
 from lsp_harness import command, edit, inline, lsp_session, open_doc, request, wait_until
 from pytest_lsp import LanguageClient
 
@@ -193,10 +194,49 @@ def test_an_adapter_check_says_what_happened(tmp_path: Path, live_store) -> None
     assert manager.check_now().message == "no store is set (crlhf.storeUrl); using v1"
 
 
+def test_an_adapter_the_server_cannot_take_now_is_tried_again(tmp_path: Path, live_store) -> None:
+    """A model server that cannot take a verified adapter (vLLM down, llama-server started
+    without it) does not get it refused for good: the old one stays, the next check retries."""
+    down = [True]
+    logged: list[str] = []
+
+    def swap(folder: Path, version: str) -> float:
+        if down[0]:
+            raise AdapterUnavailable("http://vllm/v1/load_lora_adapter answered 503")
+        return 0.01
+
+    manager = AdapterManager(
+        tmp_path / "cache",
+        client=lambda: live_store.client(),
+        swap=swap,
+        announce=lambda swapped: None,
+        log=lambda message, error: logged.append(message),
+    )
+    _publish(live_store, tmp_path, "v1")
+    for _ in range(2):
+        checked = manager.check_now()
+        assert (checked.outcome, checked.version, checked.latest) == ("unavailable", None, "v1")
+        assert checked.message == (
+            "v1 not loaded: http://vllm/v1/load_lora_adapter answered 503; using the base model"
+        )
+    assert len(logged) == 2 and "adapter v1 not loaded" in logged[0]
+    down[0] = False
+    assert manager.check_now().outcome == "loaded" and manager.current == "v1"
+
+
+@pytest.fixture
+def fake_vllm() -> Iterator[str]:
+    """A vLLM that loads the adapters crlhf-lsp hands it (issue 17)."""
+    with serve_fake_openai("vllm") as url:
+        yield url
+
+
 async def test_check_adapter_and_the_status_say_none_is_published(
-    tmp_path: Path, live_store
+    tmp_path: Path, live_store, fake_vllm: str
 ) -> None:
-    settings = _settings(tmp_path, storeUrl=live_store.url, token=live_store.annotator_token)
+    settings = _settings(
+        tmp_path, openaiUrl=fake_vllm, storeUrl=live_store.url, token=live_store.annotator_token
+    )
     async with lsp_session(settings) as client:
         assert (await request(client, "crlhf/status"))["adapterPublished"] is None
         checked = await command(client, "crlhf.checkAdapter")
