@@ -37,6 +37,8 @@ SOURCES = {
 GUARDED = (
     "crlhf.storeUrl",
     "crlhf.openaiUrl",
+    "crlhf.openaiServer",  # with openaiAdapterDir: where verified adapters are copied to
+    "crlhf.openaiAdapterDir",
     "crlhf.serverArgs",
     "crlhf.pythonPath",
     "crlhf.outboxPath",

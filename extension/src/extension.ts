@@ -68,7 +68,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     const result = await client.sendRequest<AdapterCheck>("workspace/executeCommand", { command: CMD_CHECK_ADAPTER, arguments: [] });
     log.info(`Adapter check: ${JSON.stringify(result)}`);
     // What happened, in words: "adapter v4 loaded", "already on v3", "v5 refused: …".
-    if (["refused", "unreachable", "no-store"].includes(result.outcome)) void vscode.window.showWarningMessage(`crlhf: ${result.message}`);
+    if (["refused", "unavailable", "unreachable", "no-store"].includes(result.outcome)) void vscode.window.showWarningMessage(`crlhf: ${result.message}`);
     else void vscode.window.showInformationMessage(`crlhf: ${result.message}`);
     void status.refresh();
   });

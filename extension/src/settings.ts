@@ -8,6 +8,8 @@ export const SERVER_KEYS = [
   "backend",
   "model",
   "openaiUrl",
+  "openaiServer",
+  "openaiAdapterDir",
   "maxTokens",
   "temperature",
   "outboxPath",
