@@ -106,3 +106,16 @@ def test_a_closed_document_sends_no_retention() -> None:
     feedback.forget(URI)
     clock.now += 5
     assert feedback.flush_retention() == 0
+
+
+def test_the_retention_delays_are_a_setting_of_seconds() -> None:
+    from crlhf_lsp.errors import SettingsError
+    from crlhf_lsp.settings import Settings
+
+    settings = Settings(storeUrl="")
+    assert settings.retentionDelays == (30.0, 300.0)
+    assert settings.merged({"crlhf": {"retentionDelays": [0.5, 2]}}).retentionDelays == (0.5, 2.0)
+    assert settings.merged({"retentionDelays": []}).retentionDelays == ()
+    for bad in (["30"], [-1], [True], [1e9]):
+        with pytest.raises(SettingsError, match="retentionDelays"):
+            settings.merged({"retentionDelays": bad})

@@ -70,7 +70,12 @@ class CrlhfServer(LanguageServer):
         self.settings = Settings()
         self.exclusions = Exclusions(roots=self._workspace_roots)
         self._told_excluded: set[str] = set()
-        self.feedback = Feedback(self._document, lambda: self.outbox, excluded=self.excluded)
+        self.feedback = Feedback(
+            self._document,
+            lambda: self.outbox,
+            excluded=self.excluded,
+            retention_delays=lambda: self.settings.retentionDelays,
+        )
         self.suggestions: dict[str, CompletionRecord] = {}
         """The last suggestion per document, answered from while the user types it."""
         self.cancels: dict[str, threading.Event] = {}

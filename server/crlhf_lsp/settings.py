@@ -42,6 +42,9 @@ key                    default                     meaning
                                                    send nothing (``crlhf_lsp.privacy``), on
                                                    top of ``.env*``, ``*.pem``, ``*.key``,
                                                    ``id_rsa*``, ``*.p12``, ``secrets.*``
+``retentionDelays``    ``[30, 300]``               seconds after an accept at which what
+                                                   became of its lines is reported
+                                                   (``crlhf_lsp.retention``); ``[]``: never
 =====================  ==========================  =========================================
 
 A plain ``http://`` store URL is refused unless its host is this machine (``localhost``,
@@ -64,6 +67,13 @@ from crlhf_lsp.errors import SettingsError
 
 BACKENDS = ("auto", "local", "openai", "llamacpp")
 OPENAI_SERVERS = ("auto", "vllm", "llama-server")
+
+
+MAX_RETENTION_DELAY = 7 * 24 * 3600.0  # the store refuses a later after_s
+
+
+class Delays(tuple[float, ...]):
+    """Seconds after an accept (a tuple of its own so settings can tell it from strings)."""
 
 
 def _default_outbox() -> str:
@@ -93,6 +103,7 @@ class Settings:
     )
     allowInsecureStore: bool = False
     excludeGlobs: tuple[str, ...] = ()
+    retentionDelays: Delays = field(default_factory=lambda: Delays((30.0, 300.0)))
 
     def merged(self, options: Any) -> Settings:
         """A copy with the known keys of ``options`` (a dict, flat or under ``crlhf``)."""
@@ -109,7 +120,9 @@ class Settings:
             try:
                 changes[f.name] = _coerce(kind, value)
             except (TypeError, ValueError) as exc:
-                what = "list of strings" if kind is tuple else kind.__name__
+                what = {tuple: "list of strings", Delays: "list of seconds (0 to a week)"}.get(
+                    kind, kind.__name__
+                )
                 message = f"setting {f.name!r}: {value!r} is not a {what}"
                 raise SettingsError(message) from exc
         return dataclasses.replace(self, **changes).checked()
@@ -137,6 +150,13 @@ class Settings:
 
 
 def _coerce(kind: type, value: Any) -> Any:
+    if kind is Delays:  # a list of seconds; one number is a list of one
+        items = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(i, bool) or not isinstance(i, int | float) for i in items):
+            raise TypeError("not a list of numbers")
+        if not all(0 <= i <= MAX_RETENTION_DELAY for i in items):
+            raise ValueError("not between 0 and a week")
+        return Delays(float(i) for i in items)
     if kind is tuple:  # a list of strings; one string is a list of one
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
