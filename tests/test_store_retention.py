@@ -113,3 +113,24 @@ def test_only_the_author_reports_retention_of_a_completion(api: Api) -> None:
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "events", 0, "completion_id"]
     assert n_events(api) == 0
+
+
+def test_the_client_leaves_unset_retention_fields_out_for_older_stores() -> None:
+    import httpx
+    from crlhf_contract.client import StoreClient
+    from crlhf_contract.schemas import EventIn
+
+    bodies: list[bytes] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        bodies.append(request.content)
+        return httpx.Response(200, json={"stored": 1, "duplicates": 0})
+
+    event = EventIn(event_id=uuid.uuid4(), completion_id=uuid.uuid4(), kind="shown")
+    client = StoreClient("http://127.0.0.1:1", "t")
+    client._http = httpx.Client(
+        base_url="http://127.0.0.1:1", transport=httpx.MockTransport(answer)
+    )
+    client.post_events([event])
+    [body] = bodies
+    assert b"after_s" not in body and b"lines" not in body and b'"kind":"shown"' in body

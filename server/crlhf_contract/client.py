@@ -210,7 +210,9 @@ class StoreClient:
         return self._parse(Stored, self._request("POST", "/v1/completions", json=body))
 
     def post_events(self, events: Sequence[EventIn]) -> Stored:
-        body = EventBatch(events=list(events)).model_dump(mode="json")
+        # Unset optional fields left out: a store older than 'retained' events (which
+        # forbids unknown fields) still takes the other kinds from a newer crlhf-lsp.
+        body = EventBatch(events=list(events)).model_dump(mode="json", exclude_none=True)
         return self._parse(Stored, self._request("POST", "/v1/events", json=body))
 
     def post_ratings(self, ratings: Sequence[RatingIn]) -> Stored:
