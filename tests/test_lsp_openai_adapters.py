@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from crlhf_lsp.adapters import AdapterUnavailable
 from crlhf_lsp.backends.base import GenerationRequest
 from crlhf_lsp.backends.openai import OpenAIBackend
 from fake_openai import FakeOpenAI, serve_fake_openai
@@ -189,3 +190,17 @@ def test_openai_adapter_dir_gets_a_copy_the_server_reads(tmp_path: Path, vllm: s
         again.close()
     assert weights.read_bytes() == bytes([7]) * 64
     assert [p.name for p in shared.iterdir()] == ["v7"]  # no work folder left behind
+    # vLLM listed v7 already (as when a teammate's crlhf-lsp loaded it): not loaded twice.
+    assert _paths().count("/v1/load_lora_adapter") == 1
+
+
+def test_a_server_that_does_not_answer_is_asked_what_it_is_at_the_next_adapter(
+    tmp_path: Path,
+) -> None:
+    backend = OpenAIBackend("http://127.0.0.1:9", "base")
+    try:
+        with pytest.raises(AdapterUnavailable, match="could not reach"):
+            backend.load_adapter(_adapter(tmp_path / "v1", seed=1), "v1")
+    finally:
+        backend.close()
+    assert backend.server == "auto" and backend.adapter is None

@@ -49,11 +49,15 @@ KEEP_LOADED = 2
 
 
 def detect(http: httpx.Client) -> str:
-    """``llama-server`` when ``GET /lora-adapters`` answers a list, else ``vllm``."""
+    """``llama-server`` when ``GET /lora-adapters`` answers a list, else ``vllm``; a server
+    that does not answer at all is asked again at the next adapter."""
     try:
         response = http.get("/lora-adapters")
+    except httpx.HTTPError as exc:
+        raise AdapterUnavailable(f"could not reach {http.base_url}: {exc!r}") from exc
+    try:
         listed = response.status_code == 200 and isinstance(response.json(), list)
-    except (httpx.HTTPError, ValueError):
+    except ValueError:
         listed = False
     return "llama-server" if listed else "vllm"
 
@@ -69,7 +73,8 @@ class VLLMAdapters:
 
     def load(self, folder: Path, version: str) -> str:
         path = self._server_path(folder, version)
-        if version not in self._listed():
+        fresh = version not in self._listed()  # else a teammate's crlhf-lsp loaded it
+        if fresh:
             body = {"lora_name": version, "lora_path": path}
             answer = _post(self.http, "/v1/load_lora_adapter", body)
             if answer is not None:
@@ -77,7 +82,8 @@ class VLLMAdapters:
         probe = {"model": version, "prompt": "\n", "max_tokens": 1, "temperature": 0}
         answer = _post(self.http, "/v1/completions", probe)
         if answer is not None:
-            _post(self.http, "/v1/unload_lora_adapter", {"lora_name": version})
+            if fresh:
+                _post(self.http, "/v1/unload_lora_adapter", {"lora_name": version})
             raise AdapterUnavailable(f"vLLM loaded {version} but it does not answer: {answer}")
         if version in self.loaded:
             self.loaded.remove(version)
