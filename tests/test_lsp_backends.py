@@ -28,7 +28,9 @@ def test_openai_backend_streams_tokens_and_logprobs() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/tokenize":
             return httpx.Response(200, json={"tokens": [1, 2]})
-        seen.update(json.loads(request.content))
+        if request.method == "GET":  # no /lora-adapters (not llama-server), no /v1/models
+            return httpx.Response(404)
+        seen.update(json.loads(request.content))  # the adapter's load and probe, then ours
         chunks = [
             {
                 "choices": [
