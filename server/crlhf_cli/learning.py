@@ -38,14 +38,17 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 from crlhf_cli import conventions as conv
 from crlhf_cli.learning_arms import arm_rewards, line_accuracy
 from crlhf_cli.learning_config import LearningConfig, Log
-from crlhf_cli.learning_eval import eval_items, margins
+from crlhf_cli.learning_eval import EvalItem, eval_items, margins
 from crlhf_cli.learning_result import LearningResult, RunResult
-from crlhf_cli.learning_stores import collect, crowd_round
+from crlhf_cli.learning_stores import Collected, collect, crowd_round
 
 __all__ = ["run_learning"]
 
@@ -74,6 +77,25 @@ def run_learning(cfg: LearningConfig, log: Log = print) -> LearningResult:
     base_margin = margins(base, items)
     del base
     collected, exported = collect(cfg, ref, prompts, log)
+    result = _new_result(cfg, items, base_margin, collected, log)
+    for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
+        for crowd_name in cfg.crowds:
+            work = crowd_round(cfg, crowd_name, seed, collected, exported, pots)
+            result.accuracy[f"{crowd_name}/{seed}"] = line_accuracy(work, collected)
+            _run_arms(cfg, ref, tokenizer, work, collected, items, result, crowd_name, seed, log)
+    result.seconds = time.monotonic() - started
+    _save(cfg, result)
+    return result
+
+
+def _new_result(
+    cfg: LearningConfig,
+    items: Sequence[EvalItem],
+    base_margin: list[float],
+    collected: Sequence[Collected],
+    log: Log,
+) -> LearningResult:
+    """The bench's result before any arm ran: its config, items and completions."""
     rated = [t for c in collected for t in c.truth if t is not None]
     result = LearningResult(
         config=json.loads(json.dumps(asdict(cfg), default=str)),
@@ -87,37 +109,46 @@ def run_learning(cfg: LearningConfig, log: Log = print) -> LearningResult:
         f"{len(collected)} completions, {len(rated)} rated lines, "
         f"{result.share_breaking:.0%} break a rule"
     )
-    for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
-        for crowd_name in cfg.crowds:
-            work = crowd_round(cfg, crowd_name, seed, collected, exported, pots)
-            result.accuracy[f"{crowd_name}/{seed}"] = line_accuracy(work, collected)
-            for method in cfg.methods:
-                for arm in cfg.arms:
-                    if arm == "truth" and crowd_name != cfg.crowds[0]:
-                        continue  # the truth does not depend on the crowd
-                    run = _train_and_score(
-                        cfg,
-                        ref,
-                        tokenizer,
-                        work,
-                        collected,
-                        items,
-                        base_margin,
-                        crowd_name,
-                        seed,
-                        method,
-                        arm,
-                    )
-                    result.runs.append(run)
-                    _save(cfg, result)  # after every run: a bench stopped early keeps them
-                    log(
-                        f"  {crowd_name} seed {seed} {method} {arm}: d = "
-                        f"{sum(run.improvement) / len(run.improvement):+.3f} nats/token "
-                        f"({run.train_seconds:.0f} s{', ' + run.stopped if run.stopped else ''})"
-                    )
-    result.seconds = time.monotonic() - started
-    _save(cfg, result)
     return result
+
+
+def _run_arms(
+    cfg: LearningConfig,
+    ref: Any,
+    tokenizer: Any,
+    work: Path,
+    collected: Sequence[Collected],
+    items: Sequence[EvalItem],
+    result: LearningResult,
+    crowd_name: str,
+    seed: int,
+    log: Log,
+) -> None:
+    """Every method and arm on one crowd's pulled export, each run saved as it ends."""
+    for method in cfg.methods:
+        for arm in cfg.arms:
+            if arm == "truth" and crowd_name != cfg.crowds[0]:
+                continue  # the truth does not depend on the crowd
+            run = _train_and_score(
+                cfg,
+                ref,
+                tokenizer,
+                work,
+                collected,
+                items,
+                result.base_margin,
+                crowd_name,
+                seed,
+                method,
+                arm,
+            )
+            result.runs.append(run)
+            _save(cfg, result)  # after every run: a bench stopped early keeps them
+            log(
+                f"  {crowd_name} seed {seed} {method} {arm}: d = "
+                f"{sum(run.improvement) / len(run.improvement):+.3f} nats/token "
+                f"({run.train_seconds:.0f} s{', ' + run.stopped if run.stopped else ''})"
+            )
 
 
 def _save(cfg: LearningConfig, result: LearningResult) -> None:
