@@ -181,15 +181,7 @@ async def over_lsp(
     return completions, directs, keystrokes
 
 
-def main() -> None:
-    choose = argparse.ArgumentParser(add_help=False)
-    choose.add_argument("--backend", choices=["local", "llamacpp"], default="local")
-    known, rest = choose.parse_known_args()
-    if known.backend == "llamacpp":  # the default GGUF model against raw llama-cpp-python
-        import llamacpp_latency
-
-        llamacpp_latency.main(rest)
-        return
+def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n")[0],
         epilog="--backend llamacpp: bench/llamacpp_latency.py (its own options, see --help there)",
@@ -202,7 +194,19 @@ def main() -> None:
         action="store_true",
         help="every pair LSP then direct (the old order; biased against the LSP side)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    choose = argparse.ArgumentParser(add_help=False)
+    choose.add_argument("--backend", choices=["local", "llamacpp"], default="local")
+    known, rest = choose.parse_known_args()
+    if known.backend == "llamacpp":  # the default GGUF model against raw llama-cpp-python
+        import llamacpp_latency
+
+        llamacpp_latency.main(rest)
+        return
+    args = _parse_args()
     model = args.model or build_tiny_model()
 
     backend = LocalBackend(str(model))

@@ -155,33 +155,39 @@ def main() -> None:
     model_dir = build_model(args.size, tmp / "model")
     data = tmp / "data.jsonl"
     make_data(model_dir, args.prompts, args.prompt_len, args.completion_len, data)
-    results = {}
-    for which in ("ours", "trl"):
-        cmd = [
-            sys.executable,
-            __file__,
-            "--worker",
-            which,
-            "--model-dir",
-            str(model_dir),
-            "--data",
-            str(data),
-            "--device",
-            args.device,
-            "--steps",
-            str(args.steps),
-            "--batch-size",
-            str(args.batch_size),
-            "--grad-accum",
-            str(args.grad_accum),
-        ]
-        env = os.environ | {"TRL_EXPERIMENTAL_SILENCE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-        line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{which} failed:\n{proc.stderr[-3000:]}")
-        results[which] = json.loads(line[len("RESULT ") :])
+    results = {which: _run_worker(which, model_dir, data, args) for which in ("ours", "trl")}
+    _print_results(results, args)
 
+
+def _run_worker(which: str, model_dir: Path, data: Path, args: argparse.Namespace) -> dict:
+    """One trainer in its own process (its peak memory its own); its report's summary."""
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        which,
+        "--model-dir",
+        str(model_dir),
+        "--data",
+        str(data),
+        "--device",
+        args.device,
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--grad-accum",
+        str(args.grad_accum),
+    ]
+    env = os.environ | {"TRL_EXPERIMENTAL_SILENCE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"{which} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(line[len("RESULT ") :])
+
+
+def _print_results(results: dict[str, dict], args: argparse.Namespace) -> None:
     import torch
 
     device = (
