@@ -119,3 +119,23 @@ def test_the_retention_delays_are_a_setting_of_seconds() -> None:
     for bad in (["30"], [-1], [True], [1e9]):
         with pytest.raises(SettingsError, match="retentionDelays"):
             settings.merged({"retentionDelays": bad})
+
+
+def test_a_later_accept_of_the_same_completion_restarts_its_checks() -> None:
+    doc = TextDocument(URI, "def f():\n    " + TEXT + "\n")
+    outbox, clock = Outbox(), Clock()
+    feedback = Feedback(
+        lambda uri: doc, lambda: outbox, retention_delays=lambda: (10,), clock=clock
+    )
+    row = CompletionIn(id=uuid.uuid4(), prompt="def f():\n    ", text=TEXT, model="m")
+    record = CompletionRecord(URI, 1, "    ", "", TEXT, row)
+    feedback.remember(record)
+    feedback.event(record.id, "partial", accepted_chars=len("total = 1"))
+    clock.now += 5
+    feedback.event(record.id, "accepted")
+    clock.now += 5  # the partial accept's check would be due now: it was replaced
+    assert feedback.flush_retention() == 0
+    clock.now += 5
+    assert feedback.flush_retention() == 1
+    [event] = [row for kind, row in outbox.rows if kind == "event" and row.kind == "retained"]
+    assert [line.line for line in event.lines] == [0, 1, 2]

@@ -90,7 +90,7 @@ class Retention:
 
     def __init__(self) -> None:
         self.watches: dict[str, Watch] = {}
-        self._due: list[tuple[float, int, str, float]] = []
+        self._due: list[tuple[float, int, str, float, float]] = []
         self._order = itertools.count()
 
     def watch(
@@ -110,7 +110,8 @@ class Retention:
             return
         self.watches[completion_id] = Watch(uri, lines, prefix, now, set(delays))
         for delay in delays:
-            heapq.heappush(self._due, (now + delay, next(self._order), completion_id, delay))
+            entry = (now + delay, next(self._order), completion_id, delay, now)
+            heapq.heappush(self._due, entry)
 
     def forget(self, uri: str) -> None:
         for cid in [cid for cid, w in self.watches.items() if w.uri == uri]:
@@ -124,10 +125,10 @@ class Retention:
         time (their lines may stop being followed)."""
         events, finished = [], []
         while self._due and self._due[0][0] <= now:
-            _, _, cid, delay = heapq.heappop(self._due)
+            _, _, cid, delay, accepted_at = heapq.heappop(self._due)
             w = self.watches.get(cid)
-            if w is None or delay not in w.left:
-                continue
+            if w is None or w.accepted_at != accepted_at or delay not in w.left:
+                continue  # forgotten, or a check of an earlier accept that was replaced
             w.left.discard(delay)
             lines = [line_state(t, w.prefix if t.index == 0 else "") for t in w.lines]
             events.append(
