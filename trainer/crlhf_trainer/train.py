@@ -148,6 +148,7 @@ class _Loop:
         from torch.utils.data import DataLoader
 
         self.config, self.out_dir = config, out_dir
+        _forget_other_accelerator_state()
         self.accelerator = Accelerator(
             cpu=config.device == "cpu", mixed_precision=config.mixed_precision
         )
@@ -319,3 +320,15 @@ def _mean_across_ranks(accelerator: Any, value: float) -> float:
         return value
     t = torch.tensor([value], device=accelerator.device)
     return float(accelerator.reduce(t, reduction="mean"))
+
+
+def _forget_other_accelerator_state() -> None:
+    """accelerate keeps one process-wide state: a TRL trainer (kto, grpo) run earlier in the
+    same process sets it its own way, and our Accelerator then refuses to start ("already
+    been initialized"; the learning bench trains pg-line arms after kto ones). In a single
+    process that state holds nothing of ours, so it is cleared; under a distributed launch
+    it is the launch's and stays."""
+    from accelerate.state import AcceleratorState, PartialState
+
+    if not PartialState().use_distributed:
+        AcceleratorState._reset_state()
