@@ -328,7 +328,9 @@ def _forget_other_accelerator_state() -> None:
     been initialized"; the learning bench trains pg-line arms after kto ones). In a single
     process that state holds nothing of ours, so it is cleared; under a distributed launch
     it is the launch's and stays."""
-    from accelerate.state import AcceleratorState, PartialState
+    import os
 
-    if not PartialState().use_distributed:
+    from accelerate.state import AcceleratorState
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:  # not under a distributed launch
         AcceleratorState._reset_state()
