@@ -24,6 +24,7 @@ own ratings of it) stay out unless ``include_honeypots`` / ``include_authors``.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import hmac
 import secrets
@@ -94,6 +95,20 @@ def pseudonym(name: str, salt: bytes) -> str:
     True
     """
     return "a-" + hmac.new(salt, name.encode(), hashlib.sha256).hexdigest()[:12]
+
+
+def add_export_options(p: argparse.ArgumentParser, *, honeypots_help: str) -> None:
+    """The options both export-dataset commands share (the store's and the trainer's)."""
+    p.add_argument("--include-honeypots", action="store_true", help=honeypots_help)
+    p.add_argument(
+        "--include-authors",
+        action="store_true",
+        help="add who wrote each completion (`kto.author`, a pseudonym as in the votes) and "
+        "their own rating of each line (`lines.author_vote`)",
+    )
+    p.add_argument(
+        "--force", action="store_true", help="replace a former export in OUT (nothing else)"
+    )
 
 
 def check_out(out: Path, *, force: bool) -> None:

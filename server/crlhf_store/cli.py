@@ -323,7 +323,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_export_dataset(sub, common: argparse.ArgumentParser) -> None:  # type: ignore[no-untyped-def]
-    from crlhf_contract.dataset import FORMATS
+    from crlhf_contract.dataset import FORMATS, add_export_options
 
     p = sub.add_parser(
         "export-dataset",
@@ -341,20 +341,12 @@ def _add_export_dataset(sub, common: argparse.ArgumentParser) -> None:  # type: 
     p.add_argument("out", type=Path, metavar="OUT", help="a new or empty folder")
     p.add_argument("--format", choices=FORMATS, default="hf", help="hf: Hugging Face datasets")
     p.add_argument("--run", type=int, metavar="ID", help="aggregation run (default the latest)")
-    p.add_argument(
-        "--include-honeypots",
-        action="store_true",
-        help="add the honeypots' lines, votes and truth (`lines.truth`): this tells whoever "
-        "gets the dataset which snippets are honeypots",
-    )
-    p.add_argument(
-        "--include-authors",
-        action="store_true",
-        help="add who wrote each completion (`kto.author`, a pseudonym as in the votes) and "
-        "their own rating of each line (`lines.author_vote`)",
-    )
-    p.add_argument(
-        "--force", action="store_true", help="replace a former export in OUT (nothing else)"
+    add_export_options(
+        p,
+        honeypots_help=(
+            "add the honeypots' lines, votes and truth (`lines.truth`): this tells whoever "
+            "gets the dataset which snippets are honeypots"
+        ),
     )
     p.set_defaults(func=cmd_export_dataset)
 

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crlhf_contract.dataset import FORMATS, DatasetExportError, ExportOptions
+from crlhf_contract.dataset import FORMATS, DatasetExportError, ExportOptions, add_export_options
 
 from .errors import CrlhfTrainError, NoTrainingData
 
@@ -56,20 +56,12 @@ def add_export_dataset_arguments(p: argparse.ArgumentParser) -> None:
         help="pull into this folder (the nightly's, to pull only what is new; default: a "
         "temporary one, removed afterwards)",
     )
-    p.add_argument(
-        "--include-honeypots",
-        action="store_true",
-        help="add the honeypots' lines, votes and truth (`lines.truth`; their text is not "
-        "served by the API): this tells whoever gets the dataset which lines are honeypots",
-    )
-    p.add_argument(
-        "--include-authors",
-        action="store_true",
-        help="add who wrote each completion (`kto.author`, a pseudonym as in the votes) and "
-        "their own rating of each line (`lines.author_vote`)",
-    )
-    p.add_argument(
-        "--force", action="store_true", help="replace a former export in OUT (nothing else)"
+    add_export_options(
+        p,
+        honeypots_help=(
+            "add the honeypots' lines, votes and truth (`lines.truth`; their text is not "
+            "served by the API): this tells whoever gets the dataset which lines are honeypots"
+        ),
     )
 
 
