@@ -151,6 +151,10 @@ def build_tiny_model(folder: Path | None = None, *, steps: int = 150, seed: int 
     return folder
 
 
+# Every linear layer of the Llama block: the adapters the GGUF conversion tests use.
+ALL_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
 @functools.lru_cache(maxsize=2)
 def _load_base(model_dir: str):  # type: ignore[no-untyped-def]
     from transformers import AutoModelForCausalLM
@@ -159,15 +163,20 @@ def _load_base(model_dir: str):  # type: ignore[no-untyped-def]
 
 
 def make_tiny_adapter(
-    model_dir: Path, out_dir: Path, *, seed: int = 1, r: int = 4, scale: float = 0.5
+    model_dir: Path, out_dir: Path, *, seed: int = 1, r: int = 4, scale: float = 0.5, **lora: object
 ) -> Path:
-    """Save a LoRA adapter (q_proj, v_proj) with random non-zero weights into ``out_dir``."""
+    """Save a LoRA adapter with random non-zero weights (×``scale``) into ``out_dir``.
+
+    By default on q_proj and v_proj with alpha 2r; ``lora`` overrides any ``LoraConfig``
+    field (``target_modules=ALL_TARGETS``, ``use_rslora``, ``rank_pattern`` …).
+    """
     import torch
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
     base = copy.deepcopy(_load_base(str(model_dir)))  # get_peft_model changes it in place
-    config = LoraConfig(r=r, lora_alpha=2 * r, target_modules=["q_proj", "v_proj"])
+    defaults = {"r": r, "lora_alpha": 2 * r, "target_modules": ["q_proj", "v_proj"]}
+    config = LoraConfig(**(defaults | lora))
     model = get_peft_model(base, config)
     with torch.no_grad():
         for name, param in model.named_parameters():

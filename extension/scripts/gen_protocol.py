@@ -3,7 +3,7 @@
 The language server and the extension share one definition of the custom protocol: every
 ``crlhf/*`` method and ``crlhf.*`` command name, and the payload models, are Python in
 ``server/crlhf_contract/protocol.py``; this script turns them into TypeScript string
-constants and interfaces. ``tests/test_extension_protocol.py`` fails when the checked-in
+constants and interfaces. ``tests/extension/test_protocol.py`` fails when the checked-in
 file differs from what this prints, so a change to the contract is a change here too:
 
     .venv/bin/python extension/scripts/gen_protocol.py          # rewrite protocol.ts
@@ -35,7 +35,7 @@ HEADER = """\
 // Generated from crlhf_contract.protocol (server/crlhf_contract/protocol.py) by
 // extension/scripts/gen_protocol.py: do not edit. Regenerate with
 //   .venv/bin/python extension/scripts/gen_protocol.py
-// (tests/test_extension_protocol.py fails while this file is out of date.)
+// (tests/extension/test_protocol.py fails while this file is out of date.)
 """
 
 _SCALARS = {"string": "string", "integer": "number", "number": "number", "boolean": "boolean"}

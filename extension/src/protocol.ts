@@ -1,7 +1,7 @@
 // Generated from crlhf_contract.protocol (server/crlhf_contract/protocol.py) by
 // extension/scripts/gen_protocol.py: do not edit. Regenerate with
 //   .venv/bin/python extension/scripts/gen_protocol.py
-// (tests/test_extension_protocol.py fails while this file is out of date.)
+// (tests/extension/test_protocol.py fails while this file is out of date.)
 
 // LSP methods (requests and notifications) of crlhf-lsp.
 export const M_ADAPTER_CHANGED = "crlhf/adapterChanged";

@@ -1,5 +1,5 @@
 // What the status bar item says, as pure functions of crlhf-lsp's pushed status (no vscode
-// import: tests/test_extension_status.py runs them in Node). Icons are codicons that exist:
+// import: tests/extension/test_status.py runs them in Node). Icons are codicons that exist:
 // there is no `cloud-offline`; an offline store shows `debug-disconnect`, VS Code's own.
 import type { Status } from "./protocol";
 

@@ -6,7 +6,7 @@ Honeypots only measure reliability if nobody can tell them apart, so:
 
 - **Same work whatever is served.** Every call runs both pickers, the same statements in
   the same order, and only then chooses; what it writes is the same for both kinds. The
-  latency of a request says nothing about what it served (tests/test_review_leaks.py).
+  latency of a request says nothing about what it served (tests/store/test_review_leaks.py).
 - **Same exposure.** Every item, honeypot or completion, has slots:
   ``completions.review_assigned`` counts the annotators holding or having answered a task
   of it, up to ``review_target`` (default ``review_redundancy``). Honeypots are rotated:

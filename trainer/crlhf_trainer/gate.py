@@ -23,7 +23,7 @@ second case on purpose; harm is never published.
 The demo night of issue 13 — held-out reward 0.053 → 0.012 on 4 completions, published
 by an absolute margin of 0.2 — is held back twice over: 4 items are too few to trust
 (not enough evidence), and even a gate told to trust 4 items refuses it, the paired
-interval of the drop lying below −0.02 (``tests/test_gate.py``).
+interval of the drop lying below −0.02 (``tests/trainer/test_gate.py``).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from crlhf_contract import protocol
 from crlhf_lsp.settings import Settings
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "extension"
 PACKAGE = json.loads((EXTENSION / "package.json").read_text(encoding="utf-8"))
 PROPERTIES: dict[str, dict] = PACKAGE["contributes"]["configuration"]["properties"]

@@ -27,8 +27,8 @@ import pytest
 from crlhf_contract.client import StoreClient
 from crlhf_contract.schemas import CompletionIn, RatingIn
 from crlhf_store.process import free_port, wait_ready
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 

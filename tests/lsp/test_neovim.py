@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 from lsp_harness import settings_for
+from paths import TESTS
 
-SCRIPT = Path(__file__).parent / "nvim" / "crlhf_client.lua"
+SCRIPT = TESTS / "nvim" / "crlhf_client.lua"
 
 
 @pytest.mark.e2e

@@ -28,10 +28,10 @@ from pathlib import Path
 import httpx
 import pytest
 from crlhf_store.process import free_port
+from paths import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "extension"
 VSCODE = ROOT / "tests" / "vscode"
 ARTIFACTS = ROOT / "artifacts" / "vscode-e2e"

@@ -9,12 +9,9 @@ the accuracy rows carry their baselines, and the results are written.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.mark.slow

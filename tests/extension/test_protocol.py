@@ -7,8 +7,8 @@ import re
 from pathlib import Path
 
 from crlhf_contract import protocol
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "extension" / "scripts" / "gen_protocol.py"
 CHECKED_IN = ROOT / "extension" / "src" / "protocol.ts"
 

@@ -13,8 +13,15 @@ from crlhf_lsp.adapters import AdapterManager, timed  # noqa: E402
 from crlhf_lsp.backends.llamacpp import LlamaCppBackend  # noqa: E402
 from crlhf_models.errors import AdapterError  # noqa: E402
 from crlhf_models.gguf_lora import gguf_artifact  # noqa: E402
-from test_gguf_lora import make_adapter  # noqa: E402
 from tiny_gguf import build_tiny_gguf  # noqa: E402
+from tiny_model import ALL_TARGETS, build_tiny_model, make_tiny_adapter  # noqa: E402
+
+
+def make_adapter(out: Path, *, seed: int) -> Path:
+    """A random adapter on every linear layer of the tiny model (what a nightly run trains)."""
+    return make_tiny_adapter(
+        build_tiny_model(), out, seed=seed, scale=0.3, target_modules=ALL_TARGETS
+    )
 
 
 def test_published_gguf_artifact_is_fetched_verified_and_swapped(live_store, tmp_path: Path):

@@ -27,9 +27,7 @@ from crlhf_models import (
     resolve_model,
 )
 from crlhf_models import registry as registry_module
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).parent))
+from paths import ROOT
 
 GGUF_BYTES = b"GGUF fake model weights\n" * 100
 

@@ -13,7 +13,7 @@ are the same f32 weights, so:
   for these deliberately strong adapters: tolerance 0.02 nats.
 
 (On the quantised default model the tolerance follows the bases' own gap; see
-test_llamacpp_default_model.py.)
+tests/lsp/test_llamacpp_default_model.py.)
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from crlhf_lsp.backends.llamacpp_engine import LlamaCppEngine, LlamaCppError  # 
 from crlhf_models.errors import AdapterError  # noqa: E402
 from crlhf_models.gguf_lora import convert_peft_to_gguf  # noqa: E402
 from tiny_gguf import build_tiny_gguf  # noqa: E402
-from tiny_model import build_tiny_model  # noqa: E402
+from tiny_model import ALL_TARGETS, build_tiny_model, make_tiny_adapter  # noqa: E402
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TARGETS = ALL_TARGETS
 DELTA_TOLERANCE = 1e-4  # f32 KV cache
 F16_KV_TOLERANCE = 0.02  # llama.cpp's default f16 KV cache
 PROMPTS = [
@@ -44,20 +44,10 @@ PROMPTS = [
 
 
 def make_adapter(out: Path, *, seed: int, **lora) -> Path:
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    base = AutoModelForCausalLM.from_pretrained(build_tiny_model())
-    config = LoraConfig(**({"r": 4, "lora_alpha": 8, "target_modules": TARGETS} | lora))
-    model = get_peft_model(base, config)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_" in name:
-                param.copy_(torch.randn_like(param) * 0.3)
-    model.save_pretrained(out)
-    return out
+    """A strong random adapter on every linear layer (×0.3), ``lora`` overriding the config."""
+    return make_tiny_adapter(
+        build_tiny_model(), out, seed=seed, scale=0.3, **({"target_modules": TARGETS} | lora)
+    )
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 EXTENSION = ROOT / "extension"
 PACKAGE = json.loads((EXTENSION / "package.json").read_text(encoding="utf-8"))
 E2E_CACHE = Path.home() / ".cache" / "crlhf-e2e"

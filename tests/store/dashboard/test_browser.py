@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from conftest import start_live_store
 from dashboard.crowd import XSS, fill
+from paths import ROOT, TESTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
-HERE = Path(__file__).parent / "dashboard"
+HERE = TESTS / "dashboard"
 ARTIFACTS = ROOT / "artifacts" / "dashboard"
 
 

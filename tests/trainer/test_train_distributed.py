@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from crlhf_store.process import free_port
+from paths import TESTS
 
 SCRIPT = r"""
 import hashlib, json, os, sys
@@ -50,7 +51,7 @@ def test_two_gloo_processes_train_one_adapter(tmp_path: Path) -> None:
     script = tmp_path / "ddp.py"
     script.write_text(SCRIPT)
     env = os.environ | {
-        "TESTS_DIR": str(Path(__file__).parent),
+        "TESTS_DIR": str(TESTS),
         "OUT": str(tmp_path),
         "OMP_NUM_THREADS": "1",
     }

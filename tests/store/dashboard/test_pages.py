@@ -141,7 +141,7 @@ def test_login_keeps_the_token_out_of_cookies_and_urls(crowd_store) -> None:  # 
     [("trainer", 403, "lacks the `admin` scope"), ("unknown", 401, "unknown or revoked")],
 )
 def test_login_refuses_non_admins(crowd_store, who: str, status: int, message: str) -> None:  # type: ignore[no-untyped-def]
-    """An annotator's token opens their own page only (tests/test_dashboard_agreement.py)."""
+    """An annotator's token opens their own page only (test_pages_agreement.py)."""
     store, _ = crowd_store
     token = store.trainer_token if who == "trainer" else "crlhf_nope"
     with httpx.Client(base_url=store.url) as http:

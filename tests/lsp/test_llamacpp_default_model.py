@@ -12,7 +12,7 @@ so the two *bases* already disagree: on each prompt's top-32 tokens by up to ~0.
 bases' gap. So the check is, on those tokens, error ≤ max(DELTA_FLOOR, 2 × base gap), and
 the LoRA must move the log-probs by more than twice that tolerance. Measured (one AdamW step,
 lr 1e-2, r=8): base gap 0.31 / 0.45, delta error 0.30 / 0.51, LoRA effect 8.1 / 3.9 nats.
-(On the f32 tiny model the same conversion agrees to 1e-5: test_gguf_lora.py.)
+(On the f32 tiny model the same conversion agrees to 1e-5: tests/models/test_gguf_lora.py.)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """crlhf_lsp.backends in process: the backend table, the in-memory backend tests drive the
 server with, and the openai backend's stream parsing against an httpx.MockTransport (its
-real-HTTP tests are in test_lsp_openai.py)."""
+real-HTTP tests are in tests/lsp/test_openai.py)."""
 
 from __future__ import annotations
 

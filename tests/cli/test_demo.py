@@ -14,12 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
 from crlhf_cli.demo import DEFAULT_MIX, parse_args  # noqa: E402
 from crlhf_cli.demo_summary import summary_rows  # noqa: E402
 from crlhf_cli.problems import honeypots, humaneval_tail, line_truth, mbpp_train  # noqa: E402
+from paths import TESTS
 
 
 def test_options_and_presets() -> None:
@@ -58,7 +56,7 @@ def test_problems_stay_out_of_the_evaluation() -> None:
 
 
 def test_summary_rows_render_missing_values() -> None:
-    summary = json.loads((Path(__file__).parent / "data" / "demo_summary.json").read_text())
+    summary = json.loads((TESTS / "data" / "demo_summary.json").read_text())
     rows = dict(summary_rows(summary))
     assert rows["hot swap"].startswith("yes")
     assert "pass@1" in rows
