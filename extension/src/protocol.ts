@@ -5,6 +5,7 @@
 
 // LSP methods (requests and notifications) of crlhf-lsp.
 export const M_ADAPTER_CHANGED = "crlhf/adapterChanged";
+export const M_COMPLETION_STATS = "crlhf/completionStats";
 export const M_DID_PARTIALLY_ACCEPT = "crlhf/didPartiallyAcceptCompletion";
 export const M_DID_SHOW = "crlhf/didShowCompletion";
 export const M_STATUS = "crlhf/status";
@@ -38,6 +39,24 @@ export interface AdapterCheck {
   latest: string | null;
   /** one line: "adapter v4 loaded", "already on v3", "v5 refused: …" */
   message: string;
+}
+
+/** How completion requests were answered since the server started (benches, tests). */
+export interface CompletionStats {
+  /** inline completion requests at a readable position */
+  requests: number;
+  /** answered with the rest of the suggestion on screen */
+  typedThrough: number;
+  /** answered from a suggestion kept for the text around the cursor */
+  cacheHits: number;
+  /** a newer keystroke's request came during the debounce: nothing */
+  superseded: number;
+  /** generations started on the model */
+  modelCalls: number;
+  /** suggestions kept now */
+  cached: number;
+  /** the debounce delay now (adapted to accepts and dismissals) */
+  debounceMs: number;
 }
 
 /** The answer of `crlhf.requeue`: how many set-aside rows wait to be sent again. */

@@ -10,6 +10,7 @@ name                                   direction     payload
 ``crlhf/status``                       request       → :class:`Status`
 ``crlhf/statusChanged``                notification  server → client, :class:`Status`
 ``crlhf/adapterChanged``               notification  server → client, :class:`AdapterChanged`
+``crlhf/completionStats``              request       → :class:`CompletionStats`
 ``crlhf/didShowCompletion``            notification  client → server, ``{completionId}``
 ``crlhf/didPartiallyAcceptCompletion`` notification  client → server,
                                                      ``{completionId, acceptedLength}``
@@ -40,12 +41,14 @@ __all__ = [
     "COMMANDS",
     "METHODS",
     "M_ADAPTER_CHANGED",
+    "M_COMPLETION_STATS",
     "M_DID_PARTIALLY_ACCEPT",
     "M_DID_SHOW",
     "M_STATUS",
     "M_STATUS_CHANGED",
     "AdapterChanged",
     "AdapterCheck",
+    "CompletionStats",
     "Requeued",
     "ReviewTaskPayload",
     "SetAsideRow",
@@ -58,7 +61,15 @@ M_STATUS_CHANGED = "crlhf/statusChanged"
 M_ADAPTER_CHANGED = "crlhf/adapterChanged"
 M_DID_SHOW = "crlhf/didShowCompletion"
 M_DID_PARTIALLY_ACCEPT = "crlhf/didPartiallyAcceptCompletion"
-METHODS = (M_STATUS, M_STATUS_CHANGED, M_ADAPTER_CHANGED, M_DID_SHOW, M_DID_PARTIALLY_ACCEPT)
+M_COMPLETION_STATS = "crlhf/completionStats"
+METHODS = (
+    M_STATUS,
+    M_STATUS_CHANGED,
+    M_ADAPTER_CHANGED,
+    M_DID_SHOW,
+    M_DID_PARTIALLY_ACCEPT,
+    M_COMPLETION_STATS,
+)
 
 CMD_ACCEPTED = "crlhf.accepted"
 CMD_RATE = "crlhf.rate"
@@ -99,6 +110,18 @@ class Status(_Payload):
     enabled: bool = True
     generating: bool = False  # a completion request is waiting for the model
     lastLatencyMs: int | None = None  # ms from the last suggestion's request to its text
+
+
+class CompletionStats(_Payload):
+    """How completion requests were answered since the server started (benches, tests)."""
+
+    requests: int = 0  # inline completion requests at a readable position
+    typedThrough: int = 0  # answered with the rest of the suggestion on screen
+    cacheHits: int = 0  # answered from a suggestion kept for the text around the cursor
+    superseded: int = 0  # a newer keystroke's request came during the debounce: nothing
+    modelCalls: int = 0  # generations started on the model
+    cached: int = 0  # suggestions kept now
+    debounceMs: int = 0  # the debounce delay now (adapted to accepts and dismissals)
 
 
 class AdapterChanged(_Payload):

@@ -15,6 +15,8 @@ Requests ⇢, notifications →, server-to-client ⇠:
                                             ``crlhf.setAside()``, ``crlhf.requeue(key?…)``
 ``crlhf/status`` ⇢                          :class:`crlhf_contract.protocol.Status`:
                                             model, adapter, outbox, store, in flight
+``crlhf/completionStats`` ⇢                 :class:`crlhf_contract.protocol.CompletionStats`:
+                                            model calls, cache hits, debounce
 ``crlhf/didShowCompletion`` →               ``{completionId}``
 ``crlhf/didPartiallyAcceptCompletion`` →    ``{completionId, acceptedLength}``
 ``crlhf/statusChanged`` ⇠                   the status, whenever it changes
@@ -35,6 +37,7 @@ from crlhf_contract.protocol import (
     CMD_REQUEUE,
     CMD_SET_ASIDE,
     CMD_TOGGLE_ENABLED,
+    M_COMPLETION_STATS,
     M_DID_PARTIALLY_ACCEPT,
     M_DID_SHOW,
     M_STATUS,
@@ -102,7 +105,7 @@ def _completion(server: CrlhfServer) -> None:
     async def inline_completion(
         ls: CrlhfServer, params: types.InlineCompletionParams
     ) -> types.InlineCompletionList:
-        result = await ls.complete(params.text_document.uri, params.position)
+        result = await ls.suggester.complete(params.text_document.uri, params.position)
         if result is None:
             return types.InlineCompletionList(items=[])
         record, text = result
@@ -120,7 +123,7 @@ def _completion(server: CrlhfServer) -> None:
     ) -> types.CompletionList | None:
         if ls.inline_capable:
             return None  # the client shows ghost text; a second list would duplicate it
-        result = await ls.complete(params.text_document.uri, params.position)
+        result = await ls.suggester.complete(params.text_document.uri, params.position)
         if result is None:
             return types.CompletionList(is_incomplete=True, items=[])
         record, text = result
@@ -157,6 +160,7 @@ def _feedback(server: CrlhfServer) -> None:
         if not args:
             raise JsonRpcInvalidParams.of(ValueError("crlhf.accepted takes a completion id"))
         ls.feedback.event(args[0], "accepted")
+        ls.suggester.accepted(str(args[0]))
 
     @server.feature(M_DID_SHOW)
     def did_show(ls: CrlhfServer, params: Any) -> None:
@@ -168,6 +172,7 @@ def _feedback(server: CrlhfServer) -> None:
         cid, length = _field(params, "completionId"), _field(params, "acceptedLength")
         if cid is not None and isinstance(length, int) and length >= 0:
             ls.feedback.event(cid, "partial", accepted_chars=length)
+            ls.suggester.accepted(str(cid))
 
     @server.command(RATE)
     def rate(ls: CrlhfServer, *args: Any) -> dict[str, int]:
@@ -244,6 +249,10 @@ def _commands(server: CrlhfServer) -> None:
     @server.feature(M_STATUS)
     def status(ls: CrlhfServer, *args: Any) -> dict[str, Any]:
         return ls.status()
+
+    @server.feature(M_COMPLETION_STATS)
+    def completion_stats(ls: CrlhfServer, *args: Any) -> dict[str, Any]:
+        return ls.suggester.stats().model_dump()
 
 
 def _defaults() -> Settings:

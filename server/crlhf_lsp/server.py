@@ -3,6 +3,7 @@
 Modules, one job each:
 
 - :mod:`crlhf_lsp.features`: the LSP methods served (the table is there), short handlers;
+- :mod:`crlhf_lsp.suggest`: a suggestion on screen, cached, or from the model (debounced);
 - :mod:`crlhf_lsp.completion`: the cursor, typing through a suggestion, the model call;
 - :mod:`crlhf_lsp.feedback`: events, accepted lines followed through edits, ratings;
 - :mod:`crlhf_lsp.privacy`: the files that get no completion and send nothing;
@@ -21,8 +22,6 @@ import contextlib
 import gc
 import logging
 import sqlite3
-import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,18 +39,11 @@ from pygls.lsp.server import LanguageServer
 from crlhf_lsp import __version__
 from crlhf_lsp.adapters import AdapterManager, Swapped, timed
 from crlhf_lsp.backends import Backend, create_backend
-from crlhf_lsp.completion import (
-    CompletionRecord,
-    Cursor,
-    generate,
-    read_cursor,
-    typed_through,
-)
-from crlhf_lsp.errors import CrlhfLspError
 from crlhf_lsp.feedback import Feedback
 from crlhf_lsp.outbox import Outbox
 from crlhf_lsp.privacy import Exclusions, uri_path
 from crlhf_lsp.settings import Settings
+from crlhf_lsp.suggest import Suggester
 
 __all__ = ["CrlhfServer", "create_server"]
 
@@ -76,9 +68,7 @@ class CrlhfServer(LanguageServer):
             excluded=self.excluded,
             retention_delays=lambda: self.settings.retentionDelays,
         )
-        self.suggestions: dict[str, CompletionRecord] = {}
-        """The last suggestion per document, answered from while the user types it."""
-        self.cancels: dict[str, threading.Event] = {}
+        self.suggester = Suggester(self)
         self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="crlhf-model")
         self.io_threads = ThreadPoolExecutor(2, thread_name_prefix="crlhf-io")
         self.backend_future: Future[Backend] | None = None
@@ -135,7 +125,7 @@ class CrlhfServer(LanguageServer):
     def status_changed(self) -> None:
         self._soon(self._push_status)
 
-    def _status_soon(self) -> None:
+    def status_soon(self) -> None:
         """On the event loop: push the status once no request has started or ended for
         :data:`STATUS_DELAY`. A completion request pays a timer, never a notification."""
         if self.loop is None:
@@ -226,6 +216,7 @@ class CrlhfServer(LanguageServer):
             return backend
 
         self.backend_future = self.model_thread.submit(load)
+        self.suggester.invalidate()
         if self.adapters is not None:
             self.adapters.current = None
             self.adapters.refused.clear()
@@ -264,6 +255,8 @@ class CrlhfServer(LanguageServer):
         params = AdapterChanged(
             version=swapped.version, previous=swapped.previous, seconds=round(swapped.seconds, 4)
         ).model_dump()
+        # Keyed by version too, so no stale hit meanwhile; on the loop, which owns the cache.
+        self._soon(self.suggester.invalidate)
         self._soon(self.protocol.notify, M_ADAPTER_CHANGED, params)
         self.log_to_client(
             f"crlhf: adapter {swapped.version} loaded in {swapped.seconds * 1000:.0f} ms "
@@ -291,7 +284,7 @@ class CrlhfServer(LanguageServer):
             self.log_to_client(
                 f"crlhf: {uri} is excluded by {reason}: no completions, nothing sent"
             )
-        self.suggestions.pop(uri, None)
+        self.suggester.forget(uri)
         return True
 
     def _workspace_roots(self) -> list[str]:
@@ -305,69 +298,9 @@ class CrlhfServer(LanguageServer):
             uris.append(workspace.root_uri)
         return [p for p in map(uri_path, uris) if p]
 
-    async def complete(
-        self, uri: str, position: types.Position
-    ) -> tuple[CompletionRecord, str] | None:
-        """The suggestion at ``position`` and the text to show: the rest of the suggestion
-        on screen while the user types it, else a new one from the model."""
-        if not self.settings.enabled or self.backend_future is None or self.excluded(uri):
-            return None
-        doc = self._document(uri)
-        if doc is None:
-            log.info("completion asked for %s, which is not open", uri)
-            return None
-        cursor = read_cursor(doc, uri, position, self.encoding)
-        if cursor is None:
-            return None
-        record = self.suggestions.get(uri)
-        rest = typed_through(record, cursor)
-        if record is not None and rest is not None:
-            return record, rest
-        record = await self._generate(cursor)
-        if record is None:
-            return None
-        self.suggestions[uri] = record
-        self.feedback.remember(record)
-        return record, record.text
-
-    async def _generate(self, cursor: Cursor) -> CompletionRecord | None:
-        """A new suggestion from the model; the status says "generating" meanwhile (when it
-        takes longer than :data:`STATUS_DELAY`) and then how long it took."""
-        uri = cursor.uri
-        cancel = threading.Event()
-        older = self.cancels.get(uri)
-        if older is not None:
-            older.set()  # a newer request for the document: the older one stops
-        self.cancels[uri] = cancel
-        self.generating += 1
-        self._status_soon()
-        started = time.perf_counter()
-        try:
-            future = self.backend_future
-            assert future is not None
-            # A done future is read directly: wrap_future would cost a loop round trip.
-            backend = future.result() if future.done() else await asyncio.wrap_future(future)
-            record = await asyncio.get_running_loop().run_in_executor(
-                self.model_thread, generate, backend, self.settings, cursor, cancel
-            )
-        except asyncio.CancelledError:
-            cancel.set()
-            raise
-        except CrlhfLspError as exc:
-            self.log_to_client(f"crlhf: no completion: {exc}", error=True)
-            return None
-        finally:
-            if self.cancels.get(uri) is cancel:
-                del self.cancels[uri]
-            self.generating -= 1
-            self._status_soon()
-        if record is not None:
-            self.last_latency_ms = round((time.perf_counter() - started) * 1000)
-        return record
-
     def forget(self, uri: str) -> None:
         """The document was closed."""
-        self.suggestions.pop(uri, None)
+        self.suggester.forget(uri)
         self.feedback.forget(uri)
 
 

@@ -1,0 +1,185 @@
+"""Where a suggestion comes from, cheapest first: the one on screen that the user is typing
+through, the :class:`~crlhf_lsp.cache.SuggestionCache`, else the model once the
+:class:`~crlhf_lsp.debounce.Debouncer` has let the keystrokes settle.
+
+Runs on the event loop; only the model call goes to the model thread. A request arriving
+for a document stops the model work of the older one at once (its text would be stale)
+and supersedes it if it is still waiting out the debounce.
+
+:class:`CompletionStats` counts where answers came from (``crlhf/completionStats``): the
+replay bench and the tests read the model calls there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from crlhf_contract.protocol import CompletionStats
+from lsprotocol import types
+
+from crlhf_lsp.backends import Backend
+from crlhf_lsp.cache import SuggestionCache
+from crlhf_lsp.completion import CompletionRecord, Cursor, generate, read_cursor, typed_through
+from crlhf_lsp.debounce import Debouncer
+from crlhf_lsp.errors import CrlhfLspError
+
+if TYPE_CHECKING:
+    from crlhf_lsp.server import CrlhfServer
+
+__all__ = ["Counts", "Suggester"]
+
+log = logging.getLogger("crlhf_lsp")
+
+
+@dataclass
+class Counts:
+    """Completion requests by how they were answered (since the server started)."""
+
+    requests: int = 0
+    typed_through: int = 0
+    cache_hits: int = 0
+    superseded: int = 0
+    model_calls: int = 0
+
+
+class Suggester:
+    """The suggestions of one server: on screen per document, cached, and in flight."""
+
+    def __init__(self, server: CrlhfServer) -> None:
+        self.server = server
+        self.on_screen: dict[str, CompletionRecord] = {}
+        """The last suggestion per document, answered from while the user types it."""
+        self.cache = SuggestionCache()
+        self.debounce = Debouncer()
+        self.cancels: dict[str, threading.Event] = {}
+        self.counts = Counts()
+
+    async def complete(
+        self, uri: str, position: types.Position
+    ) -> tuple[CompletionRecord, str] | None:
+        """The suggestion at ``position`` and the text to show."""
+        server = self.server
+        if not server.settings.enabled or server.backend_future is None or server.excluded(uri):
+            return None
+        doc = server.workspace.text_documents.get(uri)
+        if doc is None:
+            log.info("completion asked for %s, which is not open", uri)
+            return None
+        cursor = read_cursor(doc, uri, position, server.encoding)
+        if cursor is None:
+            return None
+        self.counts.requests += 1
+        ticket = self.debounce.arrived(uri)
+        if (older := self.cancels.get(uri)) is not None:
+            older.set()  # the model's work for an older keystroke: its text would be stale
+        found = self._without_model(cursor)
+        if found is not None:
+            return found
+        if not await self.debounce.settle(uri, ticket):
+            self.counts.superseded += 1
+            return None
+        record = await self._generate(cursor)
+        if record is None:
+            return None
+        self.on_screen[uri] = record
+        self.cache.put(cursor, self._context(), record)
+        self.debounce.suggested(uri, record.id)
+        server.feedback.remember(record)
+        return record, record.text
+
+    def _without_model(self, cursor: Cursor) -> tuple[CompletionRecord, str] | None:
+        """The suggestion on screen typed through, or one kept for this text; None: ask
+        the model."""
+        record = self.on_screen.get(cursor.uri)
+        rest = typed_through(record, cursor)
+        if record is not None and rest is not None:
+            self.counts.typed_through += 1
+            self.debounce.kept(cursor.uri)
+            return record, rest
+        hit = self.cache.get(cursor, self._context())
+        if hit is None:
+            return None
+        self.counts.cache_hits += 1
+        self.on_screen[cursor.uri] = hit[0]
+        self.server.feedback.remember(hit[0])
+        return hit
+
+    def _context(self) -> Hashable:
+        """What else changes the model's output than the text: the model and adapter (as
+        the completion row records them) and the generation settings."""
+        settings, future = self.server.settings, self.server.backend_future
+        if future is None or not future.done() or future.exception() is not None:
+            return None
+        backend = future.result()
+        adapter = getattr(backend, "adapter", None)
+        return backend.name[:512], adapter, settings.maxTokens, settings.temperature
+
+    async def _generate(self, cursor: Cursor) -> CompletionRecord | None:
+        """A new suggestion from the model; the status says "generating" meanwhile (when it
+        takes longer than ``STATUS_DELAY``) and then how long it took."""
+        server, uri = self.server, cursor.uri
+        cancel = threading.Event()
+        self.cancels[uri] = cancel
+        server.generating += 1
+        server.status_soon()
+        started = time.perf_counter()
+        try:
+            future = server.backend_future
+            assert future is not None
+            # A done future is read directly: wrap_future would cost a loop round trip.
+            backend = future.result() if future.done() else await asyncio.wrap_future(future)
+            record = await asyncio.get_running_loop().run_in_executor(
+                server.model_thread, self._call_model, backend, cursor, cancel
+            )
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        except CrlhfLspError as exc:
+            server.log_to_client(f"crlhf: no completion: {exc}", error=True)
+            return None
+        finally:
+            if self.cancels.get(uri) is cancel:
+                del self.cancels[uri]
+            server.generating -= 1
+            server.status_soon()
+        if record is not None:
+            server.last_latency_ms = round((time.perf_counter() - started) * 1000)
+        return record
+
+    def _call_model(
+        self, backend: Backend, cursor: Cursor, cancel: threading.Event
+    ) -> CompletionRecord | None:
+        """On the model thread: a request cancelled while it queued costs no model call."""
+        if cancel.is_set():
+            return None
+        self.counts.model_calls += 1  # only this thread writes it
+        return generate(backend, self.server.settings, cursor, cancel)
+
+    def accepted(self, completion_id: str) -> None:
+        self.debounce.accepted(completion_id)
+
+    def invalidate(self) -> None:
+        """The model or adapter changed: no kept suggestion is what it would say now."""
+        self.cache.clear()  # the suggestion on screen stays: the user may type it still
+
+    def forget(self, uri: str) -> None:
+        self.on_screen.pop(uri, None)
+        self.debounce.forget(uri)
+
+    def stats(self) -> CompletionStats:
+        c = self.counts
+        return CompletionStats(
+            requests=c.requests,
+            typedThrough=c.typed_through,
+            cacheHits=c.cache_hits,
+            superseded=c.superseded,
+            modelCalls=c.model_calls,
+            cached=len(self.cache),
+            debounceMs=round(self.debounce.delay.ms),
+        )

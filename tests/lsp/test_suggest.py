@@ -1,0 +1,93 @@
+"""Where suggestions come from, end to end (a real server over stdio, the tiny model): a
+position seen before and typing through a kept suggestion cost no model call, a burst of
+keystrokes costs one, an adapter swap empties the cache. Model calls are the server's own
+count (``crlhf/completionStats``)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from lsp_harness import command, edit, inline, lsp_session, open_doc, request, settings_for
+from tiny_model import make_tiny_adapter
+
+URI = "file:///work/suggest.py"
+SOURCE = "import os\n\n\ndef mean(values):\n    \n\n\ndef add(a, b):\n    \n"
+A, B = (4, 4), (8, 4)
+
+
+async def stats(client) -> dict:  # type: ignore[no-untyped-def]
+    return await request(client, "crlhf/completionStats")
+
+
+@pytest.mark.slow  # 10-20 s: make test runs it, make check does not
+async def test_repeats_and_typing_through_cost_no_model_call_and_a_burst_costs_one(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    async with lsp_session(settings_for(tmp_path, tiny_model)) as client:
+        open_doc(client, URI, SOURCE)
+        [at_a] = await inline(client, URI, *A)
+        [at_b] = await inline(client, URI, *B)
+        before = await stats(client)
+        assert before["modelCalls"] == 2
+        assert before["cached"] == 2
+
+        # Back to A (B's suggestion is the one on screen): answered from the cache.
+        [again] = await inline(client, URI, *A)
+        assert again.insert_text == at_a.insert_text
+        assert again.command.arguments == at_a.command.arguments  # the same completion
+        after = await stats(client)
+        assert after["modelCalls"] == 2
+        assert after["cacheHits"] == before["cacheHits"] + 1
+
+        # At B, the user types the start of B's suggestion (A's is on screen now).
+        typed = at_b.insert_text[:2]
+        assert "\n" not in typed
+        edit(client, URI, 2, B, B, typed)
+        [rest] = await inline(client, URI, B[0], B[1] + 2)
+        assert rest.insert_text == at_b.insert_text[2:]
+        assert rest.command.arguments == at_b.command.arguments
+        assert (await stats(client))["modelCalls"] == 2
+
+        # A burst of keystrokes on a new line, one request each: one model call.
+        line, col, version = 5, 0, 3
+        edit(client, URI, version, (line, 0), (line, 0), "    ")
+        col = 4
+        burst = []
+        for char in "total":
+            version += 1
+            edit(client, URI, version, (line, col), (line, col), char)
+            col += 1
+            burst.append(asyncio.ensure_future(inline(client, URI, line, col)))
+        answers = await asyncio.gather(*burst)
+        assert answers[:-1] == [[]] * 4  # superseded by the next keystroke
+        burst_stats = await stats(client)
+        assert burst_stats["modelCalls"] == 3
+        assert burst_stats["superseded"] == 4
+        assert burst_stats["requests"] == 9
+
+
+@pytest.mark.slow
+async def test_an_adapter_swap_empties_the_cache(
+    tmp_path: Path, tiny_model: Path, live_store
+) -> None:
+    settings = settings_for(
+        tmp_path, tiny_model, storeUrl=live_store.url, token=live_store.annotator_token
+    )
+    async with lsp_session(settings) as client:
+        open_doc(client, URI, SOURCE)
+        await inline(client, URI, *A)
+        await inline(client, URI, *B)
+        await inline(client, URI, *A)  # a hit: the cache would answer
+        assert (await stats(client))["modelCalls"] == 2
+
+        folder = make_tiny_adapter(tiny_model, tmp_path / "v1", seed=1)
+        with live_store.client(live_store.trainer_token) as store:
+            store.upload_adapter(folder, version="v1", base_model=str(tiny_model))
+            store.publish_adapter("v1")
+        assert (await command(client, "crlhf.checkAdapter"))["swapped"]
+        assert (await stats(client))["cached"] == 0
+
+        await inline(client, URI, *B)  # kept before the swap: asked of the new adapter
+        assert (await stats(client))["modelCalls"] == 3
