@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
+from crlhf_contract.retention import RetainedLine
+from crlhf_contract.schemas import EventIn, completion_lines
 from crlhf_trainer.cli import main
 from crlhf_trainer.errors import StoreGone
 from crlhf_trainer.evaluate import EvalConfig
@@ -77,6 +80,7 @@ def test_crlhf_train_run_publishes_an_adapter(live_store, tmp_path, capsys):
     (run,) = (work / "runs").iterdir()
     summary = json.loads((run / "summary.json").read_text())
     assert summary["publish"]["passed"] and summary["train"]["examples"] > 0
+    assert not summary["train"]["corrections"]["used"]  # pg cannot train on the pairs
     # the next night, stage by stage, continues the chain
     store = ["--store-url", live_store.url, "--token-file", _token_file(live_store, tmp_path)]
     common = ["--work-dir", str(work), "--model", str(tiny())]
@@ -135,14 +139,39 @@ def test_a_store_that_disappears_mid_run_is_resumed_by_the_next_run(live_store, 
     assert summary["pull"]["labels"] == 0  # everything had been pulled before the failure
 
 
+def _correct_first_lines(store, completions) -> int:
+    """alice (their author) rewrites the first non-blank line of each: retained events."""
+    events = []
+    for c in completions:
+        line, text = next((i, t) for i, t in enumerate(completion_lines(c.text)) if t.strip())
+        fix = RetainedLine(line=line, state="edited", distance=7, correction=text + "  # fix")
+        events.append(
+            EventIn(
+                event_id=uuid.uuid4(),
+                completion_id=c.id,
+                kind="retained",
+                after_s=300.0,
+                lines=[fix],
+            )
+        )
+    with store.client() as alice:
+        alice.post_events(events)
+    return len(events)
+
+
 def test_a_night_can_train_with_kto_on_the_rated_lines(live_store, tmp_path):
-    """crlhf-train run --method kto: the same pull → aggregate → eval → publish, KTO's loss."""
-    populate(live_store, tiny(), per_prompt=2)
+    """crlhf-train run --method kto: the same pull → aggregate → eval → publish, KTO's loss,
+    the developers' corrections added as pairs (--corrections kto, the default)."""
+    corrected = _correct_first_lines(live_store, populate(live_store, tiny(), per_prompt=2))
     work = tmp_path / "work"
     assert main([*_args(live_store, work, "--eval", "none"), "--method", "kto"]) == 0
     (run,) = (work / "runs").iterdir()
     train = json.loads((run / "train.json").read_text())
     assert train["method"] == "kto" and train["report"]["steps"] == 2
+    fixes = train["corrections"]
+    assert fixes["used"] and fixes["pairs"] >= 1
+    # every correction is accounted for: trained on, held out or skipped with its reason
+    assert fixes["pairs"] + fixes["heldout"] + sum(fixes["skipped"].values()) == corrected
     assert any("kl" in step for step in train["history"])  # KTO's own KL estimate z₀, logged
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
     with live_store.client(live_store.trainer_token) as client:

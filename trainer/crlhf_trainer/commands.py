@@ -99,6 +99,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         help="aggregate the 👍/👎 ratings only, without the developers' retention verdicts "
         "(implicit:<name> pseudo-annotators)",
     )
+    p.add_argument(
+        "--corrections",
+        choices=["off", "kto"],
+        default="kto",
+        help="kto (default): with --method kto, each line a developer rewrote is a pair of "
+        "rows, the replacement desirable and the original undesirable; off: never",
+    )
     p.add_argument("--max-steps", type=int, default=50, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--grad-accum", type=int, default=4)
@@ -267,6 +274,7 @@ def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
         work_dir=args.work_dir,
         aggregation=getattr(args, "aggregation", "em2"),
         implicit_labels=getattr(args, "implicit_labels", True),
+        corrections=getattr(args, "corrections", "kto"),
         method=getattr(args, "method", "pg"),
         train=train,
         eval=ev.validate(),

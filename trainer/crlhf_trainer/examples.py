@@ -24,7 +24,7 @@ from crlhf_contract.schemas import MAX_COMPLETION_TOKENS, MAX_PROMPT_TOKENS, TOK
 
 from .errors import NoTrainingData
 
-__all__ = ["Example", "Skipped", "build_examples", "token_lines"]
+__all__ = ["Example", "Served", "Skipped", "build_examples", "served_tokens", "token_lines"]
 
 
 @dataclass
@@ -55,6 +55,15 @@ class Skipped:
     """log-probs logged, but not one finite number per token id"""
     bad_token_ids: int = 0
     """ids that are not integers of the vocabulary, or more of them than the store takes"""
+
+
+@dataclass(frozen=True)
+class Served:
+    """A completion's logged ids as the trainer feeds them to the model."""
+
+    prompt_ids: list[int]  # fitted to the token budget (_fit_prompt)
+    completion_ids: list[int]
+    token_line: list[int]  # per generated id: its line (token_lines)
 
 
 def token_lines(
@@ -167,16 +176,13 @@ def build_examples(
         if c is None:
             skipped.no_reward += 1
             continue
-        reason = _unusable(c, vocab)
-        if reason is None:
-            try:
-                lines = token_lines(decode, list(c["token_ids"]))
-            except (ValueError, TypeError, OverflowError, IndexError, KeyError):
-                reason = "bad_token_ids"  # the tokenizer refused them: not its vocabulary
-        if reason is not None:
-            setattr(skipped, reason, getattr(skipped, reason) + 1)
+        served = served_tokens(
+            c, decode, vocab_size=vocab, max_tokens=max_tokens, special_ids=special_ids
+        )
+        if isinstance(served, str):
+            setattr(skipped, served, getattr(skipped, served) + 1)
             continue
-        examples.append(_example(str(cid), c, reward, lines, max_tokens, special_ids))
+        examples.append(_example(str(cid), c, reward, served))
     if not examples:
         raise NoTrainingData(
             f"none of the {len(rewards)} rated completion(s) can be trained on "
@@ -204,26 +210,40 @@ def _unusable(c: Mapping[str, Any], vocab: int) -> str | None:
     return None
 
 
-def _example(
-    cid: str,
+def served_tokens(
     c: Mapping[str, Any],
-    reward: Any,
-    lines: list[int],
+    decode: Callable[[list[int]], str],
+    *,
+    vocab_size: int,
     max_tokens: int,
-    special_ids: frozenset[int],
-) -> Example:
-    ids, logprobs = list(c["token_ids"]), c.get("token_logprobs")
+    special_ids: frozenset[int] = frozenset(),
+) -> Served | str:
+    """A pulled completion's ids as served (the prompt fitted to ``max_tokens`` as
+    :func:`build_examples` says), or the :class:`Skipped` field it counts under."""
+    reason = _unusable(c, vocab_size)
+    if reason is not None:
+        return reason
+    ids = list(c["token_ids"])
+    try:
+        lines = token_lines(decode, ids)
+    except (ValueError, TypeError, OverflowError, IndexError, KeyError):
+        return "bad_token_ids"  # the tokenizer refused them: not its vocabulary
     room = max(1, max_tokens - len(ids))
+    return Served(_fit_prompt(list(c["prompt_token_ids"]), room, special_ids), ids, lines)
+
+
+def _example(cid: str, c: Mapping[str, Any], reward: Any, served: Served) -> Example:
+    logprobs = c.get("token_logprobs")
     posts = list(reward.line_posteriors)
     # A line nobody rated (or past the rated text) gets the completion's reward.
-    credit = [posts[ln] if ln < len(posts) else reward.mean for ln in lines]
+    credit = [posts[ln] if ln < len(posts) else reward.mean for ln in served.token_line]
     return Example(
         completion_id=cid,
-        prompt_ids=_fit_prompt(list(c["prompt_token_ids"]), room, special_ids),
-        completion_ids=ids,
+        prompt_ids=served.prompt_ids,
+        completion_ids=served.completion_ids,
         reward=float(reward.mean),
         token_credit=[float(x) for x in credit],
         logprobs=None if logprobs is None else [float(x) for x in logprobs],
-        token_line=lines,
+        token_line=served.token_line,
         prompt_key=f"{c.get('prompt', '')}\x00{c.get('suffix', '')}",
     )

@@ -15,7 +15,8 @@ earlier lines (the context the model had when it wrote the line), y the line's t
 desirable when the posterior is ≥ 0.5. A completion-level label would call a five-line
 completion with one wrong line "undesirable" and push down its four right lines with it.
 Lines whose posterior lies within ``margin`` of 0.5 say nothing either way and are left
-out.
+out. The developers' corrections add the same kind of rows, a pair per rewritten line
+(:mod:`crlhf_trainer.corrections`, :func:`with_corrections`).
 
 **Why we do not let TRL tokenize.** KTOTrainer takes text, re-tokenizes it and appends EOS
 to every completion. Ours are the token ids crlhf-lsp served (BOS and FIM markers
@@ -32,13 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .corrections import CorrectionPair
 from .errors import NoTrainingData
 from .examples import Example
 from .lora import load_policy, resolve_device
 from .train import TrainConfig, TrainReport
 from .trl_run import step_callback, train_and_report
 
-__all__ = ["LineExample", "kto_lines", "train_kto"]
+__all__ = ["LineExample", "kto_lines", "train_kto", "with_corrections"]
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,26 @@ def kto_lines(examples: Sequence[Example], margin: float = 0.1) -> list[LineExam
                     label=credit >= 0.5,
                 )
             )
+    return out
+
+
+def with_corrections(
+    lines: Sequence[LineExample], pairs: Sequence[CorrectionPair]
+) -> list[LineExample]:
+    """The crowd's ``lines`` plus each correction pair as two rows of the same context: the
+    replacement desirable, the original undesirable.
+
+    The original's row is left out when the crowd already has that line: once is enough
+    when the crowd also says 👎, and when the crowd says 👍 (a right line the developer
+    preferred to write otherwise) the crowd's verdict on the line stands; the replacement
+    is added either way.
+    """
+    out = list(lines)
+    seen = {(tuple(x.prompt_ids), tuple(x.completion_ids)) for x in lines}
+    for p in pairs:
+        out.append(LineExample(p.prompt_ids, p.chosen_ids, True))
+        if (tuple(p.prompt_ids), tuple(p.rejected_ids)) not in seen:
+            out.append(LineExample(p.prompt_ids, p.rejected_ids, False))
     return out
 
 
@@ -111,15 +133,17 @@ def train_kto(
     base_model: str | None = None,
     beta: float = 0.1,
     margin: float = 0.1,
+    corrections: Sequence[CorrectionPair] = (),
     on_step: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainReport:
-    """Train a LoRA adapter with TRL's KTOTrainer on the rated lines of ``examples``."""
+    """Train a LoRA adapter with TRL's KTOTrainer on the rated lines of ``examples`` and the
+    ``corrections`` pairs."""
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from datasets import Dataset
     from transformers import AutoTokenizer
 
     config.validate()
-    lines = _both_kinds(examples, margin)
+    lines = _both_kinds(examples, margin, corrections)
     device = resolve_device(config.device)
     policy = load_policy(model, config, adapter=init_adapter, device=device)
     tokenizer = AutoTokenizer.from_pretrained(model)
@@ -145,13 +169,16 @@ def train_kto(
     return train_and_report(trainer, Path(out_dir), base_model or model, device, tokens)
 
 
-def _both_kinds(examples: Sequence[Example], margin: float) -> list[LineExample]:
-    """The rated lines KTO learns from; at least one liked and one disliked line."""
-    lines = kto_lines(examples, margin)
+def _both_kinds(
+    examples: Sequence[Example], margin: float, corrections: Sequence[CorrectionPair] = ()
+) -> list[LineExample]:
+    """The rated and corrected lines KTO learns from; at least one liked and one disliked."""
+    lines = with_corrections(kto_lines(examples, margin), corrections)
     labels = {x.label for x in lines}
     if len(labels) < 2 or len(lines) < 2:
         raise NoTrainingData(
-            f"KTO needs rated lines of both kinds; the {len(examples)} completions give "
+            f"KTO needs rated lines of both kinds; the {len(examples)} completions and "
+            f"{len(corrections)} correction(s) give "
             f"{sum(x.label for x in lines)} desirable and {sum(not x.label for x in lines)} "
             "undesirable lines beyond the margin — use --method pg-line"
         )

@@ -31,6 +31,7 @@ from crlhf_contract.schemas import (
 )
 from crlhf_models.gguf_lora import gguf_artifact
 
+from .corrections import night_corrections
 from .errors import AdapterError, NoTrainingData, StoreGone, TrainConfigError
 from .evaluate import EvalConfig
 from .examples import Example, build_examples
@@ -65,6 +66,8 @@ class NightlyConfig:
     # as labels of a pseudo-annotator implicit:<name>, whose reliability is learnt like anyone's
     implicit_labels: bool = True
     method: str = "pg"  # pg | pg-line | grpo | kto
+    # issue 17: rewrites of accepted lines as KTO pairs (corrections.py), --method kto only
+    corrections: str = "kto"  # off | kto
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     heldout_fraction: float = 0.1  # rated completions kept out of training, by id hash
@@ -230,13 +233,14 @@ def train_run(
     # GRPO and KTO have their own losses; TrainConfig.method only names ours.
     tcfg.method = cfg.method if cfg.method in ("pg", "pg-line") else "pg"
     on_step = (lambda step, _: progress("train", 1, tcfg.max_steps)) if progress else None
+    extra, corrections = night_corrections(cfg, work, tokenizer)
     fit = _trainer(cfg.method)
-    report = fit(
-        cfg.model, train_set, tcfg, run / "adapter", init_adapter=parent_dir, on_step=on_step
-    )
+    kw = {"init_adapter": parent_dir, "on_step": on_step} | extra
+    report = fit(cfg.model, train_set, tcfg, run / "adapter", **kw)
     summary = {
         "method": cfg.method,
         "examples": len(train_set),
+        "corrections": corrections,
         "window": windowed,
         "heldout": len(heldout),
         "skipped": asdict(skipped),
@@ -389,6 +393,8 @@ def run_nightly(cfg: NightlyConfig, progress: Progress | None = None) -> dict[st
     """The whole job; returns a summary dict (also written to ``<run>/summary.json``)."""
     if cfg.method not in ("pg", "pg-line", "grpo", "kto"):
         raise TrainConfigError(f"unknown method {cfg.method!r}; use pg, pg-line, grpo or kto")
+    if cfg.corrections not in ("off", "kto"):
+        raise TrainConfigError(f"--corrections {cfg.corrections!r}: use off or kto")
     cfg.eval.validate()
     summary: dict[str, Any] = {"pull": pull_work(cfg, progress)}
     summary["aggregate"], rewards = aggregate_work(cfg)
