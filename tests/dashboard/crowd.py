@@ -2,7 +2,8 @@
 
 ``fill(store)`` simulates annotators of every kind (``crlhf_trainer.simulate``) rating the
 lines of completions; then, like a developer's editor, each owner posts its completions and
-shown / accepted events, and each annotator its line ratings. Honeypots (the first
+shown / accepted events (completions of adapters v1 and v2, accepted ones with a retention
+check: :func:`retention_check`), and each annotator its line ratings. Honeypots (the first
 completions, whose truth the simulator knows) go in through the dashboard's import form.
 The trainer then exports the labels, aggregates them (``crlhf_trainer.aggregation``, two
 "nights": majority vote, then em2) and posts both aggregation runs; two adapters are
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from crlhf_contract.retention import RetainedLine
 from crlhf_contract.schemas import (
     AggregationRunIn,
     AnnotatorReliabilityIn,
@@ -54,6 +56,21 @@ class Filled:
 def _code(k: int, language: str) -> str:
     return "\n".join(
         f"value_{k}_{line} = compute({k}, {line})  # {language}" for line in range(LINES)
+    )
+
+
+def retention_check(cid: uuid.UUID, k: int) -> EventIn:
+    """The 5-minute check of completion ``k``: lines 0 and 3 kept, line 1 edited (distance
+    1 to 5), line 2 deleted when ``k`` is even."""
+    third = {"state": "unchanged"} if k % 2 else {"state": "deleted", "distance": 20}
+    lines = [
+        RetainedLine(line=0, state="unchanged"),
+        RetainedLine(line=1, state="edited", distance=1 + k % 5, correction="value = 0"),
+        RetainedLine(line=2, **third),
+        RetainedLine(line=3, state="unchanged"),
+    ]
+    return EventIn(
+        event_id=uuid.uuid4(), completion_id=cid, kind="retained", after_s=300.0, lines=lines
     )
 
 
@@ -118,12 +135,14 @@ def fill(store: Any, *, completions: int = 48, honeypots: int = 8, seed: int = 7
                 language=language,
                 text=_code(k, language),
                 model="tiny",
+                adapter_version=f"v{1 + (k // 3) % 2}",
             )
         )
         events[owner].append(EventIn(event_id=uuid.uuid4(), completion_id=ids[k], kind="shown"))
         if k % 3:
             kind = "accepted" if k % 2 else "partial"
             events[owner].append(EventIn(event_id=uuid.uuid4(), completion_id=ids[k], kind=kind))
+            events[owner].append(retention_check(ids[k], k))
     ratings: dict[str, list[RatingIn]] = {name: [] for name in NAMES}
     labels = crowd.labels
     for item, ann, label in zip(labels.item_idx, labels.annotator_idx, labels.label, strict=True):

@@ -1,6 +1,7 @@
 // Drives the crlhf dashboard in Debian's chromium (playwright-core): logs in with an admin
 // token, opens every page, checks each chart drew (an <svg class="chart"> with marks and a
-// non-zero size), sorts the annotators table by a click, publishes an adapter through the
+// non-zero size), reads the retention page's share retained per adapter version, sorts the
+// annotators table by a click, publishes an adapter through the
 // confirmation page, and checks the XSS probe annotator renders as text; on the agreement
 // page mints the most disputed line into a honeypot with one click and opens a disputed
 // line's completion; logs an annotator in
@@ -83,6 +84,7 @@ try {
     rewards: ["/dashboard/rewards", 3],
     adapters: ["/dashboard/adapters", 1],
     honeypots: ["/dashboard/honeypots", 1],
+    retention: ["/dashboard/retention", 3],
   };
   for (const [name, [path, expected]] of Object.entries(pages)) {
     await step(`page-${name}`, async () => {
@@ -95,6 +97,16 @@ try {
       return { ok, charts: drawn };
     });
   }
+
+  await step("retention-per-adapter", async () => {
+    await page.goto(`${url}/dashboard/retention`);
+    const rows = await page.$$eval("#retention tbody tr", (trs) =>
+      trs.map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent.trim())));
+    const versions = rows.map((r) => r[0]);
+    const shares = rows.map((r) => parseInt(r[5], 10));
+    const ok = versions.join() === "v1,v2" && shares.every((p) => p > 0 && p < 100);
+    return { ok, rows };
+  });
 
   await step("sort-annotators", async () => {
     await page.goto(`${url}/dashboard/annotators`);

@@ -12,8 +12,10 @@ model the JSON endpoint serves (so a chart and its endpoint cannot disagree):
 :mod:`~crlhf_store.dashboard.stats_rewards`, :mod:`~crlhf_store.dashboard.stats_adapters`,
 :mod:`~crlhf_store.dashboard.stats_honeypots`, :mod:`~crlhf_store.dashboard.stats_agreement`,
 :mod:`~crlhf_store.dashboard.stats_disagreement`, :mod:`~crlhf_store.dashboard.stats_calibration`
-(on :mod:`~crlhf_store.dashboard.votes`), and :mod:`~crlhf_store.dashboard.stats_me` (an
-annotator's own page, the one page an annotator's login opens).
+(on :mod:`~crlhf_store.dashboard.votes`), :mod:`~crlhf_store.dashboard.stats_retention`
+(accepted and retained characters; its page is
+:mod:`~crlhf_store.dashboard.pages_retention`) and :mod:`~crlhf_store.dashboard.stats_me`
+(an annotator's own page, the one page an annotator's login opens).
 
 The store's core (API routes, registry, metrics) imports nothing of this package; the
 adapter status history the adapters page shows is the registry's own
@@ -39,10 +41,11 @@ def mount(app: FastAPI) -> None:
     from fastapi.responses import RedirectResponse, Response
     from fastapi.staticfiles import StaticFiles
 
-    from crlhf_store.dashboard import api, auth, pages, pages_agreement
+    from crlhf_store.dashboard import api, auth, pages, pages_agreement, pages_retention
 
     app.include_router(pages.router)
     app.include_router(pages_agreement.router)
+    app.include_router(pages_retention.router)
     app.include_router(api.router)
     app.mount("/dashboard/static", StaticFiles(directory=STATIC), name="dashboard-static")
 

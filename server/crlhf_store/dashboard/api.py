@@ -21,6 +21,7 @@ from crlhf_store.dashboard import (
     stats_honeypots,
     stats_me,
     stats_overview,
+    stats_retention,
     stats_rewards,
 )
 from crlhf_store.deps import AnnotatorDep, StoreDep, require, strict_query
@@ -103,6 +104,17 @@ def calibration(
     """Aggregated P(correct) on honeypot lines against their truth: bins, Brier, ECE."""
     with store.db.reading() as session:
         return stats_calibration.calibration(session, bins=bins)
+
+
+@router.get("/retention", response_model=stats_retention.RetentionStats)
+def retention(
+    principal: AdminDep,
+    store: StoreDep,
+    days: Annotated[int, Query(ge=1, le=366, description="days back, today included")] = 30,
+) -> stats_retention.RetentionStats:
+    """Accepted and retained characters per day and per adapter version."""
+    with store.db.reading() as session:
+        return stats_retention.retention(session, days=days)
 
 
 @router.get("/me", response_model=stats_me.MyStats)

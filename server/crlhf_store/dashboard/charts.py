@@ -110,11 +110,13 @@ def _legend(series: Sequence[Series]) -> list[str]:
     return out
 
 
-def bars(name: str, title: str, labels: Sequence[str], series: Sequence[Series]) -> Markup:
-    """Grouped bars: one group per label, one bar per series."""
+def bars(
+    name: str, title: str, labels: Sequence[str], series: Sequence[Series], *, pct: bool = False
+) -> Markup:
+    """Grouped bars: one group per label, one bar per series (``pct``: shares on [0, 1])."""
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
-    ymax = _nice_max(max((v for s in series for v in s.values), default=0))
-    body = _axes(ymax, labels, plot_w)
+    ymax = 1.0 if pct else _nice_max(max((v for s in series for v in s.values), default=0))
+    body = _axes(ymax, labels, plot_w, pct=pct)
     slot = plot_w / max(1, len(labels))
     bar_w = slot * 0.8 / max(1, len(series))
     for k, s in enumerate(series):

@@ -1,8 +1,9 @@
 """The dashboard in a real browser: Debian's chromium driven by playwright-core.
 
 A real store filled by the crowd simulator (``dashboard/crowd.py``); ``dashboard/drive.mjs``
-logs in, opens every page, checks the charts drew, sorts the annotators, publishes adapter
-v2 through its confirmation page, checks the XSS probe annotator shows as text, mints the
+logs in, opens every page, checks the charts drew, reads the retention page's share of
+characters retained per adapter version, sorts the annotators, publishes adapter v2
+through its confirmation page, checks the XSS probe annotator shows as text, mints the
 most disputed line into a honeypot from the agreement page and logs an annotator into
 their own page.
 Screenshots land in ``artifacts/dashboard/``. ``dashboard/setup.sh`` installs chromium if
@@ -68,13 +69,13 @@ def test_dashboard_in_chromium(playwright: str, tmp_path: Path) -> None:
         )
         steps = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
         failed = [s for s in steps if not s["ok"]]
-        assert run.returncode == 0 and not failed and len(steps) == 14, (
+        assert run.returncode == 0 and not failed and len(steps) == 16, (
             f"{failed or steps}\n{run.stderr[-3000:]}"
         )
         with store.client(store.admin_token) as admin:
             v2 = next(a for a in admin.list_adapters() if a.version == "v2")
         assert v2.status == "published"
-        pages = ("login", "overview", "annotators", "rewards", "adapters", "honeypots")
+        pages = ("login", "overview", "annotators", "rewards", "adapters", "honeypots", "retention")
         for name in (*pages, "agreement", "agreement-minted", "completion", "me"):
             assert (ARTIFACTS / f"dashboard-{name}.png").stat().st_size > 10_000
     finally:

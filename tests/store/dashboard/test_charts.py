@@ -43,3 +43,11 @@ def test_axis_maximum_is_round() -> None:
         1000.0,
         2000.0,
     ]
+
+
+def test_bars_of_shares_use_a_percent_axis_up_to_one() -> None:
+    svg = str(
+        charts.bars("s", "shares", ["v1", "v2"], [charts.Series("kept", [0.4, 0.8])], pct=True)
+    )
+    assert ">100%</text>" in svg and ">50%</text>" in svg
+    assert "<title>v2: kept 0.8</title>" in svg

@@ -28,6 +28,7 @@ PAGES = [
     "/dashboard/adapters",
     "/dashboard/honeypots",
     "/dashboard/agreement",
+    "/dashboard/retention",
     "/dashboard/adapters/v2/publish",
 ]
 STATS = [
@@ -39,6 +40,7 @@ STATS = [
     "agreement",
     "disagreement",
     "calibration",
+    "retention",
 ]
 
 
@@ -226,6 +228,10 @@ def test_stats_endpoints_serve_the_crowd(crowd_store) -> None:  # type: ignore[n
     ] == (0.31, 0.34)
     honeypots = get("honeypots")
     assert honeypots["honeypots"] == filled.honeypots
+    # the crowd's editors checked every accepted completion: some lines kept, some not
+    retention = {r["adapter_version"]: r for r in get("retention", days=2)["per_version"]}
+    assert set(retention) == {"v1", "v2"}
+    assert all(0 < r["retention"] < 1 for r in retention.values())
     assert all(0 < c["share"] <= 1 for c in honeypots["coverage"])
 
 
