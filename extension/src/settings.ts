@@ -18,6 +18,7 @@ export const SERVER_KEYS = [
   "excludeGlobs",
   "adapterPublicKey",
   "allowInsecureStore",
+  "ringBuffer",
 ] as const;
 
 /** Settings whose change needs a new server process rather than a notification. */

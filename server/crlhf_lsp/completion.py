@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crlhf_contract.protocol import CMD_ACCEPTED
@@ -43,6 +44,9 @@ class Cursor:
     prefix: str
     suffix: str
     language: str
+    context: Callable[[Callable[[str], int]], str] | None = None
+    """Code from other files for the prompt (``crlhf.ringBuffer``), rendered on the model
+    thread with the backend's token counter."""
 
     @property
     def around(self) -> tuple[str, str]:
@@ -127,12 +131,14 @@ def generate(
     if cancel.is_set():
         return None
     counter = _Counter(backend)
+    context = cursor.context(counter) if cursor.context is not None else ""
     prompt = build_prompt(
         cursor.prefix,
         cursor.suffix,
         count_tokens=counter,
         budget=PROMPT_BUDGET,
         fim_tokens=backend.fim_tokens,
+        context=context,
     )
     cutter = Cutter(cursor.line_prefix, cursor.line_suffix, inside_triple_quotes(cursor.prefix))
     request = GenerationRequest(

@@ -95,6 +95,15 @@ def _lifecycle(server: CrlhfServer) -> None:
     def did_change(ls: CrlhfServer, params: types.DidChangeTextDocumentParams) -> None:
         ls.feedback.did_change(params.text_document.uri, params.content_changes, ls.encoding)
 
+    @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: CrlhfServer, params: types.DidOpenTextDocumentParams) -> None:
+        ls.suggester.pick(params.text_document.uri)  # the ring buffer, when it is on
+
+    @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(ls: CrlhfServer, params: types.DidSaveTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        ls.suggester.pick(uri, ls.suggester.last_line(uri))
+
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CrlhfServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.forget(params.text_document.uri)

@@ -49,11 +49,17 @@ def build_prompt(
     count_tokens: Callable[[str], int],
     budget: int = 1024,
     fim_tokens: tuple[str, str, str] | None = None,
+    context: str = "",
 ) -> Prompt:
-    """Trim ``prefix``/``suffix`` to ``budget`` tokens (¾ prefix, ¼ suffix with FIM)."""
+    """Trim ``prefix``/``suffix`` to ``budget`` tokens (¾ prefix, ¼ suffix with FIM).
+
+    ``context`` (code from other files, :mod:`crlhf_lsp.ring`) goes before the prefix and
+    out of its budget; it is part of the prompt's prefix as the store records it."""
     fim = fim_tokens is not None and suffix.strip() != ""
+    if context:
+        budget = max(budget // 2, budget - count_tokens(context))
     prefix_budget = budget * 3 // 4 if fim else budget
-    prefix = _trim_top(prefix, prefix_budget, count_tokens)
+    prefix = context + _trim_top(prefix, prefix_budget, count_tokens)
     if not fim or fim_tokens is None:
         return Prompt(text=prefix, prefix=prefix, suffix=suffix, fim=False)
     suffix = _trim_bottom(suffix, budget - prefix_budget, count_tokens)

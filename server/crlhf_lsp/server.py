@@ -284,7 +284,7 @@ class CrlhfServer(LanguageServer):
             self.log_to_client(
                 f"crlhf: {uri} is excluded by {reason}: no completions, nothing sent"
             )
-        self.suggester.forget(uri)
+        self.suggester.exclude(uri)
         return True
 
     def _workspace_roots(self) -> list[str]:

@@ -45,6 +45,9 @@ key                    default                     meaning
 ``retentionDelays``    ``[30, 300]``               seconds after an accept at which what
                                                    became of its lines is reported
                                                    (``crlhf_lsp.retention``); ``[]``: never
+``ringBuffer``         ``false``                   true: code from files recently opened,
+                                                   saved or left goes before the prompt as
+                                                   file-path comments (``crlhf_lsp.ring``)
 =====================  ==========================  =========================================
 
 A plain ``http://`` store URL is refused unless its host is this machine (``localhost``,
@@ -104,6 +107,7 @@ class Settings:
     allowInsecureStore: bool = False
     excludeGlobs: tuple[str, ...] = ()
     retentionDelays: Delays = field(default_factory=lambda: Delays((30.0, 300.0)))
+    ringBuffer: bool = False
 
     def merged(self, options: Any) -> Settings:
         """A copy with the known keys of ``options`` (a dict, flat or under ``crlhf``)."""

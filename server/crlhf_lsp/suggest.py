@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections.abc import Hashable
@@ -24,10 +25,19 @@ from crlhf_contract.protocol import CompletionStats
 from lsprotocol import types
 
 from crlhf_lsp.backends import Backend
-from crlhf_lsp.cache import SuggestionCache
-from crlhf_lsp.completion import CompletionRecord, Cursor, generate, read_cursor, typed_through
+from crlhf_lsp.cache import CAPACITY, SuggestionCache
+from crlhf_lsp.completion import (
+    PROMPT_BUDGET,
+    CompletionRecord,
+    Cursor,
+    generate,
+    read_cursor,
+    typed_through,
+)
 from crlhf_lsp.debounce import Debouncer
 from crlhf_lsp.errors import CrlhfLspError
+from crlhf_lsp.privacy import uri_path
+from crlhf_lsp.ring import RingBuffer
 
 if TYPE_CHECKING:
     from crlhf_lsp.server import CrlhfServer
@@ -35,6 +45,9 @@ if TYPE_CHECKING:
 __all__ = ["Counts", "Suggester"]
 
 log = logging.getLogger("crlhf_lsp")
+
+RING_BUDGET = PROMPT_BUDGET // 3
+"""Most prompt tokens the ring buffer's code may take (the rest stays the document's)."""
 
 
 @dataclass
@@ -55,10 +68,15 @@ class Suggester:
         self.server = server
         self.on_screen: dict[str, CompletionRecord] = {}
         """The last suggestion per document, answered from while the user types it."""
-        self.cache = SuggestionCache()
+        # The replay bench's arm without the cache sets the size to 0 (not a setting: a
+        # user has no reason to turn it off, a benchmark has one).
+        self.cache = SuggestionCache(int(os.environ.get("CRLHF_SUGGESTION_CACHE_SIZE", CAPACITY)))
         self.debounce = Debouncer()
         self.cancels: dict[str, threading.Event] = {}
         self.counts = Counts()
+        self.ring = RingBuffer()
+        self._where: tuple[str, int] | None = None
+        """The document and line of the last request, for the ring buffer."""
 
     async def complete(
         self, uri: str, position: types.Position
@@ -75,6 +93,7 @@ class Suggester:
         if cursor is None:
             return None
         self.counts.requests += 1
+        self._context_for(cursor)
         ticket = self.debounce.arrived(uri)
         if (older := self.cancels.get(uri)) is not None:
             older.set()  # the model's work for an older keystroke: its text would be stale
@@ -110,6 +129,42 @@ class Suggester:
         self.server.feedback.remember(hit[0])
         return hit
 
+    # --- code from other files (crlhf.ringBuffer) ---------------------------------------
+
+    def _context_for(self, cursor: Cursor) -> None:
+        """Give ``cursor`` the ring buffer's code; a request in another file than the last
+        one first adds a chunk from where the user was (they left it)."""
+        if not self.server.settings.ringBuffer:
+            return
+        left = self._where
+        self._where = (cursor.uri, cursor.line)
+        if left is not None and left[0] != cursor.uri:
+            self.pick(*left)
+        ring, uri, language = self.ring, cursor.uri, cursor.language
+        path = self._path(uri)
+        cursor.context = lambda count: ring.context(uri, path, language, RING_BUDGET, count)
+
+    def pick(self, uri: str, line: int = 0) -> None:
+        """Add the code around ``line`` of ``uri`` to the ring buffer (when it is on, the
+        document open and not excluded)."""
+        if not self.server.settings.ringBuffer or self.server.excluded(uri):
+            return
+        doc = self.server.workspace.text_documents.get(uri)
+        if doc is not None:
+            self.ring.pick(uri, self._path(uri), doc.lines, line)
+
+    def last_line(self, uri: str) -> int:
+        """Where the user last asked for a completion in ``uri`` (0: never)."""
+        return self._where[1] if self._where is not None and self._where[0] == uri else 0
+
+    def _path(self, uri: str) -> str:
+        """``uri`` as the model should read it: relative to a workspace folder if in one."""
+        path = uri_path(uri) or uri
+        for root in self.server._workspace_roots():
+            if path.startswith(root.rstrip("/") + "/"):
+                return path[len(root.rstrip("/")) + 1 :]
+        return path.rsplit("/", 1)[-1]
+
     def _context(self) -> Hashable:
         """What else changes the model's output than the text: the model and adapter (as
         the completion row records them) and the generation settings."""
@@ -118,7 +173,13 @@ class Suggester:
             return None
         backend = future.result()
         adapter = getattr(backend, "adapter", None)
-        return backend.name[:512], adapter, settings.maxTokens, settings.temperature
+        return (
+            backend.name[:512],
+            adapter,
+            settings.maxTokens,
+            settings.temperature,
+            settings.ringBuffer,
+        )
 
     async def _generate(self, cursor: Cursor) -> CompletionRecord | None:
         """A new suggestion from the model; the status says "generating" meanwhile (when it
@@ -168,7 +229,13 @@ class Suggester:
         """The model or adapter changed: no kept suggestion is what it would say now."""
         self.cache.clear()  # the suggestion on screen stays: the user may type it still
 
+    def exclude(self, uri: str) -> None:
+        """``uri`` became excluded: nothing of it stays, its code in the ring included."""
+        self.forget(uri)
+        self.ring.forget(uri)
+
     def forget(self, uri: str) -> None:
+        """The document was closed (its code stays in the ring: recently seen)."""
         self.on_screen.pop(uri, None)
         self.debounce.forget(uri)
 

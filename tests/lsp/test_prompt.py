@@ -33,3 +33,14 @@ def test_prefix_is_cut_in_whole_chunks_so_consecutive_prompts_share_it() -> None
     assert first % CHUNK_LINES == 0
     huge = build_prompt("x" * 10_000_000, "", count_tokens=len, budget=100)  # one huge line
     assert len(huge.text) <= 200
+
+
+def test_context_from_other_files_goes_first_and_out_of_the_prefix_budget() -> None:
+    lines = "\n".join(f"line {i} a b c" for i in range(1000))
+    context = "# other.py\n" + "w " * 100 + "\n# here.py\n"
+    p = build_prompt(lines, "", count_tokens=words, budget=400, context=context)
+    assert p.text.startswith(context) and p.prefix.startswith(context)
+    assert words(p.text) <= 400
+    fim = ("<P>", "<S>", "<M>")
+    f = build_prompt("x = f(", ")\n", count_tokens=words, fim_tokens=fim, context="# a.py\n")
+    assert f.text == "<P># a.py\nx = f(<S>)\n<M>"

@@ -1,15 +1,19 @@
 """Where suggestions come from, end to end (a real server over stdio, the tiny model): a
 position seen before and typing through a kept suggestion cost no model call, a burst of
 keystrokes costs one, an adapter swap empties the cache. Model calls are the server's own
-count (``crlhf/completionStats``)."""
+count (``crlhf/completionStats``). With ``ringBuffer`` on, other files' code reaches the
+prompt, an excluded file's never."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 from lsp_harness import command, edit, inline, lsp_session, open_doc, request, settings_for
+from lsprotocol import types
 from tiny_model import make_tiny_adapter
 
 URI = "file:///work/suggest.py"
@@ -91,3 +95,38 @@ async def test_an_adapter_swap_empties_the_cache(
 
         await inline(client, URI, *B)  # kept before the swap: asked of the new adapter
         assert (await stats(client))["modelCalls"] == 3
+
+
+def _prompt_of(outbox: Path, completion_id: str) -> str:
+    with sqlite3.connect(outbox) as db:
+        [(payload,)] = db.execute(
+            "SELECT payload FROM outbox WHERE kind = 'completion' AND key = ?", (completion_id,)
+        ).fetchall()
+    return json.loads(payload)["prompt"]
+
+
+@pytest.mark.slow
+async def test_the_ring_buffer_puts_other_files_code_in_the_prompt_when_on(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    helpers = "".join(f"def frobnicate_{i}(x):\n    return x * {i}\n\n" for i in range(6))
+    settings = settings_for(tmp_path, tiny_model, ringBuffer=True)
+    async with lsp_session(settings) as client:
+        open_doc(client, "file:///work/helpers.py", helpers)
+        open_doc(client, "file:///work/.env", "API_KEY=hunter2\n" * 8, language="dotenv")
+        open_doc(client, URI, SOURCE)
+        [item] = await inline(client, URI, *A)
+        cid = item.command.arguments[0]
+        await command(client, "crlhf.accepted", cid)
+        prompt = _prompt_of(tmp_path / "outbox.sqlite3", cid)
+        assert prompt.startswith("# helpers.py\ndef frobnicate_0(x):")
+        assert "# suggest.py\nimport os\n" in prompt
+        assert "hunter2" not in prompt  # an excluded file never gives code
+
+        client.workspace_did_change_configuration(
+            types.DidChangeConfigurationParams(settings={"crlhf": {"ringBuffer": False}})
+        )
+        [item] = await inline(client, URI, *B)
+        cid = item.command.arguments[0]
+        await command(client, "crlhf.accepted", cid)
+        assert _prompt_of(tmp_path / "outbox.sqlite3", cid).startswith("import os\n")
