@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crlhf_contract.client import AdapterUnverified, StoreClient, StoreError
+from crlhf_contract.client import StoreClient
 from crlhf_contract.schemas import (
     AggregationRunIn,
     AnnotatorReliabilityIn,
@@ -32,10 +32,11 @@ from crlhf_contract.schemas import (
 from crlhf_models.gguf_lora import gguf_artifact
 
 from .corrections import night_corrections
-from .errors import AdapterError, NoTrainingData, StoreGone, TrainConfigError
+from .errors import AdapterError, NoTrainingData, TrainConfigError
 from .evaluate import EvalConfig
 from .examples import Example, build_examples
 from .gate import GateConfig
+from .parent import parent_adapter, store_call
 from .pull import WorkDir, pull
 from .runs import main_rank, new_run, resumable_run, write_json
 from .train import TrainConfig
@@ -85,13 +86,6 @@ class NightlyConfig:
 
 def _client(cfg: NightlyConfig) -> StoreClient:
     return StoreClient(cfg.store_url, cfg.token)
-
-
-def _store_call(what: str, fn: Callable[[], Any]) -> Any:
-    try:
-        return fn()
-    except StoreError as exc:
-        raise StoreGone(f"the store failed while {what} ({exc}); nothing was published") from exc
 
 
 # --- stages -------------------------------------------------------------------------
@@ -152,54 +146,13 @@ def aggregate_work(cfg: NightlyConfig, *, post: bool = True) -> tuple[dict[str, 
             metrics={"class_prior": result.class_prior},
         )
         with _client(cfg) as client:
-            _store_call("posting the aggregation run", lambda: client.post_aggregation_run(run))
+            store_call("posting the aggregation run", lambda: client.post_aggregation_run(run))
     return summary, rewards
 
 
 def _unit(v: Any) -> Any:
     # Reliabilities are probabilities; float round-off must not fail the store's [0, 1].
     return min(1.0, max(0.0, v)) if isinstance(v, float) else v
-
-
-def _parent_adapter(cfg: NightlyConfig, run: Path) -> tuple[str | None, Path | None]:
-    """The published adapter to continue from, downloaded and verified, if any.
-
-    Under ``accelerate launch`` every rank runs this: the main rank downloads into the
-    run folder and records what it found; the others wait for it and read that record,
-    so no two processes write one folder.
-    """
-    from accelerate import PartialState
-
-    state = PartialState(cpu=cfg.train.device == "cpu")
-    record = run / "parent.json"
-    if state.is_main_process:
-        version, dest = _download_parent(cfg, run)
-        write_json(record, {"version": version, "dir": str(dest) if dest else None})
-    state.wait_for_everyone()
-    found = json.loads(record.read_text())
-    return found["version"], Path(found["dir"]) if found["dir"] else None
-
-
-def _download_parent(cfg: NightlyConfig, run: Path) -> tuple[str | None, Path | None]:
-    if not cfg.continue_from_latest:
-        return None, None
-    with _client(cfg) as client:
-        latest = _store_call("asking for the latest adapter", client.latest_adapter)
-        if latest is None:
-            return None, None
-        if latest.base_model != cfg.model:
-            return None, None  # a new base model starts a new chain
-        dest = run / "parent"
-        try:
-            client.download_adapter(latest, dest)
-        except AdapterUnverified as exc:
-            raise AdapterError(
-                f"the published adapter {latest.version} fails its checks ({exc}); retire it "
-                "or train from the base model with --no-continue"
-            ) from exc
-        except StoreError as exc:
-            raise StoreGone(f"downloading adapter {latest.version} failed: {exc}") from exc
-    return latest.version, dest
 
 
 def train_run(
@@ -225,7 +178,7 @@ def train_run(
         train_set, work.completions(), cfg.window_days, cfg.replay, seed=cfg.train.seed
     )
     run = resumable_run(work) if cfg.train.resume else new_run(work)
-    parent, parent_dir = _parent_adapter(cfg, run)
+    parent, parent_dir = parent_adapter(cfg, lambda: _client(cfg), run)
     with open(run / "heldout.jsonl", "w") as f:
         for e in heldout:
             f.write(json.dumps(asdict(e)) + "\n")
