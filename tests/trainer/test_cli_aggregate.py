@@ -143,11 +143,12 @@ def test_importing_the_cli_stays_light():
 
 def test_aggregate_imports_only_what_aggregation_needs(tmp_path, crowd_files):
     # a fresh interpreter: what `crlhf-train aggregate` loads is part of its run time
-    # (pydantic alone was ~0.15 s of a 1M-label run, via export-dataset's arguments)
+    # (of a 1M-label run, pydantic took ~0.15 s via export-dataset's arguments, scipy's
+    # sparse products and Beta quantiles ~0.18 s)
     _, labels_csv, gold_csv = crowd_files
     out = str(tmp_path / "post.csv")
     argv = ["aggregate", "--labels", labels_csv, "--gold", gold_csv, "--out", out]
-    heavy = ["crlhf_contract", "pydantic", "torch", "transformers", "pandas"]
+    heavy = ["crlhf_contract", "pydantic", "scipy", "torch", "transformers", "pandas"]
     code = (
         "import sys; from crlhf_trainer.cli import main; "
         f"assert main({argv!r}) == 0; "

@@ -19,7 +19,7 @@ for "right", ``b`` for "wrong") from soft counts, qᵢ = P(zᵢ = +1):
 Honeypot lines are clamped to their truth (qᵢ ∈ {0, 1}) in every E-step, and the first
 parameters come from the honeypots alone, so EM starts on the right side: a crowd with
 many adversaries cannot pull it into the mirror solution (every label flipped).  Each
-pass is two sparse matrix-vector products over the labels (see :func:`_design`).
+pass is two matrix-vector products over the labels (see :mod:`.design`).
 
 An annotator's single reliability is the accuracy on a random line, π = p·α + (1-p)·β;
 its 90% interval comes from the Beta posteriors of α, β and p plus the uncertainty of
@@ -61,6 +61,7 @@ from .base import (
     logit,
     moment_beta_interval,
 )
+from .design import Design
 from .labels import LabelSet
 
 __all__ = ["TwoCoinEM"]
@@ -97,10 +98,9 @@ class TwoCoinEM:
         """Run EM to convergence on ``labels``; returns :meth:`result`."""
         self._labels = labels
         self._batches: list[LabelSet] = []
-        m = labels.n_annotators
-        design, design_t = _design(labels)
-        n_pos, n_neg = np.split(np.bincount(design.indices, minlength=2 * m).astype(float), 2)
-        q, evidence, counts, q_free_sum, n_free = self._em(labels, design, design_t, n_pos, n_neg)
+        design = Design(labels)
+        n_pos, n_neg = np.split(design.column_counts(), 2)
+        q, evidence, counts, q_free_sum, n_free = self._em(labels, design, n_pos, n_neg)
         self.items_ = labels.items  # shared until partial_fit needs its own copy
         self.annotators_ = labels.annotators
         self._item_index: dict[str, int] | None = None  # built by the first partial_fit
@@ -112,7 +112,7 @@ class TwoCoinEM:
         self.n_labels_ = (n_pos + n_neg).astype(np.int64)
         # Σ q(1-q) over each annotator's labels: how much of their record rests on lines
         # whose truth is itself uncertain (widens the reliability interval, see result())
-        self.unsure_ = np.add(*np.split(design_t @ (q * (1 - q)), 2))
+        self.unsure_ = np.add(*np.split(design.tdot(q * (1 - q)), 2))
         self._q_free_sum = q_free_sum
         self._n_free = n_free
         self.class_prior_ = self._class_prior(self._q_free_sum, n_free)
@@ -122,7 +122,7 @@ class TwoCoinEM:
         self._fitted_reliability = self._reliability_point()
         return self.result()
 
-    def _em(self, labels: LabelSet, design, design_t, n_pos, n_neg) -> tuple:
+    def _em(self, labels: LabelSet, design: Design, n_pos, n_neg) -> tuple:
         """EM from the honeypots: ``(q, evidence, (TP, FN, FP, TN), Σq free, n free)``."""
         n = labels.n_items
         gold_idx, gold_truth = labels.gold_arrays()
@@ -132,11 +132,11 @@ class TwoCoinEM:
 
         def m_step(q: np.ndarray):
             # soft counts: TP, FN = Σ q over each annotator's +1 and -1 labels
-            tp, fn = np.split(design_t @ q, 2)
+            tp, fn = np.split(design.tdot(q), 2)
             return tp, fn, n_pos - tp, n_neg - fn
 
         def e_step(alpha, beta, prior):
-            evidence = design @ np.concatenate(_weights(alpha, beta))
+            evidence = design.dot(np.concatenate(_weights(alpha, beta)))
             q = expit(logit(prior) + evidence)
             q[gold_idx] = gold_q
             return q, evidence
@@ -146,8 +146,8 @@ class TwoCoinEM:
         q[gold_idx] = gold_q
         on_gold = np.zeros(n)
         on_gold[gold_idx] = 1.0
-        tp, fn = np.split(design_t @ q, 2)
-        fp, tn = np.split(design_t @ on_gold, 2)
+        tp, fn = np.split(design.tdot(q), 2)
+        fp, tn = np.split(design.tdot(on_gold), 2)
         alpha, beta = self._coins(tp, fn, fp - tp, tn - fn)
         prior = self._class_prior(gold_q.sum(), len(gold_q))
         n_iter = 0
@@ -365,29 +365,6 @@ class TwoCoinEM:
             self.n_labels_ = np.concatenate(
                 [self.n_labels_, np.zeros(m - len(self.n_labels_), dtype=np.int64)]
             )
-
-
-def _design(labels: LabelSet):
-    """The labels as a sparse 0/1 matrix D (lines x 2·annotators) and its transpose (a view).
-
-    Column j holds annotator j's +1 labels, column M + j their -1 labels, so one E-step
-    is ``D @ [w(+1); w(-1)]`` and one M-step ``Dᵀ @ q``: two sparse matrix-vector
-    products, each one pass over the labels in compiled code.
-    """
-    from scipy import sparse  # lazily: keeps `crlhf-train --help` fast
-
-    n, m = labels.n_items, labels.n_annotators
-    col = labels.annotator_idx.astype(np.int32) + np.where(labels.label > 0, 0, m).astype(np.int32)
-    ones = np.ones(labels.n_labels)
-    items = labels.item_idx
-    if items.size and np.all(items[1:] >= items[:-1]):
-        # labels already grouped by line: the CSR row pointers are a running count
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(np.bincount(items, minlength=n), out=indptr[1:])
-        design = sparse.csr_matrix((ones, col, indptr), shape=(n, 2 * m))
-    else:
-        design = sparse.csr_matrix((ones, (items, col)), shape=(n, 2 * m))
-    return design, design.T  # CSC view: Dᵀ @ q without a second copy of the labels
 
 
 def _weights(alpha: np.ndarray, beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
