@@ -3,6 +3,7 @@ called directly in one process.
 
     .venv/bin/python bench/lsp_latency.py [--model DIR] [--n 30]     # the local backend
     .venv/bin/python bench/lsp_latency.py --backend llamacpp [--repeats 12] [--threads 2]
+    .venv/bin/python bench/lsp_latency.py --replay [--backend llamacpp]   # bench/lsp_replay.py
 
 ``--backend llamacpp`` runs ``bench/llamacpp_latency.py`` (issue 9's figures: the default
 GGUF model through the LSP against raw llama-cpp-python, cold and prefix-cache hit on
@@ -187,6 +188,7 @@ def _parse_args() -> argparse.Namespace:
         epilog="--backend llamacpp: bench/llamacpp_latency.py (its own options, see --help there)",
     )
     parser.add_argument("--backend", choices=["local", "llamacpp"], default="local")
+    parser.add_argument("--replay", action="store_true", help="bench/lsp_replay.py")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: tiny)")
     parser.add_argument("--n", type=int, default=30, help="requests per figure")
     parser.add_argument(
@@ -200,7 +202,13 @@ def _parse_args() -> argparse.Namespace:
 def main() -> None:
     choose = argparse.ArgumentParser(add_help=False)
     choose.add_argument("--backend", choices=["local", "llamacpp"], default="local")
+    choose.add_argument("--replay", action="store_true")
     known, rest = choose.parse_known_args()
+    if known.replay:  # an editing session replayed (bench/lsp_replay.py)
+        import lsp_replay
+
+        lsp_replay.main([*rest, "--backend", known.backend])
+        return
     if known.backend == "llamacpp":  # the default GGUF model against raw llama-cpp-python
         import llamacpp_latency
 
