@@ -83,13 +83,12 @@ def add_aggregate_arguments(p: argparse.ArgumentParser) -> None:
 def run_aggregate(args: argparse.Namespace) -> int:
     from .aggregation import aggregate
     from .aggregation.labels import LabelSet
+    from .aggregation.result_csv import write_posteriors
 
     labels = LabelSet.from_csv(args.labels, args.gold)
     result = aggregate(labels, args.method)
-    with _open_out(args.out) as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(["item", "p_correct"])
-        w.writerows(zip(result.items, (f"{p:.6f}" for p in result.p_correct.tolist()), strict=True))
+    with _open_out(args.out, binary=True) as f:
+        write_posteriors(f, result.items, result.p_correct)
     if args.annotators_out:
         with _open_out(args.annotators_out) as f:
             w = csv.writer(f, lineterminator="\n")
@@ -114,8 +113,10 @@ def run_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_out(path: str):
+def _open_out(path: str, binary: bool = False):
     try:
+        if binary:
+            return open(path, "wb")
         return open(path, "w", newline="", encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"{path}: cannot write: {exc.strerror}") from None
