@@ -152,14 +152,18 @@ def _same(a: LabelSet, b: LabelSet) -> None:
         'item,annotator,label\r\nx,a,1\r\ny, b ,0\r\n x ,a,-1\r\n"z,1",b,+1\r\n',
         "annotator,extra,label,item\nb,,1,q\na,e,0,p\nb,e, 1 ,p\nc,,-1,q\n\nb,,0,q\n",
         "item,annotator,label\n" + "".join(f"i{k % 37},a{k % 5},{k % 3 - 1}\n" for k in range(400)),
+        # Unicode whitespace strips too; other non-ASCII names are plain
+        "item,annotator,label\n\u00a0x,a,1\nx\u3000,b,0\né,a,1\np\u2009,a,0\nq,b,1\n",
     ],
 )
-def test_columnar_csv_reads_what_the_row_reader_reads(tmp_path, monkeypatch, text):
+@pytest.mark.parametrize("numbering", ["python", "arrow"])  # the two ways items are numbered
+def test_columnar_csv_reads_what_the_row_reader_reads(tmp_path, monkeypatch, text, numbering):
     from crlhf_trainer.aggregation import label_csv as module
 
     path = write(tmp_path, "l.csv", text)
-    gold = write(tmp_path, "g.csv", "item,label\nx,1\np,0\n")
+    gold = write(tmp_path, "g.csv", "item,label\nx,1\np,0\né,1\n")
     monkeypatch.setattr(module, "_BLOCK_SIZE", 64)  # many blocks, one dictionary each
+    monkeypatch.setattr(module, "_PY_NUMBERING_MAX", 500_000 if numbering == "python" else 0)
     assert module.read_labels_columnar(path) is not None
     fast = LabelSet.from_csv(path, gold)
     monkeypatch.setattr(module, "read_labels_columnar", lambda p: None)

@@ -27,18 +27,19 @@ _BLOCK_SIZE = 1 << 20  # bytes pyarrow parses at a time
 def read_labels_columnar(path: str | Path) -> tuple | None:
     """The labels file through pyarrow's CSV reader (C++), a block of rows at a time.
 
-    ``(items, annotators, item_idx, annotator_idx, label)`` exactly as the row reader and
-    :meth:`LabelSet.from_records` would make them, but for the pairs rated twice (left to
-    :meth:`LabelSet._from_columns`).  None where it cannot vouch for that: pyarrow is not
-    installed, or the file holds something the row reader turns into an error (a bad label,
-    an empty or oversized field, a row of the wrong length, bad UTF-8) or reads its own way
-    (a line of spaces, a header over several lines).  Header errors are raised here, as the
-    row reader raises them.
+    ``(items, annotators, item_idx, annotator_idx, label, item_index)`` exactly as the row
+    reader and :meth:`LabelSet.from_records` would make them, but for the pairs rated twice
+    (left to :meth:`LabelSet._from_columns`); ``item_index`` maps each item to its index
+    where the numbering made that dict anyway (else None).  None where it cannot vouch
+    for that: pyarrow is not installed, or the file holds something the row reader turns
+    into an error (a bad label, an empty or oversized field, a row of the wrong length, bad
+    UTF-8) or reads its own way (a line of spaces, a header over several lines).  Header
+    errors are raised here, as the row reader raises them.
 
     Each block comes as dictionary columns: a block's distinct values and an int32 index
     per row.  Only the indices are kept (the labels as ±1 already); the blocks' item
-    dictionaries become one at the end, in C++.  1M labels: about 9 MB kept, not a Python
-    object per row.
+    dictionaries become one numbering at the end (:func:`_number_items`).  1M labels: about
+    9 MB kept, not a Python object per row.
     """
     try:
         import pyarrow as pa
@@ -60,17 +61,19 @@ def read_labels_columnar(path: str | Path) -> tuple | None:
         del read
         if not item_parts:
             empty = np.empty(0, dtype=np.int32)
-            return [], [], empty, empty, empty.astype(np.int8)
-        item_names, item_idx = _number_items(item_dicts, item_parts, pool)
+            return [], [], empty, empty, empty.astype(np.int8), None
+        item_names, item_idx, index, plain = _number_items(item_dicts, item_parts, pool)
         del item_dicts, item_parts
     except (pa.ArrowException, OSError, ValueError):
         return None
     release_freed_memory()  # the reader's blocks: freed, but glibc keeps the pages
-    item = _stripped(item_names, item_idx)
+    item = (item_names, item_idx) if plain else _stripped(item_names, item_idx)
     annotator = _stripped(annotator_names, np.concatenate(annotator_parts))
     if item is None or annotator is None:
         return None
-    return item[0], annotator[0], item[1], annotator[1], np.concatenate(label_parts)
+    if item[0] is not item_names:
+        index = None  # stripping merged names: the numbering's dict is stale
+    return item[0], annotator[0], item[1], annotator[1], np.concatenate(label_parts), index
 
 
 def _header_fields(path: str | Path) -> tuple[list[str], list[str]] | None:
@@ -133,12 +136,35 @@ def _read_blocks(blocks) -> tuple | None:
 
 
 def _number_items(item_dicts: list, item_parts: list[np.ndarray], pool) -> tuple:
-    """(item names, item index per row) across the blocks."""
+    """``(item names, item index per row, name -> index or None, plain)`` across the blocks;
+    ``plain``: no name needs the row reader's strip or length check (:func:`_plain`).
+
+    The blocks' dictionaries, one after the other, are the items in order of first
+    appearance with repeats.  Up to :data:`_PY_NUMBERING_MAX` entries in all (1M labels
+    grouped by line: 250k), a Python dict numbers them (~0.1 µs an entry) and keeps the
+    names; beyond, one hash pass in C++ does (pyarrow.compute: ~50 ms CPU to import).
+    """
+    plain = all(_plain(d) for d in item_dicts)
+    if sum(map(len, item_dicts)) > _PY_NUMBERING_MAX:
+        return (*_number_items_arrow(item_dicts, item_parts, pool), None, plain)
+    names = Names()
+    item_idx = np.empty(sum(p.size for p in item_parts), dtype=np.int32)
+    at = 0
+    for item_dict, part in zip(item_dicts, item_parts, strict=True):
+        lookup = names.index(item_dict.to_pylist())
+        np.take(lookup, part, out=item_idx[at : at + part.size])
+        at += part.size
+    return list(names.ids), item_idx, names.ids, plain
+
+
+_PY_NUMBERING_MAX = 500_000  # dictionary entries: where C++ hashing gets the cheaper
+
+
+def _number_items_arrow(item_dicts: list, item_parts: list[np.ndarray], pool) -> tuple:
+    """(item names, item index per row), the blocks' dictionaries hashed again in C++."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    # the blocks' item dictionaries, one after the other, are the items in order of
-    # first appearance with repeats: one hash pass in C++ numbers them
     everything = pa.concat_arrays(item_dicts, memory_pool=pool)
     encoded = pc.dictionary_encode(everything, memory_pool=pool)
     del everything
@@ -150,6 +176,26 @@ def _number_items(item_dicts: list, item_parts: list[np.ndarray], pool) -> tuple
         at += part.size
         start += size
     return encoded.dictionary.to_pylist(), item_idx
+
+
+def _plain(strings) -> bool:
+    """True when no value of a pyarrow string array is empty, over csv's field size limit,
+    or could change under ``str.strip()``: its first and last bytes are printable ASCII.
+
+    (A byte over 0x7f may belong to Unicode whitespace, U+00A0 or U+3000: those, and
+    anything else in doubt, are left to :func:`_stripped`.)  One look at the buffers.
+    """
+    if len(strings) == 0:
+        return True
+    offsets = np.frombuffer(
+        strings.buffers()[1], dtype=np.int32, count=len(strings) + 1, offset=strings.offset * 4
+    )
+    lengths = np.diff(offsets)
+    if lengths.min() < 1 or lengths.max() > csv.field_size_limit():
+        return False  # bytes >= characters: under the limit in bytes is under it
+    data = np.frombuffer(strings.buffers()[2], dtype=np.uint8)
+    ends = np.concatenate([data[offsets[:-1]], data[offsets[1:] - 1]])
+    return bool(np.all((ends > 0x20) & (ends < 0x7F)))
 
 
 def release_freed_memory() -> None:

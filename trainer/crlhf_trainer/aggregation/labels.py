@@ -152,11 +152,13 @@ class LabelSet:
             if not records:
                 raise LabelFileError(labels_path, None, "no labels (only a header)")
             return cls.from_records(records, label_csv.read_gold(gold_path))
-        items, annotators, item_idx, annotator_idx, label = columns
+        items, annotators, item_idx, annotator_idx, label, item_index = columns
         if not label.size:
             raise LabelFileError(labels_path, None, "no labels (only a header)")
         gold = label_csv.read_gold(gold_path)
-        labels = cls._from_columns(items, annotators, item_idx, annotator_idx, label, gold)
+        labels = cls._from_columns(
+            items, annotators, item_idx, annotator_idx, label, gold, item_index
+        )
         label_csv.release_freed_memory()
         return labels
 
@@ -215,18 +217,22 @@ class LabelSet:
         annotator_idx: np.ndarray,
         label: np.ndarray,
         gold: Mapping[str, int],
+        item_index: Mapping[str, int] | None = None,
     ) -> LabelSet:
         """Columns read in order -> a LabelSet as :meth:`from_records` builds it.
 
         One label per (item, annotator) pair, the last read, at the place of the pair's
-        first; ``gold`` (item name -> ±1) keeps the items someone labelled.
+        first; ``gold`` (item name -> ±1) keeps the items someone labelled.  ``item_index``
+        (name -> index in ``items``), where the reader has one, spares a pass over them.
         """
         item_idx, annotator_idx, label = _last_label_per_pair(
             item_idx, annotator_idx, label, len(items), len(annotators)
         )
         gold_idx: dict[int, int] = {}
         if gold:
-            where = {name: i for i, name in enumerate(items) if name in gold}
+            where = item_index
+            if where is None:
+                where = {name: i for i, name in enumerate(items) if name in gold}
             gold_idx = {where[name]: truth for name, truth in gold.items() if name in where}
         return cls(items, annotators, item_idx, annotator_idx, label, gold_idx)
 
