@@ -196,6 +196,13 @@ def test_the_trainer_exports_the_same_over_the_api(
         assert sorted(row["votes"]) == sorted(b[k]["votes"])
     assert "computed by crlhf-train export-dataset" in (out / "README.md").read_text()
 
+    # the developers' retention verdicts count, as in the night: without them rewards move
+    bare = tmp_path / "bare"
+    args = ["export-dataset", "--store-url", crowd.store.url, "--no-implicit-labels", str(bare)]
+    assert train_cli.main(args) == 0
+    without = {r[key]: r["reward"] for r in load_from_disk(str(bare))["kto"]}
+    assert any(abs(without[r[key]] - r["reward"]) > 1e-6 for r in api["kto"])
+
     # an annotator's token may not pull the export
     monkeypatch.setenv("CRLHF_TOKEN", crowd.store.annotator_token)
     assert (

@@ -3,11 +3,13 @@
 For a trainer token, where ``crlhf-store export-dataset`` (which reads the database) is out
 of reach. It pulls like the nightly does (:func:`crlhf_trainer.pull.pull`, into a work dir:
 a fresh one, or the nightly's with ``--work-dir`` to pull only what is new), turns the
-labels into rewards with :func:`crlhf_trainer.rewards.aggregate_labels` (posting no run),
+labels (and the retention verdicts, as the nightly does) into rewards with
+:func:`crlhf_trainer.rewards.aggregate_labels` (posting no run),
 and lays them out with :mod:`crlhf_contract.dataset`, the layout both commands share.
 
     CRLHF_TOKEN=… crlhf-train export-dataset --store-url URL [--format hf] OUT/
-        [--aggregation em2|paper|paper-l1|mv] [--work-dir DIR] [--include-honeypots]
+        [--aggregation em2|paper|paper-l1|mv] [--no-implicit-labels] [--work-dir DIR]
+        [--include-honeypots]
         [--include-authors] [--force]
 """
 
@@ -51,6 +53,13 @@ def add_export_dataset_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=FORMATS, default="hf", help="hf: Hugging Face datasets")
     p.add_argument("--aggregation", choices=["em2", "paper", "paper-l1", "mv"], default="em2")
     p.add_argument(
+        "--no-implicit-labels",
+        dest="implicit_labels",
+        action="store_false",
+        help="aggregate the 👍/👎 ratings only; by default the developers' retention verdicts "
+        "count too (implicit:<name> pseudo-annotators), as in the nightly run",
+    )
+    p.add_argument(
         "--work-dir",
         type=Path,
         help="pull into this folder (the nightly's, to pull only what is new; default: a "
@@ -81,6 +90,7 @@ def run_export_dataset(args: argparse.Namespace) -> int:
             _token(args),
             args.out,
             method=args.aggregation,
+            implicit=args.implicit_labels,
             options=options,
             work_dir=args.work_dir,
             force=args.force,
@@ -96,12 +106,14 @@ def export_dataset(
     out: Path,
     *,
     method: str = "em2",
+    implicit: bool = True,
     options: ExportOptions | None = None,
     work_dir: Path | None = None,
     force: bool = False,
     progress: Callable[[str, int, int | None], None] | None = None,
 ) -> str:
-    """Pull, aggregate, write ``out``; returns what it wrote, in words."""
+    """Pull, aggregate (``implicit``: with the retention verdicts, as the nightly run does),
+    write ``out``; returns what it wrote, in words."""
     from crlhf_contract.client import StoreClient
     from crlhf_contract.dataset import check_out
 
@@ -115,12 +127,12 @@ def export_dataset(
             work = WorkDir(work_dir or scratch)
             with StoreClient(store_url, token) as client:
                 pull(client, work, on_page=lambda _, n: progress and progress("pull", n, None))
-            return _write(work, Path(out), method, options)
+            return _write(work, Path(out), method, options, implicit=implicit)
     except DatasetExportError as exc:
         raise ExportError(str(exc)) from None
 
 
-def _write(work: WorkDir, out: Path, method: str, options: ExportOptions) -> str:
+def _write(work: WorkDir, out: Path, method: str, options: ExportOptions, *, implicit: bool) -> str:
     from crlhf_contract.dataset import (
         Aggregation,
         RewardRow,
@@ -130,11 +142,10 @@ def _write(work: WorkDir, out: Path, method: str, options: ExportOptions) -> str
     )
     from crlhf_contract.schemas import completion_lines
 
-    from .aggregation.labels import LabelSet
-    from .rewards import aggregate_labels
+    from .rewards import aggregate_labels, pulled_labels
 
     pages = work.label_pages()
-    labels = LabelSet.from_export(pages)
+    labels = pulled_labels(work, implicit=implicit)
     if labels.n_labels == 0:
         raise NoTrainingData(
             "no line ratings in the store yet: nothing to export; the team rates accepted "

@@ -100,14 +100,10 @@ def pull_work(cfg: NightlyConfig, progress: Progress | None = None) -> dict[str,
 
 def aggregate_work(cfg: NightlyConfig, *, post: bool = True) -> tuple[dict[str, Any], dict]:
     """Aggregate every pulled label; returns (summary, rewards by completion id)."""
-    from .aggregation.implicit import implicit_records, with_implicit
-    from .aggregation.labels import LabelSet
-    from .rewards import aggregate_labels
+    from .rewards import aggregate_labels, pulled_labels
 
     work = WorkDir(cfg.work_dir)
-    labels = LabelSet.from_export(work.label_pages())
-    if cfg.implicit_labels and labels.n_labels:
-        labels = with_implicit(labels, implicit_records(work.retention_rows()))
+    labels = pulled_labels(work, implicit=cfg.implicit_labels)
     if labels.n_labels == 0:
         raise NoTrainingData(
             f"no line ratings in {work.root} (is the store empty? run `crlhf-train pull`); "

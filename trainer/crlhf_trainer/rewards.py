@@ -27,12 +27,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .aggregation.base import INTERVAL, AggregationResult
 from .aggregation.items import split_item
 from .aggregation.labels import LabelSet
+
+if TYPE_CHECKING:
+    from .pull import WorkDir
 
 __all__ = ["Reward", "aggregate_labels", "completion_rewards", "poisson_binomial_pmf", "split_item"]
 
@@ -99,6 +103,18 @@ def completion_rewards(
         for r, (cid, lines) in enumerate(group):
             rewards[cid] = Reward(cid, float(means[r]), float(low[r]), float(high[r]), lines)
     return rewards
+
+
+def pulled_labels(work: WorkDir, *, implicit: bool = True) -> LabelSet:
+    """The labels a pull brought into ``work``: the crowd's ratings and, with ``implicit``,
+    the developers' retention verdicts as ``implicit:<name>`` pseudo-annotators (what the
+    nightly run aggregates, so an export of rewards is the rewards a night trains on)."""
+    from .aggregation.implicit import implicit_records, with_implicit
+
+    labels = LabelSet.from_export(work.label_pages())
+    if implicit and labels.n_labels:
+        labels = with_implicit(labels, implicit_records(work.retention_rows()))
+    return labels
 
 
 def aggregate_labels(
