@@ -92,11 +92,15 @@ test: setup-system setup-e2e install lint
 	$(BIN)/python -m pytest -q -ra
 
 # Lint, the import contracts and every test but e2e and slow: minutes, no apt-get.
+# Most tests wait on a process (a store, a language server), so CHECK_WORKERS pytest-xdist
+# workers overlap the waits even on 2 cores; one file stays on one worker (its module
+# fixtures are built once). CHECK_WORKERS=0 runs them in this process, as make test does.
 # PYTEST_ARGS adds to pytest's (e.g. PYTEST_ARGS="--durations=20" or PYTEST_ARGS="-k store").
+CHECK_WORKERS ?= 4
 check: $(CHECK_STAMP)
 	@command -v bwrap >/dev/null || { echo "make check: bubblewrap (bwrap) is missing, the sandbox tests need it: run make setup-system once"; exit 2; }
 	$(LINT)
-	$(BIN)/python -m pytest -q -ra -m "not e2e and not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -ra -m "not e2e and not slow" -n $(CHECK_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # make demo DEMO_ARGS="--full" (or --model ID, --work-dir DIR, --device cuda; crlhf demo --help)
 demo: install

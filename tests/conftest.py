@@ -247,8 +247,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
-def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+def _pg_skip_reason(terminalreporter) -> str | None:  # type: ignore[no-untyped-def]
+    """Why the PostgreSQL tests were skipped, if they were: this process's own record, or
+    (under pytest-xdist, where the workers ran them) the reason a worker's report gives."""
     if "skipped" in _PG_STATUS:
-        line = f"POSTGRESQL TESTS SKIPPED: {_PG_STATUS['skipped']}"
+        return _PG_STATUS["skipped"]
+    for report in terminalreporter.stats.get("skipped", []):
+        text = str(getattr(report, "longrepr", ""))
+        if "PostgreSQL unreachable" in text:
+            reason = text.split("PostgreSQL unreachable", 1)[1].replace("\\n", "\n")
+            return reason.splitlines()[0].strip(" :')")
+    return None
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # type: ignore[no-untyped-def]
+    reason = _pg_skip_reason(terminalreporter)
+    if reason:
+        line = f"POSTGRESQL TESTS SKIPPED: {reason}"
         terminalreporter.write_sep("!", line, red=True, bold=True)
         print(f"\n!!!!! {line} !!!!!", file=sys.stderr)
