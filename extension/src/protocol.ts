@@ -51,8 +51,10 @@ export interface CompletionStats {
   cacheHits: number;
   /** a newer keystroke's request came during the debounce: nothing */
   superseded: number;
-  /** generations started on the model */
+  /** generations started on the model for a request */
   modelCalls: number;
+  /** generations started ahead, for after an accept (kept in the cache) */
+  speculative: number;
   /** suggestions kept now */
   cached: number;
   /** the debounce delay now (adapted to accepts and dismissals) */

@@ -119,7 +119,8 @@ class CompletionStats(_Payload):
     typedThrough: int = 0  # answered with the rest of the suggestion on screen
     cacheHits: int = 0  # answered from a suggestion kept for the text around the cursor
     superseded: int = 0  # a newer keystroke's request came during the debounce: nothing
-    modelCalls: int = 0  # generations started on the model
+    modelCalls: int = 0  # generations started on the model for a request
+    speculative: int = 0  # generations started ahead, for after an accept (kept in the cache)
     cached: int = 0  # suggestions kept now
     debounceMs: int = 0  # the debounce delay now (adapted to accepts and dismissals)
 

@@ -11,6 +11,7 @@ The prompt is tokenized once: ``build_prompt`` counts its tokens with the backen
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
@@ -107,6 +108,18 @@ def read_cursor(
         prefix=source[:offset],
         suffix=source[offset:],
         language=doc.language_id or "",
+    )
+
+
+def after_accept(cursor: Cursor, text: str) -> Cursor:
+    """Where the cursor will be once ``text``, suggested at ``cursor``, is accepted."""
+    line_prefix = (cursor.line_prefix + text).rsplit("\n", 1)[-1]
+    return dataclasses.replace(
+        cursor,
+        line=cursor.line + text.count("\n"),
+        character=len(line_prefix),  # not read by the cache, which alone gets this cursor
+        line_prefix=line_prefix,
+        prefix=cursor.prefix + text,
     )
 
 

@@ -30,6 +30,7 @@ from crlhf_lsp.completion import (
     PROMPT_BUDGET,
     CompletionRecord,
     Cursor,
+    after_accept,
     generate,
     read_cursor,
     typed_through,
@@ -59,6 +60,7 @@ class Counts:
     cache_hits: int = 0
     superseded: int = 0
     model_calls: int = 0
+    speculative: int = 0
 
 
 class Suggester:
@@ -77,6 +79,7 @@ class Suggester:
         self.ring = RingBuffer()
         self._where: tuple[str, int] | None = None
         """The document and line of the last request, for the ring buffer."""
+        self._speculation: asyncio.Future[None] | None = None  # held: a task may be collected
 
     async def complete(
         self, uri: str, position: types.Position
@@ -110,6 +113,7 @@ class Suggester:
         self.cache.put(cursor, self._context(), record)
         self.debounce.suggested(uri, record.id)
         server.feedback.remember(record)
+        self._speculation = asyncio.ensure_future(self._speculate(cursor, record))
         return record, record.text
 
     def _without_model(self, cursor: Cursor) -> tuple[CompletionRecord, str] | None:
@@ -213,13 +217,41 @@ class Suggester:
             server.last_latency_ms = round((time.perf_counter() - started) * 1000)
         return record
 
+    async def _speculate(self, cursor: Cursor, record: CompletionRecord) -> None:
+        """Make the suggestion that will follow an accept of ``record`` while the user reads
+        it, and keep it in the cache (llama.vim's speculative FIM): the ghost text after an
+        accept then comes at once. Any request for the document stops it; its prompt is the
+        last one plus the suggestion, which the backend's KV cache holds already."""
+        after = after_accept(cursor, record.text)
+        context = self._context()
+        if self.cache.get(after, context) is not None or cursor.uri in self.cancels:
+            return
+        cancel = threading.Event()
+        self.cancels[cursor.uri] = cancel
+        future = self.server.backend_future
+        assert future is not None and future.done()
+        try:
+            made = await asyncio.get_running_loop().run_in_executor(
+                self.server.model_thread, self._call_model, future.result(), after, cancel, True
+            )
+        except CrlhfLspError:
+            return  # said when the user's own request meets it
+        finally:
+            if self.cancels.get(cursor.uri) is cancel:
+                del self.cancels[cursor.uri]
+        if made is not None and context == self._context():
+            self.cache.put(after, context, made)
+
     def _call_model(
-        self, backend: Backend, cursor: Cursor, cancel: threading.Event
+        self, backend: Backend, cursor: Cursor, cancel: threading.Event, ahead: bool = False
     ) -> CompletionRecord | None:
         """On the model thread: a request cancelled while it queued costs no model call."""
         if cancel.is_set():
             return None
-        self.counts.model_calls += 1  # only this thread writes it
+        if ahead:  # only this thread writes these counts
+            self.counts.speculative += 1
+        else:
+            self.counts.model_calls += 1
         return generate(backend, self.server.settings, cursor, cancel)
 
     def accepted(self, completion_id: str) -> None:
@@ -247,6 +279,7 @@ class Suggester:
             cacheHits=c.cache_hits,
             superseded=c.superseded,
             modelCalls=c.model_calls,
+            speculative=c.speculative,
             cached=len(self.cache),
             debounceMs=round(self.debounce.delay.ms),
         )
