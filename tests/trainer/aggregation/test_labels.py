@@ -80,6 +80,11 @@ def test_from_csv_gold_errors(tmp_path):
         LabelSet.from_csv(labels, gold)
     with pytest.raises(LabelFileError, match="cannot open"):
         LabelSet.from_csv(labels, tmp_path / "missing.csv")
+    # the gold is read first (its items are numbered with the labels') but the labels'
+    # errors still come first
+    for text in ("item,annotator,label\nx,a,maybe\n", "item,annotator,label\n"):
+        with pytest.raises(LabelFileError, match=r"l\.csv"):
+            LabelSet.from_csv(write(tmp_path, "l.csv", text), gold)
 
 
 def test_from_export_newest_label_wins_and_honeypots_become_gold():
@@ -156,17 +161,16 @@ def _same(a: LabelSet, b: LabelSet) -> None:
         "item,annotator,label\n\u00a0x,a,1\nx\u3000,b,0\né,a,1\np\u2009,a,0\nq,b,1\n",
     ],
 )
-@pytest.mark.parametrize("numbering", ["python", "arrow"])  # the two ways items are numbered
-def test_columnar_csv_reads_what_the_row_reader_reads(tmp_path, monkeypatch, text, numbering):
+def test_columnar_csv_reads_what_the_row_reader_reads(tmp_path, monkeypatch, text):
     from crlhf_trainer.aggregation import label_csv as module
 
     path = write(tmp_path, "l.csv", text)
-    gold = write(tmp_path, "g.csv", "item,label\nx,1\np,0\né,1\n")
+    # honeypots labelled or not, numbered with the items by the columnar reader
+    gold = write(tmp_path, "g.csv", "item,label\nx,1\nnobody,0\np,0\né,1\n")
     monkeypatch.setattr(module, "_BLOCK_SIZE", 64)  # many blocks, one dictionary each
-    monkeypatch.setattr(module, "_PY_NUMBERING_MAX", 500_000 if numbering == "python" else 0)
     assert module.read_labels_columnar(path) is not None
     fast = LabelSet.from_csv(path, gold)
-    monkeypatch.setattr(module, "read_labels_columnar", lambda p: None)
+    monkeypatch.setattr(module, "read_labels_columnar", lambda path, also=(): None)
     _same(fast, LabelSet.from_csv(path, gold))
 
 

@@ -10,6 +10,7 @@ step per label; what it cannot vouch for is read again row by row.
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +25,14 @@ LABEL_COLUMNS = ("item", "annotator", "label")
 _BLOCK_SIZE = 1 << 20  # bytes pyarrow parses at a time
 
 
-def read_labels_columnar(path: str | Path) -> tuple | None:
+def read_labels_columnar(path: str | Path, also: Sequence[str] = ()) -> tuple | None:
     """The labels file through pyarrow's CSV reader (C++), a block of rows at a time.
 
-    ``(items, annotators, item_idx, annotator_idx, label, item_index)`` exactly as the row
+    ``(items, annotators, item_idx, annotator_idx, label, also_index)`` exactly as the row
     reader and :meth:`LabelSet.from_records` would make them, but for the pairs rated twice
-    (left to :meth:`LabelSet._from_columns`); ``item_index`` maps each item to its index
-    where the numbering made that dict anyway (else None).  None where it cannot vouch
+    (left to :meth:`LabelSet._from_columns`); ``also_index`` maps those of the names
+    ``also`` (the honeypots) that are items to their index, numbered with the items
+    (None where stripping changed a name: look them up in ``items``).  None where it cannot vouch
     for that: pyarrow is not installed, or the file holds something the row reader turns
     into an error (a bad label, an empty or oversized field, a row of the wrong length, bad
     UTF-8) or reads its own way (a line of spaces, a header over several lines).  Header
@@ -38,7 +40,7 @@ def read_labels_columnar(path: str | Path) -> tuple | None:
 
     Each block comes as dictionary columns: a block's distinct values and an int32 index
     per row.  Only the indices are kept (the labels as ±1 already); the blocks' item
-    dictionaries become one numbering at the end (:func:`_number_items`).  1M labels: about
+    dictionaries become one at the end (:func:`_number_items`, in C++).  1M labels: about
     9 MB kept, not a Python object per row.
     """
     try:
@@ -57,13 +59,13 @@ def read_labels_columnar(path: str | Path) -> tuple | None:
             del blocks
         if read is None:
             return None  # the row reader names the line of the unknown label
-        item_dicts, item_parts, annotator_names, annotator_parts, label_parts = read
+        item_chunks, annotator_names, annotator_parts, label_parts = read
         del read
-        if not item_parts:
+        if not item_chunks:
             empty = np.empty(0, dtype=np.int32)
             return [], [], empty, empty, empty.astype(np.int8), None
-        item_names, item_idx, index, plain = _number_items(item_dicts, item_parts, pool)
-        del item_dicts, item_parts
+        item_names, item_idx, index, plain = _number_items(item_chunks, list(also), pool)
+        del item_chunks
     except (pa.ArrowException, OSError, ValueError):
         return None
     release_freed_memory()  # the reader's blocks: freed, but glibc keeps the pages
@@ -113,16 +115,15 @@ def _open_blocks(source, fields: list[str], wanted: list[str], pool):
 def _read_blocks(blocks) -> tuple | None:
     """Per block: the item dictionary and indices, the annotator ids, the labels as ±1.
 
-    ``(item_dicts, item_parts, annotator names, annotator_parts, label_parts)``; None at a
-    label spelling that is not one (the row reader names its line).
+    ``(item_chunks, annotator names, annotator_parts, label_parts)``; None at a label
+    spelling that is not one (the row reader names its line).
     """
-    item_dicts, item_parts, annotator_parts, label_parts = [], [], [], []
+    item_chunks, annotator_parts, label_parts = [], [], []
     annotators, values = Names(), Names()
     codes = np.empty(0, dtype=np.int8)  # label value id -> ±1
     for block in blocks:
         item, annotator, value = block.columns
-        item_dicts.append(item.dictionary)
-        item_parts.append(_int32s(item.indices).copy())
+        item_chunks.append(item)  # its own buffers only: the block's others go
         annotator_ids = annotators.index(annotator.dictionary.to_pylist())
         annotator_parts.append(annotator_ids[_int32s(annotator.indices)])
         value_ids = values.index(value.dictionary.to_pylist())
@@ -132,50 +133,54 @@ def _read_blocks(blocks) -> tuple | None:
                 return None
             codes = np.concatenate([codes, np.array(new, dtype=np.int8)])
         label_parts.append(codes[value_ids[_int32s(value.indices)]])
-    return item_dicts, item_parts, list(annotators.ids), annotator_parts, label_parts
+    return item_chunks, list(annotators.ids), annotator_parts, label_parts
 
 
-def _number_items(item_dicts: list, item_parts: list[np.ndarray], pool) -> tuple:
-    """``(item names, item index per row, name -> index or None, plain)`` across the blocks;
+def _number_items(chunks: list, also: list[str], pool) -> tuple:
+    """``(item names, item index per row, also name -> index, plain)`` across the blocks;
     ``plain``: no name needs the row reader's strip or length check (:func:`_plain`).
 
-    The blocks' dictionaries, one after the other, are the items in order of first
-    appearance with repeats.  Up to :data:`_PY_NUMBERING_MAX` entries in all (1M labels
-    grouped by line: 250k), a Python dict numbers them (~0.1 µs an entry) and keeps the
-    names; beyond, one hash pass in C++ does (pyarrow.compute: ~50 ms CPU to import).
+    pyarrow unifies the blocks' dictionaries in C++ (no pyarrow.compute, ~50 ms CPU to
+    import): the items in order of first appearance, each block's indices mapped onto
+    them.  The names ``also`` ride along as one more block, so the honeypots' indices
+    come out of the same hash pass; being last, those nobody labelled number after every
+    item, and are cut off.
     """
-    plain = all(_plain(d) for d in item_dicts)
-    if sum(map(len, item_dicts)) > _PY_NUMBERING_MAX:
-        return (*_number_items_arrow(item_dicts, item_parts, pool), None, plain)
-    names = Names()
-    item_idx = np.empty(sum(p.size for p in item_parts), dtype=np.int32)
-    at = 0
-    for item_dict, part in zip(item_dicts, item_parts, strict=True):
-        lookup = names.index(item_dict.to_pylist())
-        np.take(lookup, part, out=item_idx[at : at + part.size])
-        at += part.size
-    return list(names.ids), item_idx, names.ids, plain
-
-
-_PY_NUMBERING_MAX = 500_000  # dictionary entries: where C++ hashing gets the cheaper
-
-
-def _number_items_arrow(item_dicts: list, item_parts: list[np.ndarray], pool) -> tuple:
-    """(item names, item index per row), the blocks' dictionaries hashed again in C++."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
-    everything = pa.concat_arrays(item_dicts, memory_pool=pool)
-    encoded = pc.dictionary_encode(everything, memory_pool=pool)
-    del everything
-    block_ids = _int32s(encoded.indices)
-    item_idx = np.empty(sum(p.size for p in item_parts), dtype=np.int32)
-    at = start = 0
-    for part, size in zip(item_parts, map(len, item_dicts), strict=True):
-        np.take(block_ids[start : start + size], part, out=item_idx[at : at + part.size])
-        at += part.size
-        start += size
-    return encoded.dictionary.to_pylist(), item_idx
+    plain = all(_plain(chunk.dictionary) for chunk in chunks)
+    if also:
+        extra = pa.DictionaryArray.from_arrays(_arrow_ints(np.arange(len(also))), _strings(also))
+        chunks = [*chunks, extra]
+    unified = pa.chunked_array(chunks).unify_dictionaries(pool)
+    del chunks
+    parts = [_int32s(chunk.indices) for chunk in unified.chunks]
+    also_idx = parts.pop() if also else np.empty(0, dtype=np.int32)
+    item_idx = np.concatenate(parts)
+    del parts
+    n_items = int(item_idx.max()) + 1  # first appearance: the items come first
+    names = unified.chunk(0).dictionary.slice(0, n_items).to_pylist()
+    index = {name: int(i) for name, i in zip(also, also_idx.tolist(), strict=True) if i < n_items}
+    return names, item_idx, index, plain
+
+
+def _arrow_ints(values: np.ndarray):
+    """An int32 pyarrow array over ``values`` (pa.array would import pandas to check)."""
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values, dtype=np.int32)
+    return pa.Array.from_buffers(pa.int32(), values.size, [None, pa.py_buffer(values)])
+
+
+def _strings(names: list[str]):
+    """A pyarrow string array of ``names``, built from its buffers (as :func:`_arrow_ints`)."""
+    import pyarrow as pa
+
+    encoded = [name.encode("utf-8") for name in names]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int32, count=len(encoded)), out=offsets[1:])
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    return pa.Array.from_buffers(pa.string(), len(encoded), buffers)
 
 
 def _plain(strings) -> bool:

@@ -144,20 +144,27 @@ class LabelSet:
 
         ``labels_path``: header ``item,annotator,label``; ``gold_path``: header ``item,label``.
         Labels are 1 (correct), 0 or -1 (wrong).  Bad input raises :class:`LabelFileError`
-        naming the file, the line and the problem.
+        naming the file, the line and the problem (the labels' first, then the gold's).
         """
-        columns = label_csv.read_labels_columnar(labels_path)
+        try:  # first, so the honeypots are numbered with the items; its errors wait
+            gold, gold_error = label_csv.read_gold(gold_path), None
+        except LabelFileError as exc:
+            gold, gold_error = {}, exc
+        columns = label_csv.read_labels_columnar(labels_path, list(gold))
         if columns is None:  # no pyarrow, or something only the row reader can name
             records = list(label_csv.read_csv(labels_path, label_csv.LABEL_COLUMNS))
             if not records:
                 raise LabelFileError(labels_path, None, "no labels (only a header)")
-            return cls.from_records(records, label_csv.read_gold(gold_path))
-        items, annotators, item_idx, annotator_idx, label, item_index = columns
+            if gold_error is not None:
+                raise gold_error
+            return cls.from_records(records, gold)
+        items, annotators, item_idx, annotator_idx, label, gold_index = columns
         if not label.size:
             raise LabelFileError(labels_path, None, "no labels (only a header)")
-        gold = label_csv.read_gold(gold_path)
+        if gold_error is not None:
+            raise gold_error
         labels = cls._from_columns(
-            items, annotators, item_idx, annotator_idx, label, gold, item_index
+            items, annotators, item_idx, annotator_idx, label, gold, gold_index
         )
         label_csv.release_freed_memory()
         return labels
@@ -223,7 +230,8 @@ class LabelSet:
 
         One label per (item, annotator) pair, the last read, at the place of the pair's
         first; ``gold`` (item name -> ±1) keeps the items someone labelled.  ``item_index``
-        (name -> index in ``items``), where the reader has one, spares a pass over them.
+        (name -> index in ``items`` of every labelled gold name), where the reader has it,
+        spares a pass over the items.
         """
         item_idx, annotator_idx, label = _last_label_per_pair(
             item_idx, annotator_idx, label, len(items), len(annotators)
