@@ -74,6 +74,11 @@ def retention_check(cid: uuid.UUID, k: int) -> EventIn:
     )
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The header an API call with ``token`` carries."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def login(url: str, token: str) -> httpx.Client:
     """An httpx client holding a dashboard session (the login form, CSRF included)."""
     http = httpx.Client(base_url=url, timeout=30)

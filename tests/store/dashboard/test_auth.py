@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,14 +10,6 @@ from crlhf_store.dashboard.models import DashboardSession
 from crlhf_store.db import Database
 from crlhf_store.tokens import create_annotator, revoke_token
 from sqlalchemy import select
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url, pool_size=2, max_overflow=0)
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def test_a_session_holds_no_token_and_ends_with_it(db: Database) -> None:

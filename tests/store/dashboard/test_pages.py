@@ -10,16 +10,13 @@ their own sessions.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from contextlib import closing
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import LiveStore, start_live_store
 from crlhf_store.db import Database
 from crlhf_store.tokens import revoke_token
-from dashboard.crowd import XSS, Filled, fill, login, page_csrf
+from dashboard.crowd import XSS, bearer, login, page_csrf
 
 PAGES = [
     "/dashboard",
@@ -42,26 +39,6 @@ STATS = [
     "calibration",
     "retention",
 ]
-
-
-@pytest.fixture(scope="module")
-def crowd_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveStore, Filled]]:
-    store = start_live_store(Path(tmp_path_factory.mktemp("dashboard")) / "store")
-    try:
-        yield store, fill(store)
-    finally:
-        store.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(crowd_store: tuple[LiveStore, Filled]) -> Iterator[httpx.Client]:
-    store, _ = crowd_store
-    with closing(login(store.url, store.admin_token)) as http:
-        yield http
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def chart_marks(html: str) -> list[int]:

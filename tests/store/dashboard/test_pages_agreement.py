@@ -7,37 +7,15 @@ page, which is all an annotator's login opens.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from contextlib import closing
-from pathlib import Path
 
 import httpx
 import pytest
-from conftest import LiveStore, start_live_store
+from conftest import LiveStore
 from crlhf_store.db import Database
 from crlhf_store.models import Completion, Honeypot, LineRating
-from dashboard.crowd import NAMES, XSS, Filled, fill, login, page_csrf
+from dashboard.crowd import NAMES, XSS, bearer, login, page_csrf
 from sqlalchemy import func, select
-
-
-@pytest.fixture(scope="module")
-def crowd_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveStore, Filled]]:
-    store = start_live_store(Path(tmp_path_factory.mktemp("agreement")) / "store")
-    try:
-        yield store, fill(store)
-    finally:
-        store.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(crowd_store: tuple[LiveStore, Filled]) -> Iterator[httpx.Client]:
-    store, _ = crowd_store
-    with closing(login(store.url, store.admin_token)) as http:
-        yield http
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
 
 
 def honeypot_rows(store: LiveStore) -> dict:  # type: ignore[type-arg]

@@ -4,7 +4,6 @@ figures out."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,14 +28,6 @@ from crlhf_store.models import (
     LineRating,
 )
 from sqlalchemy.orm import Session
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url, pool_size=2, max_overflow=0)
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def annotator(s: Session, name: str) -> int:

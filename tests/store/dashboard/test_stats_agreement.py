@@ -8,7 +8,6 @@ computed straight from the simulator's arrays (``dashboard/crowd_db.py`` fills t
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -23,14 +22,6 @@ from crlhf_store.tokens import create_annotator
 from crlhf_trainer.simulate import simulate_crowd
 from dashboard.crowd_db import LINES, CrowdDb, fill_db
 from sqlalchemy import func, select
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url, pool_size=2, max_overflow=0)
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import doctest
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,14 +16,6 @@ from sqlalchemy.orm import Session
 
 NOW = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
 YESTERDAY = NOW - timedelta(days=1)
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url, pool_size=2, max_overflow=0)
-    database.migrate()
-    yield database
-    database.dispose()
 
 
 def completion(s: Session, owner: int, text: str, version: str | None, honeypot: bool = False):
