@@ -13,7 +13,9 @@ keystroke sends ``didChange`` and an ``inlineCompletion`` request, as an editor 
 user accepts the ghost text when it is exactly what they were about to type (the whole
 suggestion, or its first line as a line accept) and otherwise types on (a dismissal).
 
-Printed, for each arm (the suggestion cache on; off, ``CRLHF_SUGGESTION_CACHE_SIZE=0``):
+Printed, for each arm (``cache``: as shipped; ``no-cache``: the suggestion cache off,
+``CRLHF_SUGGESTION_CACHE_SIZE=0``; ``ring``: as shipped with ``ringBuffer`` on, ``quopri.py``
+opened before):
 
 - time to ghost text, p50/p95: from a request to its non-empty answer, for answers made
   without the model (a completion id seen before: typed through or from the cache) and
@@ -244,11 +246,21 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def run_arm(name: str, script: Script, settings: dict[str, Any], env: dict[str, str]) -> Arm:
+async def run_arm(
+    name: str, script: Script, settings: dict[str, Any], env: dict[str, str], other: Path
+) -> Arm:
+    """One server, one replay. ``ring``: ``ringBuffer`` on, and ``other`` opened first (the
+    file the user was reading: its code goes into the prompts)."""
     arm = Arm(name)
     load = os.getloadavg()[0]
+    if name == "ring":
+        settings = settings | {"ringBuffer": True}
+    if name == "no-cache":
+        env = env | {"CRLHF_SUGGESTION_CACHE_SIZE": "0"}
     async with lsp_session(settings, env=env) as client:
         client.feature("crlhf/statusChanged")(lambda params: None)  # not printed as unknown
+        if name == "ring":
+            open_doc(client, f"file:///bench/{other.name}", other.read_text(encoding="utf-8"))
         open_doc(client, URI, script.source)
         await inline(client, URI, 0, 0)  # loads the model
         before = await request(client, "crlhf/completionStats")
@@ -323,7 +335,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lines", type=int, default=12, help="lines retyped")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--arms", default="cache,no-cache")
+    parser.add_argument(
+        "--arms", default="cache,no-cache", help="of cache, no-cache, ring (cache + ringBuffer)"
+    )
+    parser.add_argument(
+        "--other",
+        type=Path,
+        default=Path(sysconfig.get_paths()["stdlib"]) / "quopri.py",
+        help="the file opened before, for the ring arm",
+    )
     args = parser.parse_args(argv)
     script = make_script(args.file, args.seed, args.every, args.lines)
     if args.backend == "local" and args.model is None:
@@ -335,8 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     env = {"CRLHF_LLAMACPP_THREADS": str(args.threads)}
     arms = []
     for name in args.arms.split(","):
-        off = {"CRLHF_SUGGESTION_CACHE_SIZE": "0"} if name == "no-cache" else {}
-        arms.append(asyncio.run(run_arm(name, script, settings, env | off)))
+        arms.append(asyncio.run(run_arm(name, script, settings, env, args.other)))
     lines = script.source.count("\n")
     print_table(
         arms,

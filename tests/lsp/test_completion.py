@@ -11,6 +11,7 @@ from crlhf_lsp.backends.base import Generation
 from crlhf_lsp.completion import (
     CompletionRecord,
     Cursor,
+    after_accept,
     generate,
     read_cursor,
     typed_through,
@@ -106,3 +107,11 @@ def test_local_backend_generates_the_same_from_ids_or_text(tiny_model: Path) -> 
     )
     assert by_ids.token_ids == by_text.token_ids and by_ids.text == by_text.text
     assert by_ids.prompt_token_ids == ids
+
+
+def test_after_accept_is_the_cursor_at_the_end_of_the_accepted_text() -> None:
+    here = cursor_at(SOURCE, 4, 12)  # "    total = |1"
+    after = after_accept(here, "2 +\n    x")
+    moved = cursor_at(SOURCE[:-2] + "2 +\n    x1\n", 5, 5)
+    assert (after.line, after.line_prefix, after.prefix) == (5, "    x", moved.prefix)
+    assert (after.line_suffix, after.suffix) == (here.line_suffix, here.suffix)
