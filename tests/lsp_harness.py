@@ -181,3 +181,20 @@ async def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"condition not met in {timeout} s")
         await asyncio.sleep(interval)
+
+
+class RecordingOutbox:
+    """The outbox's write side as crlhf_lsp.feedback uses it, each row recorded in order as
+    ``(kind, row)``: for unit tests of the feedback and retention logic without a file."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, Any]] = []
+
+    def put_completion(self, row: Any) -> None:
+        self.rows.append(("completion", row))
+
+    def put_event(self, row: Any) -> None:
+        self.rows.append(("event", row))
+
+    def put_rating(self, row: Any) -> None:
+        self.rows.append(("rating", row))

@@ -11,24 +11,11 @@ import pytest
 from crlhf_contract.schemas import CompletionIn
 from crlhf_lsp.completion import CompletionRecord
 from crlhf_lsp.feedback import Feedback, parse_rate_args
+from lsp_harness import RecordingOutbox
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
 URI = "file:///f.py"
-
-
-class Outbox:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, Any]] = []
-
-    def put_completion(self, row: CompletionIn) -> None:
-        self.rows.append(("completion", row))
-
-    def put_event(self, row: Any) -> None:
-        self.rows.append(("event", row))
-
-    def put_rating(self, row: Any) -> None:
-        self.rows.append(("rating", row))
 
 
 class Documents:
@@ -58,7 +45,7 @@ def accepted_record(text: str) -> CompletionRecord:
 def test_accepted_lines_follow_edits_and_ratings_queue_the_completion_first() -> None:
     text = "total = 1\n    return total"
     docs = Documents("def f():\n    " + text + "\n")
-    outbox = Outbox()
+    outbox = RecordingOutbox()
     feedback = Feedback(docs, lambda: outbox)
     record = accepted_record(text)
     feedback.remember(record)

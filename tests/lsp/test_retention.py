@@ -5,29 +5,18 @@ reads no document and computes no verdict."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 import pytest
 from crlhf_contract.schemas import CompletionIn
 from crlhf_lsp.completion import CompletionRecord
 from crlhf_lsp.feedback import Feedback
 from crlhf_lsp.retention import edit_distance
+from lsp_harness import RecordingOutbox
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
 URI = "file:///r.py"
 TEXT = "total = 1\n    total += 2\n    return total"
-
-
-class Outbox:
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, Any]] = []
-
-    def put_completion(self, row: CompletionIn) -> None:
-        self.rows.append(("completion", row))
-
-    def put_event(self, row: Any) -> None:
-        self.rows.append(("event", row))
 
 
 class Clock:
@@ -64,7 +53,7 @@ def test_kept_edited_and_deleted_lines_are_reported_when_due() -> None:
         reads += 1
         return doc
 
-    outbox, clock = Outbox(), Clock()
+    outbox, clock = RecordingOutbox(), Clock()
     feedback = Feedback(documents, lambda: outbox, retention_delays=lambda: (30, 300), clock=clock)
     row = CompletionIn(id=uuid.uuid4(), prompt="def f():\n    ", text=TEXT, model="m")
     record = CompletionRecord(URI, 1, "    ", "", TEXT, row)
@@ -97,7 +86,7 @@ def test_kept_edited_and_deleted_lines_are_reported_when_due() -> None:
 
 def test_a_closed_document_sends_no_retention() -> None:
     doc = TextDocument(URI, "def f():\n    " + TEXT + "\n")
-    outbox, clock = Outbox(), Clock()
+    outbox, clock = RecordingOutbox(), Clock()
     feedback = Feedback(lambda uri: doc, lambda: outbox, retention_delays=lambda: (1,), clock=clock)
     row = CompletionIn(id=uuid.uuid4(), prompt="def f():\n    ", text=TEXT, model="m")
     record = CompletionRecord(URI, 1, "    ", "", TEXT, row)
@@ -123,7 +112,7 @@ def test_the_retention_delays_are_a_setting_of_seconds() -> None:
 
 def test_a_later_accept_of_the_same_completion_restarts_its_checks() -> None:
     doc = TextDocument(URI, "def f():\n    " + TEXT + "\n")
-    outbox, clock = Outbox(), Clock()
+    outbox, clock = RecordingOutbox(), Clock()
     feedback = Feedback(
         lambda uri: doc, lambda: outbox, retention_delays=lambda: (10,), clock=clock
     )
