@@ -25,11 +25,12 @@ concatenated in order and the result must have the size and sha256 that
 Errors::
 
     ModelError
-     ├── ModelNotInstalled   a package of a named model is missing (or not the pinned
-     │                       version): the message says what to pip install
-     ├── ModelNotFound       neither a known name, nor a local path, nor a cached hub id
-     ├── ChecksumMismatch    a GGUF's sha256 (or size) differs from the recorded one
-     └── AdapterError        a LoRA adapter that can't be read, converted or loaded
+     ├── ModelNotInstalled       a package of a named model is missing (or not the
+     │                           pinned version): the message says what to pip install
+     ├── ModelNotFound           neither a known name, nor a local path, nor a cached hub id
+     ├── ModelChecksumMismatch   a GGUF's sha256 (or size) differs from the recorded one
+     │                           (an adapter's is crlhf_contract.client.ChecksumMismatch)
+     └── AdapterError            a LoRA adapter that can't be read, converted or loaded
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from crlhf_models.errors import (
     AdapterError,
-    ChecksumMismatch,
+    ModelChecksumMismatch,
     ModelError,
     ModelNotFound,
     ModelNotInstalled,
@@ -53,7 +54,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "KNOWN_MODELS",
     "AdapterError",
-    "ChecksumMismatch",
+    "ModelChecksumMismatch",
     "KnownModel",
     "ModelError",
     "ModelNotFound",

@@ -15,7 +15,7 @@ class ModelNotFound(ModelError):
     """The setting names no known model, no local path and no cached hub model."""
 
 
-class ChecksumMismatch(ModelError):
+class ModelChecksumMismatch(ModelError):
     """A model file does not have the sha256 it should have."""
 
 

