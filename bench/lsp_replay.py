@@ -352,7 +352,8 @@ def main(argv: list[str] | None = None) -> None:
         args.model = str(build_tiny_model())
     tmp = Path(tempfile.mkdtemp(prefix="crlhf-replay-"))
     settings = settings_for(tmp, args.model or "", backend=args.backend, maxTokens=args.max_tokens)
-    env = {"CRLHF_LLAMACPP_THREADS": str(args.threads)}
+    # As shipped: the generation time budget the test harness turns off is on.
+    env = {"CRLHF_LLAMACPP_THREADS": str(args.threads), "CRLHF_GENERATION_BUDGET_S": ""}
     arms = []
     for name in args.arms.split(","):
         arms.append(asyncio.run(run_arm(name, script, settings, env, args.other)))

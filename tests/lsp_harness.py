@@ -62,7 +62,13 @@ async def lsp_session(
     env: dict[str, str] | None = None,
 ) -> AsyncIterator[LanguageClient]:
     client = make_test_lsp_client()  # records window/logMessage, showMessage …
-    full_env = os.environ | {"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    # No generation time budget unless a test sets one: what the tiny model says must not
+    # depend on the machine's load (crlhf_lsp.timebudget).
+    full_env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "CRLHF_GENERATION_BUDGET_S": "0",
+    }
     await client.start_io(sys.executable, "-m", "crlhf_lsp", "--stdio", env=full_env | (env or {}))
     try:
         result = await client.initialize_session(

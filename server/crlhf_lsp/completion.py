@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +23,11 @@ from crlhf_contract.schemas import CompletionIn
 from lsprotocol import types
 from pygls.workspace import TextDocument
 
-from crlhf_lsp.backends import Backend, GenerationRequest
+from crlhf_lsp.backends import Backend, Generation, GenerationRequest
 from crlhf_lsp.postprocess import Cutter, inside_triple_quotes
 from crlhf_lsp.prompt import build_prompt
 from crlhf_lsp.settings import Settings
+from crlhf_lsp.timebudget import LineDeadline, budget_seconds, log_call
 from crlhf_lsp.tracking import to_index
 
 PROMPT_BUDGET = 1536
@@ -154,19 +156,21 @@ def generate(
         context=context,
     )
     cutter = Cutter(cursor.line_prefix, cursor.line_suffix, inside_triple_quotes(cursor.prefix))
+    deadline = LineDeadline(budget_seconds(), cutter.is_complete)
     request = GenerationRequest(
         prompt=prompt.text,
         prompt_ids=counter.ids_of(prompt.text),
         max_tokens=settings.maxTokens,
         temperature=settings.temperature,
         cache_key=cursor.uri,
-        should_stop=cutter.is_complete,
+        should_stop=deadline,
         stop=["\n"] if cutter.single_line else ["\n\n\n"],
     )
-    generation = backend.generate(request, cancel)
+    generation = _timed_generate(backend, request, cancel, deadline)
     if generation.cancelled:
         return None
-    text = cutter.finish(generation.text, cursor.suffix)
+    raw = deadline.complete_lines(generation.text) if deadline.hit else generation.text
+    text = cutter.finish(raw, cursor.suffix)
     if not text:
         return None
     generation = backend.trim(generation, text)
@@ -183,6 +187,22 @@ def generate(
         prompt_token_ids=generation.prompt_token_ids,
     )
     return CompletionRecord.at(cursor, text, row)
+
+
+def _timed_generate(
+    backend: Backend, request: GenerationRequest, cancel: threading.Event, deadline: LineDeadline
+) -> Generation:
+    started = time.perf_counter()
+    generation = backend.generate(request, cancel)
+    if not generation.cancelled:
+        log_call(
+            time.perf_counter() - started,
+            len(generation.prompt_token_ids or request.prompt_ids or []),
+            generation.cached_tokens,
+            len(generation.token_ids or []),
+            deadline.hit,
+        )
+    return generation
 
 
 class _Counter:

@@ -1,0 +1,77 @@
+"""A time budget per model call: past :data:`GENERATION_BUDGET_S` the suggestion ends at the
+next line end, so a slow call (a new position's long prompt, a busy CPU) shows a line or
+two now rather than a whole block seconds later; the rest comes after an accept (the
+suggestion that follows it is made ahead, :mod:`crlhf_lsp.suggest`). llama-server's
+``t_max_predict_ms`` and llama.vim do the same.
+
+The budget counts from the start of the model call, prompt processing included: that is
+what the user waits for. ``$CRLHF_GENERATION_BUDGET_S`` overrides it (``0``: none; the tests
+set that, so that what the tiny model says does not depend on the machine's load).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+
+__all__ = ["GENERATION_BUDGET_S", "LineDeadline", "budget_seconds", "log_call"]
+
+log = logging.getLogger("crlhf_lsp")
+
+GENERATION_BUDGET_S = 0.8
+"""Seconds of a model call after which the suggestion stops at its next line end. On the
+default model and 2 cores that is ~500 tokens of cold prompt, or, on a prefix-cache hit,
+~25 generated tokens: two or three lines of code."""
+
+
+def budget_seconds() -> float:
+    value = os.environ.get("CRLHF_GENERATION_BUDGET_S", "")
+    try:
+        return float(value) if value else GENERATION_BUDGET_S
+    except ValueError:
+        return GENERATION_BUDGET_S
+
+
+class LineDeadline:
+    """``should_stop`` for a generation: ``stop(text)``, or, past ``seconds`` (0: never),
+    a line of text completed. ``hit`` says the budget ended it: then the last, unfinished
+    line is not part of the suggestion (:meth:`complete_lines`)."""
+
+    def __init__(
+        self,
+        seconds: float,
+        stop: Callable[[str], bool],
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.clock = clock
+        self.end = clock() + seconds if seconds > 0 else None
+        self.stop = stop
+        self.hit = False
+
+    def __call__(self, text: str) -> bool:
+        if self.stop(text):
+            return True
+        if self.end is not None and self.clock() >= self.end and self.complete_lines(text):
+            self.hit = True
+            return True
+        return False
+
+    @staticmethod
+    def complete_lines(text: str) -> str:
+        """``text`` up to its last newline, if that holds more than blank lines."""
+        head = text[: text.rfind("\n")] if "\n" in text else ""
+        return head if head.strip() else ""
+
+
+def log_call(seconds: float, prompt: int, cached: int, generated: int, hit: bool) -> None:
+    """One line per model call in the server's log: the figures a slow suggestion needs."""
+    log.info(
+        "crlhf: model call %.2f s: %d prompt tokens (%d cached), %d generated%s",
+        seconds,
+        prompt,
+        cached,
+        generated,
+        f", ended at the {budget_seconds():.1f} s budget" if hit else "",
+    )
