@@ -307,10 +307,14 @@ def _read_csv_numbered(path: str | Path, columns: tuple[str, ...]):
                 for c, v in zip(columns, values, strict=True):
                     if not v:
                         raise LabelFileError(path, line, f"empty {c}")
-                try:
-                    values[label_pos] = parse_label(values[label_pos])
-                except ValueError as exc:
-                    raise LabelFileError(path, line, str(exc)) from None
+                # a stripped str: the table answers, parse_label only words the error
+                label = LABEL_VALUES.get(values[label_pos])
+                if label is None:
+                    try:
+                        parse_label(values[label_pos])
+                    except ValueError as exc:
+                        raise LabelFileError(path, line, str(exc)) from None
+                values[label_pos] = label
                 yield line, tuple(values)
         except (csv.Error, UnicodeDecodeError) as exc:
             raise LabelFileError(path, reader.line_num, f"not a CSV file: {exc}") from None
