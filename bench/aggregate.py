@@ -9,6 +9,8 @@
 honeypots' truth, write the posteriors) each run as their own process: wall time and peak
 RSS (``wait4``) of the whole process, accuracy read back from what each wrote.  Targets:
 ours <= 1/20 of DawidSkene's wall time, <= 1/3 of its peak RSS, accuracy >= DS - 0.002.
+CPU seconds (user + system) are printed too: on a shared machine they move less with the
+load than wall time, which stretches the long DawidSkene run more than our short one.
 
 For every mix of annotators and every size, each estimator runs on the same labels:
 ours (em2, paper, paper-l1, mv) on a LabelSet, crowd-kit's (DawidSkene, OneCoinDawidSkene,
@@ -216,8 +218,8 @@ p.rename("p_correct").rename_axis("item").to_csv(out, float_format="%.6f")
 """
 
 
-def timed_process(argv: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process."""
+def timed_process(argv: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds (user + system) of one child process."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -226,7 +228,25 @@ def timed_process(argv: list[str]) -> tuple[float, float]:
     err = proc.stderr.read().decode() if proc.stderr else ""
     if proc.returncode:
         raise SystemExit(f"{argv[:3]} failed ({proc.returncode}): {err[-2000:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def write_crowd_csv(ls, folder: str) -> tuple[str, str]:
+    """The labels and the honeypots' truth as the CLI's two CSV files in ``folder``."""
+    labels, gold = os.path.join(folder, "labels.csv"), os.path.join(folder, "gold.csv")
+    items = np.array(ls.items, dtype=object)
+    names = np.array(ls.annotators, dtype=object)
+    with open(labels, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["item", "annotator", "label"])
+        w.writerows(
+            zip(items[ls.item_idx], names[ls.annotator_idx], ls.label.tolist(), strict=True)
+        )
+    with open(gold, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["item", "label"])
+        w.writerows((ls.items[i], t) for i, t in ls.gold.items())
+    return labels, gold
 
 
 def run_process(mix_name: str, seed: int, repeats: int) -> list[dict]:
@@ -235,19 +255,7 @@ def run_process(mix_name: str, seed: int, repeats: int) -> list[dict]:
     free = np.ones(ls.n_items, dtype=bool)
     free[list(ls.gold)] = False
     with tempfile.TemporaryDirectory() as tmp:
-        labels, gold = os.path.join(tmp, "labels.csv"), os.path.join(tmp, "gold.csv")
-        items = np.array(ls.items, dtype=object)
-        names = np.array(ls.annotators, dtype=object)
-        with open(labels, "w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["item", "annotator", "label"])
-            w.writerows(
-                zip(items[ls.item_idx], names[ls.annotator_idx], ls.label.tolist(), strict=True)
-            )
-        with open(gold, "w", newline="") as f:
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["item", "label"])
-            w.writerows((ls.items[i], t) for i, t in ls.gold.items())
+        labels, gold = write_crowd_csv(ls, tmp)
         bindir = os.path.dirname(sys.executable)
         runs = {
             "crlhf-train aggregate (em2)": lambda out: [
@@ -270,7 +278,11 @@ def run_process(mix_name: str, seed: int, repeats: int) -> list[dict]:
                 p = {r["item"]: float(r["p_correct"]) for r in csv.DictReader(f)}
             post = np.array([p.get(item, 0.5) for item in ls.items])
             acc = float(((post[free] > 0.5) == (crowd.truth[free] > 0)).mean())
-            print(f"#   process {mix_name} {name}: {best[0]:.2f} s, {best[1]:.0f} MB", flush=True)
+            print(
+                f"#   process {mix_name} {name}: {best[0]:.2f} s, {best[1]:.0f} MB, "
+                f"{best[2]:.2f} s CPU",
+                flush=True,
+            )
             rows.append(
                 {
                     "mix": mix_name,
@@ -279,11 +291,13 @@ def run_process(mix_name: str, seed: int, repeats: int) -> list[dict]:
                     "accuracy": acc,
                     "wall": best[0],
                     "peak": best[1],
+                    "cpu": best[2],
                 }
             )
     ds = rows[-1]
     for r in rows:
         r["ratio"], r["mem_ratio"] = r["wall"] / ds["wall"], r["peak"] / ds["peak"]
+        r["cpu_ratio"] = r["cpu"] / ds["cpu"]
         r["acc_vs_ds"] = r["accuracy"] - ds["accuracy"]
     return rows
 
@@ -294,12 +308,16 @@ def print_process_table(rows: list[dict]) -> None:
     except OSError:
         load = "load n/a"
     print(f"whole processes, 1M labels, {os.cpu_count()} cores, {load}")
-    print("| mix | process | accuracy | Δacc vs DS | wall s | peak RSS MB | time / DS | RSS / DS |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| mix | process | accuracy | Δacc vs DS | wall s | CPU s | peak RSS MB | time / DS "
+        "| CPU / DS | RSS / DS |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['mix']} | {r['method']} | {r['accuracy']:.4f} | {r['acc_vs_ds']:+.4f} "
-            f"| {r['wall']:.2f} | {r['peak']:.0f} | {r['ratio']:.3f} | {r['mem_ratio']:.3f} |"
+            f"| {r['wall']:.2f} | {r['cpu']:.2f} | {r['peak']:.0f} | {r['ratio']:.3f} "
+            f"| {r['cpu_ratio']:.3f} | {r['mem_ratio']:.3f} |"
         )
     misses = [
         f"{r['mix']}: {what}"
