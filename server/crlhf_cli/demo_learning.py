@@ -247,3 +247,29 @@ def arm_results(
             "delta_high": high,
         }
     return out
+
+
+def learning_summary(
+    base: Sequence[float],
+    cand: Sequence[float],
+    interval: tuple[float, float, float],
+    arms: dict[str, Any],
+    guards: dict[str, Any],
+) -> dict[str, Any]:
+    """``summary.json``'s ``learning``: the held-out metric per item before (``base``) and
+    after (``cand``), the paired ``(delta, low, high)``, the other arms and the guards."""
+    delta, low, high = interval
+    return {
+        "scenario": "conventions",
+        "metric": METRIC,
+        "higher_is_better": True,
+        "n": len(base),
+        "before": sum(base) / len(base),
+        "after": sum(cand) / len(cand),
+        "delta": delta,
+        "delta_low": low,
+        "delta_high": high,
+        "majority_vote": arms["mv"],
+        "random": arms["random"],
+        **guards,
+    }

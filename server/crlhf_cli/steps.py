@@ -157,20 +157,7 @@ class Demo:
         self.details["learning_example"] = guards.pop("example")
         self.details["arms"] = {"em2": {"delta": delta, "delta_low": low, "delta_high": high}}
         self.details["arms"] |= arms
-        return {
-            "scenario": "conventions",
-            "metric": dl.METRIC,
-            "higher_is_better": True,
-            "n": len(base),
-            "before": sum(base) / len(base),
-            "after": sum(cand) / len(cand),
-            "delta": delta,
-            "delta_low": low,
-            "delta_high": high,
-            "majority_vote": arms["mv"],
-            "random": arms["random"],
-            **guards,
-        }
+        return dl.learning_summary(base, cand, (delta, low, high), arms, guards)
 
     def problems(self) -> tuple[list[DemoProblem], list[Any]]:
         cfg = self.cfg
