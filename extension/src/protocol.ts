@@ -55,6 +55,8 @@ export interface CompletionStats {
   modelCalls: number;
   /** generations started ahead, for after an accept (kept in the cache) */
   speculative: number;
+  /** whole prompts read at a pause after a short one answered */
+  widened: number;
   /** suggestions kept now */
   cached: number;
   /** the debounce delay now (adapted to accepts and dismissals) */

@@ -121,6 +121,7 @@ class CompletionStats(_Payload):
     superseded: int = 0  # a newer keystroke's request came during the debounce: nothing
     modelCalls: int = 0  # generations started on the model for a request
     speculative: int = 0  # generations started ahead, for after an accept (kept in the cache)
+    widened: int = 0  # whole prompts read at a pause after a short one answered
     cached: int = 0  # suggestions kept now
     debounceMs: int = 0  # the debounce delay now (adapted to accepts and dismissals)
 

@@ -12,6 +12,7 @@ The prompt is tokenized once: ``build_prompt`` counts its tokens with the backen
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 import uuid
@@ -25,10 +26,18 @@ from pygls.workspace import TextDocument
 
 from crlhf_lsp.backends import Backend, Generation, GenerationRequest
 from crlhf_lsp.postprocess import Cutter, inside_triple_quotes
-from crlhf_lsp.prompt import build_prompt
+from crlhf_lsp.prompt import Prompt, build_prompt
 from crlhf_lsp.settings import Settings
-from crlhf_lsp.timebudget import LineDeadline, budget_seconds, log_call
+from crlhf_lsp.timebudget import (
+    PREFILL_TOKENS,
+    SHORT_PROMPT,
+    LineDeadline,
+    budget_seconds,
+    log_call,
+)
 from crlhf_lsp.tracking import to_index
+
+log = logging.getLogger("crlhf_lsp")
 
 PROMPT_BUDGET = 1536
 """Tokens of prefix (+ suffix) sent to the model."""
@@ -70,6 +79,9 @@ class CompletionRecord:
     """The document before the cursor's line and after it, when the suggestion was made."""
     queued: bool = False
     tracked: bool = False
+    widen: list[int] | None = None
+    """The whole prompt's ids, when the suggestion came from the short one (to be read into
+    the KV cache at the next pause)."""
 
     @property
     def id(self) -> str:
@@ -146,15 +158,7 @@ def generate(
     if cancel.is_set():
         return None
     counter = _Counter(backend)
-    context = cursor.context(counter) if cursor.context is not None else ""
-    prompt = build_prompt(
-        cursor.prefix,
-        cursor.suffix,
-        count_tokens=counter,
-        budget=PROMPT_BUDGET,
-        fim_tokens=backend.fim_tokens,
-        context=context,
-    )
+    prompt, widen = _prompt_within_budget(backend, cursor, counter)
     cutter = Cutter(cursor.line_prefix, cursor.line_suffix, inside_triple_quotes(cursor.prefix))
     deadline = LineDeadline(budget_seconds(), cutter.is_complete)
     request = GenerationRequest(
@@ -186,7 +190,40 @@ def generate(
         token_logprobs=generation.token_logprobs,
         prompt_token_ids=generation.prompt_token_ids,
     )
-    return CompletionRecord.at(cursor, text, row)
+    record = CompletionRecord.at(cursor, text, row)
+    record.widen = widen
+    return record
+
+
+def _prompt_within_budget(
+    backend: Backend, cursor: Cursor, counter: _Counter
+) -> tuple[Prompt, list[int] | None]:
+    """The prompt, and the whole prompt's ids when it is the short one: a whole prompt
+    that would make the model read more than ``PREFILL_TOKENS`` tokens the KV cache lacks
+    (a new position, another file) waits for a pause to be read (:mod:`crlhf_lsp.suggest`
+    widens it); meanwhile the nearest ``SHORT_PROMPT`` tokens answer."""
+    context = cursor.context(counter) if cursor.context is not None else ""
+
+    def prompt(budget: int) -> Prompt:
+        return build_prompt(
+            cursor.prefix,
+            cursor.suffix,
+            count_tokens=counter,
+            budget=budget,
+            fim_tokens=backend.fim_tokens,
+            context=context,
+        )
+
+    whole = prompt(PROMPT_BUDGET)
+    ids = counter.ids_of(whole.text)
+    cached = backend.cached_tokens(ids, cursor.uri) if ids is not None else None
+    if ids is None or cached is None or len(ids) - cached <= PREFILL_TOKENS:
+        return whole, None
+    short = prompt(SHORT_PROMPT)
+    log.info(
+        "crlhf: %d prompt tokens to read: the nearest %d first", len(ids) - cached, SHORT_PROMPT
+    )
+    return short, ids
 
 
 def _timed_generate(

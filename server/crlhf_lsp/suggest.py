@@ -39,6 +39,7 @@ from crlhf_lsp.debounce import Debouncer
 from crlhf_lsp.errors import CrlhfLspError
 from crlhf_lsp.privacy import uri_path
 from crlhf_lsp.ring import RingBuffer
+from crlhf_lsp.timebudget import WIDEN_AFTER_S
 
 if TYPE_CHECKING:
     from crlhf_lsp.server import CrlhfServer
@@ -61,6 +62,7 @@ class Counts:
     superseded: int = 0
     model_calls: int = 0
     speculative: int = 0
+    widened: int = 0
 
 
 class Suggester:
@@ -79,7 +81,7 @@ class Suggester:
         self.ring = RingBuffer()
         self._where: tuple[str, int] | None = None
         """The document and line of the last request, for the ring buffer."""
-        self._speculation: asyncio.Future[None] | None = None  # held: a task may be collected
+        self._background: asyncio.Future[None] | None = None  # held: a task may be collected
 
     async def complete(
         self, uri: str, position: types.Position
@@ -113,7 +115,10 @@ class Suggester:
         self.cache.put(cursor, self._context(), record)
         self.debounce.suggested(uri, record.id)
         server.feedback.remember(record)
-        self._speculation = asyncio.ensure_future(self._speculate(cursor, record))
+        if record.widen is not None:  # a short prompt answered: read the whole at a pause
+            self._background = asyncio.ensure_future(self._widen(uri, record.widen, ticket))
+        else:
+            self._background = asyncio.ensure_future(self._speculate(cursor, record))
         return record, record.text
 
     def _without_model(self, cursor: Cursor) -> tuple[CompletionRecord, str] | None:
@@ -242,6 +247,35 @@ class Suggester:
         if made is not None and context == self._context():
             self.cache.put(after, context, made)
 
+    async def _widen(self, uri: str, ids: list[int], ticket: int) -> None:
+        """Once the user has paused (:data:`WIDEN_AFTER_S` without a request for ``uri``),
+        read the whole prompt into the KV cache, so that the next requests there use it
+        (``crlhf_lsp.timebudget``); any request for the document stops it."""
+        await asyncio.sleep(WIDEN_AFTER_S)
+        if not self.debounce.is_newest(uri, ticket) or uri in self.cancels:
+            return
+        cancel = threading.Event()
+        self.cancels[uri] = cancel
+        future = self.server.backend_future
+        assert future is not None and future.done()
+        backend = future.result()
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                self.server.model_thread, self._prefill, backend, uri, ids, cancel
+            )
+        except CrlhfLspError:
+            return  # said when the user's own request meets it
+        finally:
+            if self.cancels.get(uri) is cancel:
+                del self.cancels[uri]
+
+    def _prefill(self, backend: Backend, uri: str, ids: list[int], cancel: threading.Event) -> None:
+        if cancel.is_set():
+            return
+        backend.prefill(ids, uri, cancel)
+        if not cancel.is_set():
+            self.counts.widened += 1  # only the model thread writes it
+
     def _call_model(
         self, backend: Backend, cursor: Cursor, cancel: threading.Event, ahead: bool = False
     ) -> CompletionRecord | None:
@@ -280,6 +314,7 @@ class Suggester:
             superseded=c.superseded,
             modelCalls=c.model_calls,
             speculative=c.speculative,
+            widened=c.widened,
             cached=len(self.cache),
             debounceMs=round(self.debounce.delay.ms),
         )

@@ -1,4 +1,7 @@
-"""A time budget per model call: past :data:`GENERATION_BUDGET_S` the suggestion ends at the
+"""Time budgets: how much prompt a request may make the model read, and how long a model
+call may generate.
+
+A time budget per model call: past :data:`GENERATION_BUDGET_S` the suggestion ends at the
 next line end, so a slow call (a new position's long prompt, a busy CPU) shows a line or
 two now rather than a whole block seconds later; the rest comes after an accept (the
 suggestion that follows it is made ahead, :mod:`crlhf_lsp.suggest`). llama-server's
@@ -16,7 +19,15 @@ import os
 import time
 from collections.abc import Callable
 
-__all__ = ["GENERATION_BUDGET_S", "LineDeadline", "budget_seconds", "log_call"]
+__all__ = [
+    "GENERATION_BUDGET_S",
+    "PREFILL_TOKENS",
+    "SHORT_PROMPT",
+    "WIDEN_AFTER_S",
+    "LineDeadline",
+    "budget_seconds",
+    "log_call",
+]
 
 log = logging.getLogger("crlhf_lsp")
 
@@ -24,6 +35,19 @@ GENERATION_BUDGET_S = 0.8
 """Seconds of a model call after which the suggestion stops at its next line end. On the
 default model and 2 cores that is ~500 tokens of cold prompt, or, on a prefix-cache hit,
 ~25 generated tokens: two or three lines of code."""
+
+
+PREFILL_TOKENS = 400
+"""Most prompt tokens the KV cache lacks that a request reads before answering: ~0.7 s on
+the default model and 2 cores (prompts are read at ~550 tokens/s). A whole prompt needing
+more (a new position, another file: ~2.8 s for 1,536 tokens) is answered from the nearest
+:data:`SHORT_PROMPT` tokens, and read into the KV cache once the user pauses for
+:data:`WIDEN_AFTER_S`; the requests after that use it whole."""
+SHORT_PROMPT = 384
+"""Tokens of the short prompt (some 30 lines of code above the cursor)."""
+WIDEN_AFTER_S = 0.5
+"""Seconds without a request for the document before the whole prompt is read: typing
+would stop it (between 256-token chunks) and the next short prompt would overwrite it."""
 
 
 def budget_seconds() -> float:

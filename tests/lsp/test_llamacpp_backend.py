@@ -106,6 +106,21 @@ def test_prefix_reuse_evaluates_only_the_new_tokens_and_changes_nothing(engine):
     assert again.token_ids == cold.token_ids
 
 
+def test_a_prefilled_prompt_is_reused_whole_and_generates_as_if_read_there(engine):
+    """The whole prompt read at a pause (crlhf_lsp.timebudget): the next request reads only
+    its last token, and says what a cold one says."""
+    prompt = engine.tokenize("import os\n\n\ndef main():\n    print(os.getcwd())\n")
+    engine.reset()
+    assert engine.cached_prefix(prompt) == 0
+    assert engine.prefill(prompt)
+    assert engine.cached_prefix(prompt) == len(prompt)
+    warm = engine.generate(prompt, max_tokens=6)
+    assert warm.reused_tokens == len(prompt) - 1
+    engine.reset()
+    assert engine.generate(prompt, max_tokens=6).token_ids == warm.token_ids
+    assert not engine.prefill(prompt + prompt, cancelled=lambda: True)
+
+
 def test_cancellation_stops_between_tokens(engine):
     prompt = engine.tokenize("def main():\n")
     polls = 0

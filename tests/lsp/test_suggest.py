@@ -169,3 +169,32 @@ async def test_the_suggestion_after_an_accept_is_made_ahead(
 async def _when(client, **expected):  # type: ignore[no-untyped-def]
     now = await stats(client)
     return now if all(now[k] == v for k, v in expected.items()) else None
+
+
+@pytest.mark.slow
+async def test_a_long_unread_prompt_is_answered_short_then_read_whole_at_a_pause(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """A new position in a long file: the nearest tokens answer at once, the whole prompt
+    is read into the KV cache at the next pause, and the next request uses it whole."""
+    helpers = "".join(
+        f"def helper_{i}(values):\n    total = sum(values)\n    return total / len(values)\n\n"
+        for i in range(120)
+    )
+    source = helpers + "\ndef mean(values):\n    "
+    end = source.count("\n")
+    outbox = tmp_path / "outbox.sqlite3"
+    async with lsp_session(settings_for(tmp_path, tiny_model)) as client:
+        open_doc(client, URI, source)
+        [short] = await inline(client, URI, end, 4)
+        await command(client, "crlhf.accepted", short.command.arguments[0])
+        short_prompt = _prompt_of(outbox, short.command.arguments[0])
+        await wait_until(lambda: _when(client, widened=1))
+
+        edit(client, URI, 2, (end, 4), (end, 4), "t")
+        [whole] = await inline(client, URI, end, 5)
+        await command(client, "crlhf.accepted", whole.command.arguments[0])
+        whole_prompt = _prompt_of(outbox, whole.command.arguments[0])
+        assert whole_prompt.endswith("def mean(values):\n    t")
+        assert short_prompt.endswith("def mean(values):\n    ")
+        assert len(whole_prompt) > 3 * len(short_prompt)

@@ -68,6 +68,14 @@ class Backend(ABC):
         not take ids (it tokenizes elsewhere, e.g. in its server)."""
         return None
 
+    def cached_tokens(self, ids: list[int], cache_key: str | None) -> int | None:
+        """How many leading ``ids`` the KV cache (``cache_key``'s) holds now; None: this
+        backend cannot tell, and prompts are never shortened for time."""
+        return None
+
+    def prefill(self, ids: list[int], cache_key: str | None, cancel: threading.Event) -> None:  # noqa: B027
+        """Read ``ids`` into the KV cache without generating (stop early on ``cancel``)."""
+
     def load_adapter(self, folder: Path, version: str) -> None:
         """Make the adapter in ``folder`` the active one; on failure keep the old one."""
         raise NotImplementedError(f"the {type(self).__name__} backend does not load adapters")

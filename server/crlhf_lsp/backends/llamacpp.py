@@ -50,7 +50,7 @@ def resolve_gguf(spec: str | None) -> tuple[Path, str]:
         msg = f"the llamacpp backend needs a .gguf model file; {spec!r} is not one"
         raise BackendError(msg) from None
     try:
-        ref = resolve_model(spec or None)
+        ref = resolve_model(spec or None, transformers=False)  # llama.cpp needs no conversion
     except ModelError as exc:
         raise BackendError(str(exc)) from exc
     if ref.gguf is None:
@@ -134,6 +134,12 @@ class LlamaCppBackend(Backend):
             cancelled=out.cancelled or cancel.is_set(),
             cached_tokens=out.reused_tokens,
         )
+
+    def cached_tokens(self, ids: list[int], cache_key: str | None) -> int | None:
+        return self.engine.cached_prefix(ids)  # one context: whatever the document
+
+    def prefill(self, ids: list[int], cache_key: str | None, cancel: threading.Event) -> None:
+        self.engine.prefill(ids, cancelled=cancel.is_set)
 
     def trim(self, generation: Generation, text: str) -> Generation:
         """Keep the fewest tokens whose text covers ``text`` (the post-processed suggestion)."""

@@ -179,6 +179,20 @@ class LlamaCppEngine:
         result.timings = {"prefill_s": t1 - t0, "decode_s": t2 - t1}
         return result
 
+    def cached_prefix(self, prompt_ids: Sequence[int]) -> int:
+        """How many leading ``prompt_ids`` the KV cache holds."""
+        llm = self._llm
+        return longest_common_prefix(llm.input_ids[: llm.n_tokens], list(prompt_ids))
+
+    def prefill(
+        self, prompt_ids: Sequence[int], *, cancelled: Callable[[], bool] | None = None
+    ) -> bool:
+        """Read ``prompt_ids`` into the KV cache, generating nothing; False if cancelled
+        (the chunks read by then stay)."""
+        prompt = list(prompt_ids)[-max(1, self.n_ctx - 1) :]
+        with self._lock:
+            return self._prefill(prompt, cancelled or (lambda: False)) >= 0
+
     def _prefill(self, prompt: list[int], cancelled: Callable[[], bool]) -> int:
         """Evaluate what the KV cache lacks of ``prompt``; the reused count, or -1 if cancelled.
 

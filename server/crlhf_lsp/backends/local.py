@@ -125,6 +125,16 @@ class LocalBackend(Backend):
             cached_tokens=reused,
         )
 
+    def cached_tokens(self, ids: list[int], cache_key: str | None) -> int | None:
+        entry = self._caches.get(cache_key) if cache_key is not None else None
+        return 0 if entry is None else min(_common_prefix(entry.ids, ids), len(ids) - 1)
+
+    def prefill(self, ids: list[int], cache_key: str | None, cancel: threading.Event) -> None:
+        # One token generated and dropped: the cache kept holds ``ids`` (fed, not the token).
+        self.generate(
+            GenerationRequest("", max_tokens=1, cache_key=cache_key, prompt_ids=ids), cancel
+        )
+
     def trim(self, generation: Generation, text: str) -> Generation:
         ids = generation.token_ids or []
         n = len(ids)
