@@ -68,7 +68,6 @@ def read_labels_columnar(path: str | Path, also: Sequence[str] = ()) -> tuple | 
         del item_chunks
     except (pa.ArrowException, OSError, ValueError):
         return None
-    release_freed_memory()  # the reader's blocks: freed, but glibc keeps the pages
     item = (item_names, item_idx) if plain else _stripped(item_names, item_idx)
     annotator = _stripped(annotator_names, np.concatenate(annotator_parts))
     if item is None or annotator is None:
@@ -209,6 +208,8 @@ def release_freed_memory() -> None:
     Reading 1M labels frees ~20 MB of blocks and temporaries in pieces that glibc keeps
     (its mmap threshold rises with each large free), so without this the whole
     ``crlhf-train aggregate`` process peaks ~20 MB higher (bench/aggregate.py --process).
+    One call, once the LabelSet is built (:meth:`LabelSet.from_csv`): a call costs ~10 ms
+    CPU on that heap, and a second one, straight after reading, lowered no peak.
     Elsewhere (musl, macOS, Windows) nothing happens.
     """
     global _malloc_trim
