@@ -12,7 +12,7 @@ a hundred numbers.  Here, elementwise over arrays:
 with CF the continued fraction of Numerical Recipes (3rd ed., §6.4) evaluated by the
 modified Lentz method, and ``x`` found by Halley's method on I_x(a, b) - p (its
 derivative is the Beta density; NR's ``invbetai``) inside a bracket, bisecting whenever a
-step would leave it.  Agrees with scipy to ~1e-12 (tests/trainer/aggregation/test_beta.py).
+step would leave it.  Agrees with scipy to ~1e-11 (tests/trainer/aggregation/test_beta.py).
 
 >>> [round(float(v), 6) for v in beta_ppf(np.array([2.0, 30.0]), np.array([5.0, 8.0]), 0.05)]
 [0.06285, 0.673841]
