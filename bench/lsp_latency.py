@@ -145,7 +145,8 @@ async def over_lsp(
     tmp = Path(tempfile.mkdtemp(prefix="crlhf-bench-"))
     settings = settings_for(tmp, model, maxTokens=MAX_TOKENS)
     completions, directs, keystrokes = [], [], []
-    async with lsp_session(settings) as client:
+    # The direct side reads whole prompts: so does the server here (crlhf_lsp.timebudget).
+    async with lsp_session(settings, env={"CRLHF_PREFILL_TOKENS": "0"}) as client:
         open_doc(client, URI, source + tail(0))
         await inline(client, URI, source.count("\n") + 2, 4)  # loads the model
         version = 2

@@ -29,11 +29,11 @@ from crlhf_lsp.postprocess import Cutter, inside_triple_quotes
 from crlhf_lsp.prompt import Prompt, build_prompt
 from crlhf_lsp.settings import Settings
 from crlhf_lsp.timebudget import (
-    PREFILL_TOKENS,
     SHORT_PROMPT,
     LineDeadline,
     budget_seconds,
     log_call,
+    prefill_tokens,
 )
 from crlhf_lsp.tracking import to_index
 
@@ -199,7 +199,7 @@ def _prompt_within_budget(
     backend: Backend, cursor: Cursor, counter: _Counter
 ) -> tuple[Prompt, list[int] | None]:
     """The prompt, and the whole prompt's ids when it is the short one: a whole prompt
-    that would make the model read more than ``PREFILL_TOKENS`` tokens the KV cache lacks
+    that would make the model read more than ``prefill_tokens()`` tokens the KV cache lacks
     (a new position, another file) waits for a pause to be read (:mod:`crlhf_lsp.suggest`
     widens it); meanwhile the nearest ``SHORT_PROMPT`` tokens answer."""
     context = cursor.context(counter) if cursor.context is not None else ""
@@ -217,7 +217,8 @@ def _prompt_within_budget(
     whole = prompt(PROMPT_BUDGET)
     ids = counter.ids_of(whole.text)
     cached = backend.cached_tokens(ids, cursor.uri) if ids is not None else None
-    if ids is None or cached is None or len(ids) - cached <= PREFILL_TOKENS:
+    limit = prefill_tokens()
+    if ids is None or cached is None or not limit or len(ids) - cached <= limit:
         return whole, None
     short = prompt(SHORT_PROMPT)
     log.info(

@@ -27,6 +27,7 @@ __all__ = [
     "LineDeadline",
     "budget_seconds",
     "log_call",
+    "prefill_tokens",
 ]
 
 log = logging.getLogger("crlhf_lsp")
@@ -48,6 +49,14 @@ SHORT_PROMPT = 384
 WIDEN_AFTER_S = 0.5
 """Seconds without a request for the document before the whole prompt is read: typing
 would stop it (between 256-token chunks) and the next short prompt would overwrite it."""
+
+
+def prefill_tokens() -> int:
+    """:data:`PREFILL_TOKENS`, or ``$CRLHF_PREFILL_TOKENS`` (``0``: no limit, whole prompts
+    always: the latency benches that compare the server with the raw model on the same
+    prompts set that)."""
+    value = os.environ.get("CRLHF_PREFILL_TOKENS", "")
+    return int(value) if value.isdigit() else PREFILL_TOKENS
 
 
 def budget_seconds() -> float:

@@ -7,7 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from crlhf_lsp.timebudget import GENERATION_BUDGET_S, LineDeadline, budget_seconds
+from crlhf_lsp.timebudget import (
+    GENERATION_BUDGET_S,
+    PREFILL_TOKENS,
+    LineDeadline,
+    budget_seconds,
+    prefill_tokens,
+)
 from lsp_harness import inline, lsp_session, open_doc, settings_for
 
 
@@ -57,6 +63,10 @@ def test_the_budget_from_the_environment(monkeypatch) -> None:  # type: ignore[n
     assert budget_seconds() == 0
     monkeypatch.setenv("CRLHF_GENERATION_BUDGET_S", "soon")
     assert budget_seconds() == GENERATION_BUDGET_S
+    monkeypatch.delenv("CRLHF_PREFILL_TOKENS", raising=False)
+    assert prefill_tokens() == PREFILL_TOKENS
+    monkeypatch.setenv("CRLHF_PREFILL_TOKENS", "0")
+    assert prefill_tokens() == 0
 
 
 @pytest.mark.slow
