@@ -82,10 +82,14 @@ setup-system:
 	fi
 
 # The editors and browser of the e2e tests (code-server, Node 24, playwright-core, chromium),
-# cached under ~/.cache/crlhf-e2e; re-runs take a second.
-setup-e2e: setup-system
+# cached under ~/.cache/crlhf-e2e, and llama.cpp's llama-server built from the sources of
+# $(LLAMA_CPP) with its wheel's flags (~22 min once), cached under ~/.cache/crlhf/llama-server;
+# re-runs take a second.
+setup-e2e: setup-system $(BIN)/python
 	bash tests/vscode/setup.sh >/dev/null
 	bash tests/dashboard/setup.sh >/dev/null
+	PIP="$(BIN)/pip" LLAMA_CPP="$(LLAMA_CPP)" LLAMA_BUILD="$(LLAMA_BUILD)" NO_AMX="$(NO_AMX)" \
+		bash tests/llama_server/setup.sh >/dev/null
 
 # Everything: e2e (VS Code, Neovim, the browser) and slow tests included; what .ci/run calls.
 test: setup-system setup-e2e install lint
