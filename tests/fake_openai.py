@@ -4,8 +4,11 @@ Completions stream two tokens with their ids and log-probs. As ``vllm`` it also 
 unloads LoRA adapters at run time (``/v1/load_lora_adapter``, ``/v1/unload_lora_adapter``),
 lists them in ``/v1/models`` and refuses a completion for a ``model`` it has not loaded, as
 vLLM does; as ``llama-server`` it lists the adapters it was "started with" at
-``GET /lora-adapters`` and sets their scales with ``POST /lora-adapters``. Every request is
-recorded in ``seen`` (path and body, in order) and its headers in ``headers_seen``.
+``GET /lora-adapters`` and sets their scales with ``POST /lora-adapters``, and speaks as the
+real one does (tests/lsp/test_llama_server.py): log-probs as ``content: [{"id", "logprob"}]``,
+no prompt ids in the stream, and ``/tokenize`` reads only ``content`` (vLLM's ``prompt`` gets
+no tokens). Every request is recorded in ``seen`` (path and body, in order) and its headers
+in ``headers_seen``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         self.seen.append((self.path, body))
         self.headers_seen.append(dict(self.headers.items()))
         if self.path == "/tokenize":
+            if self.server_kind == "llama-server":
+                return self._json({"tokens": PROMPT_IDS if "content" in body else []})
             if "prompt" in body:  # vLLM's shape
                 return self._json({"tokens": PROMPT_IDS, "count": 4})
             return self._json({"error": "no"}, 400)
@@ -83,10 +88,10 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         return self._json({"status": "ok"})
 
     def _stream(self, body: dict[str, Any]) -> None:
-        first = {"text": "x", "logprobs": {"tokens": ["token_id:5"], "token_logprobs": [-0.5]}}
-        if self.inline_prompt_ids and body.get("return_token_ids"):
+        first = {"text": "x", "logprobs": _logprobs(self.server_kind, 5, "x", -0.5)}
+        if self.inline_prompt_ids and body.get("return_token_ids") and self.server_kind == "vllm":
             first["prompt_token_ids"] = PROMPT_IDS
-        second = {"text": " = 1", "logprobs": {"tokens": ["token_id:7"], "token_logprobs": [-1.0]}}
+        second = {"text": " = 1", "logprobs": _logprobs(self.server_kind, 7, " = 1", -1.0)}
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
@@ -101,6 +106,13 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+
+def _logprobs(server_kind: str, token_id: int, text: str, logprob: float) -> dict[str, Any]:
+    if server_kind == "llama-server":  # the shape of chat completions, with the ids
+        entry = {"id": token_id, "token": text, "bytes": list(text.encode()), "logprob": logprob}
+        return {"content": [entry | {"top_logprobs": []}]}
+    return {"tokens": [f"token_id:{token_id}"], "token_logprobs": [logprob]}
 
 
 @contextmanager

@@ -153,6 +153,10 @@ async def test_llama_server_selects_a_preloaded_adapter_by_its_scales(
         assert "/v1/load_lora_adapter" not in _paths()
         assert await wait_until(lambda: inline(client, URI, 1, 4))
         assert _models_asked()[-1] == "base"  # llama-server's adapter is global, not a model
+        # The scales go with the completion too: llama-server clears the slot's KV cache
+        # (computed under the old scales) only for a request whose own scales changed.
+        asked = [b for p, b in FakeOpenAI.seen if p == "/v1/completions"][-1]
+        assert asked["lora"] == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 1.0}]
 
         # One it was not started with: a restart with --lora is needed, and said.
         _publish(live_store, tmp_path, "v2", seed=2)
@@ -192,6 +196,19 @@ def test_openai_adapter_dir_gets_a_copy_the_server_reads(tmp_path: Path, vllm: s
     assert [p.name for p in shared.iterdir()] == ["v7"]  # no work folder left behind
     # vLLM listed v7 already (as when a teammate's crlhf-lsp loaded it): not loaded twice.
     assert _paths().count("/v1/load_lora_adapter") == 1
+
+
+def test_llama_servers_token_ids_and_prompt_ids_are_recorded(llama_server: str) -> None:
+    """llama-server's log-probs come as ``content`` entries with ids, and its ``/tokenize``
+    answers vLLM's shape with no tokens: neither leaves the trainer without ids."""
+    backend = OpenAIBackend(llama_server, "base")
+    try:
+        out = backend.generate(GenerationRequest("def f():", max_tokens=4), threading.Event())
+    finally:
+        backend.close()
+    assert (out.text, out.token_ids, out.token_logprobs) == ("x = 1", [5, 7], [-0.5, -1.0])
+    assert out.prompt_token_ids == [2, 100, 101, 102]
+    assert ("/tokenize", {"content": "def f():", "add_special": True}) in FakeOpenAI.seen
 
 
 def test_a_server_that_does_not_answer_is_asked_what_it_is_at_the_next_adapter(

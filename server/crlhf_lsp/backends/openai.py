@@ -6,12 +6,14 @@ A published adapter, downloaded and verified by crlhf-lsp, is handed to the serv
 ``model: "<version>"``; llama-server selects among the adapters it was started with). The
 ``model`` sent changes only once the server took the adapter; a failure keeps the old one.
 
-Token ids and log-probs are recorded when the server returns them (``logprobs: 1``; vLLM's
-``return_tokens_as_token_ids`` gives tokens as ``token_id:<n>``). The trainer also needs
-the prompt's ids (it trains on exactly what was served): vLLM returns them with
-``return_token_ids`` (``prompt_token_ids`` in the first streamed choice); servers that
-do not are asked ``POST /tokenize`` (vLLM and llama.cpp's ``llama-server`` both have it).
-Without either the completion is still served, and the trainer skips it, counted.
+Token ids and log-probs are recorded when the server returns them (``logprobs: 1``): vLLM
+gives ``tokens`` as ``token_id:<n>`` (``return_tokens_as_token_ids``) and
+``token_logprobs``; llama-server gives ``content: [{"id", "logprob", ...}]``, the shape of
+chat completions. The trainer also needs the prompt's ids (it trains on exactly what was
+served): vLLM returns them with ``return_token_ids`` (``prompt_token_ids`` in the first
+streamed choice); servers that do not are asked ``POST /tokenize`` (vLLM and llama.cpp's
+``llama-server`` both have it). Without either the completion is still served, and the
+trainer skips it, counted.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class OpenAIBackend(Backend):
         self._engine: VLLMAdapters | LlamaServerAdapters | None = None
         self._model = model
         """The ``model`` sent: the base model's name, or the loaded adapter's (vLLM)."""
+        self._fields: dict[str, Any] = {}
+        """More fields of every completion request: llama-server's adapter ``lora``."""
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
             base_url=url.rstrip("/"), headers=headers, timeout=60.0, transport=transport
@@ -80,6 +84,7 @@ class OpenAIBackend(Backend):
         }
         if request.stop:
             body["stop"] = request.stop
+        body |= self._fields
         text, tokens, logprobs = "", [], []
         prompt_ids: list[int] | None = None
         try:
@@ -94,9 +99,7 @@ class OpenAIBackend(Backend):
                     if prompt_ids is None and isinstance(choice.get("prompt_token_ids"), list):
                         prompt_ids = [int(t) for t in choice["prompt_token_ids"]]
                     text += choice.get("text") or ""
-                    lp = choice.get("logprobs") or {}
-                    tokens += lp.get("tokens") or []
-                    logprobs += [x for x in lp.get("token_logprobs") or [] if x is not None]
+                    _add_logprobs(choice.get("logprobs") or {}, tokens, logprobs)
                     if cancel.is_set() or (request.should_stop and request.should_stop(text)):
                         break
         except httpx.HTTPError as exc:
@@ -116,8 +119,11 @@ class OpenAIBackend(Backend):
 
     def _tokenize(self, prompt: str) -> list[int] | None:
         """The prompt's ids from the server's ``/tokenize`` (vLLM: ``prompt``; llama-server:
-        ``content``), or None when it has no such endpoint."""
-        for body in ({"model": self.name, "prompt": prompt}, {"content": prompt}):
+        ``content``, with the BOS its completions add), or None when it has no such endpoint.
+        llama-server answers vLLM's shape with no tokens (it reads only ``content``): an
+        empty list for a prompt that is not empty is no answer."""
+        bodies = ({"model": self.name, "prompt": prompt}, {"content": prompt, "add_special": True})
+        for body in bodies:
             try:
                 response = self._http.post("/tokenize", json=body)
             except httpx.HTTPError:
@@ -126,7 +132,8 @@ class OpenAIBackend(Backend):
                 tokens = response.json().get("tokens") if response.status_code < 400 else None
             except (ValueError, AttributeError):  # not JSON, or not an object
                 tokens = None
-            if isinstance(tokens, list) and all(isinstance(t, int) for t in tokens):
+            ints = isinstance(tokens, list) and all(isinstance(t, int) for t in tokens)
+            if ints and (tokens or not prompt):
                 return tokens
         return None
 
@@ -135,12 +142,16 @@ class OpenAIBackend(Backend):
         completions ask for it from then on, and the oldest adapters are unloaded."""
         engine = self._adapter_engine()
         self._model = engine.load(folder, version)
+        self._fields = engine.completion_fields()
         self.adapter = version
         engine.retire()
 
     def unload_adapter(self) -> None:
         self.adapter = None
         self._model = self.name
+        if self._engine is not None:
+            self._engine.unload()
+            self._fields = self._engine.completion_fields()
 
     def _adapter_engine(self) -> VLLMAdapters | LlamaServerAdapters:
         if self._engine is None:
@@ -171,6 +182,18 @@ def _choices(lines: Any) -> Any:
         choices = event.get("choices") or []
         if choices:
             yield choices[0]
+
+
+def _add_logprobs(lp: dict[str, Any], tokens: list[str], logprobs: list[float]) -> None:
+    """One streamed choice's ``logprobs`` onto ``tokens`` (as ``token_id:<n>``) and
+    ``logprobs``, in vLLM's shape or llama-server's (``content``, with the ids)."""
+    for entry in lp.get("content") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("id"), int):
+            tokens.append(f"token_id:{entry['id']}")
+            if entry.get("logprob") is not None:
+                logprobs.append(float(entry["logprob"]))
+    tokens += lp.get("tokens") or []
+    logprobs += [x for x in lp.get("token_logprobs") or [] if x is not None]
 
 
 def _token_ids(tokens: list[str]) -> list[int] | None:

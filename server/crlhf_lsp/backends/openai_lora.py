@@ -20,7 +20,13 @@ runs; here it is handed to the server, which differs by engine (``openaiServer``
   ``[{"id", "path", "scale"}]``, ``POST /lora-adapters`` takes ``[{"id", "scale"}]``). The
   version is selected when one of them is named for it (``.../v7.gguf`` or ``.../v7/...``):
   its scale becomes 1, the others' 0. Otherwise the server needs a restart with
-  ``--lora <the verified .gguf>``, which the error says.
+  ``--lora <the verified .gguf>``, which the error says. The scales also go with every
+  completion (``"lora": [{"id", "scale"}]``): llama-server applies the global scales to a
+  request that names none, but keeps the KV cache its slot computed under the old ones, so
+  the prompt a user just completed would be served half with the old adapter; a request's
+  own scales that differ from the slot's clear that cache (``launch_slot_with_task`` in
+  tools/server/server-context.cpp, the llama.cpp of llama-cpp-python 0.3.36; seen against
+  the real server in tests/lsp/test_llama_server.py).
 
 ``auto`` tells them apart by ``GET /lora-adapters``: llama-server answers a list (empty when
 started without ``--lora``), vLLM 404. Every failure raises :class:`AdapterUnavailable`:
@@ -90,6 +96,13 @@ class VLLMAdapters:
         self.loaded.append(version)
         return version
 
+    def completion_fields(self) -> dict[str, Any]:
+        """Nothing more: ``model`` selects the adapter."""
+        return {}
+
+    def unload(self) -> None:
+        """Nothing: the base model is asked for by name; :meth:`retire` unloads."""
+
     def retire(self) -> None:
         """Unload the adapters older than the :data:`KEEP_LOADED` newest; failures only log
         (a teammate's crlhf-lsp may have unloaded one already)."""
@@ -145,6 +158,8 @@ class LlamaServerAdapters:
     def __init__(self, http: httpx.Client, model: str) -> None:
         self.http = http
         self.model = model
+        self.scales: list[dict[str, Any]] = []
+        """The ``[{"id", "scale"}]`` of the last load, sent with every completion."""
 
     def load(self, folder: Path, version: str) -> str:
         adapters = self._adapters()
@@ -161,7 +176,17 @@ class LlamaServerAdapters:
         answer = _post(self.http, "/lora-adapters", scales)
         if answer is not None:
             raise AdapterUnavailable(f"llama-server did not set the adapter scales: {answer}")
+        self.scales = scales
         return self.model
+
+    def completion_fields(self) -> dict[str, Any]:
+        """``lora``: the scales, per request, so that a change clears the slot's KV cache."""
+        return {"lora": self.scales} if self.scales else {}
+
+    def unload(self) -> None:
+        """The base model: every scale 0 in the requests from now on (the server's global
+        scales stay until the next load; a teammate may still use them)."""
+        self.scales = [{"id": s["id"], "scale": 0.0} for s in self.scales]
 
     def retire(self) -> None:
         """Nothing to unload: the other adapters' scales are 0."""
