@@ -323,6 +323,33 @@ def _targets(arm: Arm) -> None:
     )
 
 
+NEW_POSITION_FILES = ("base64", "heapq", "posixpath", "gzip", "selectors", "tracemalloc")
+
+
+async def new_positions(settings: dict[str, Any], env: dict[str, str]) -> list[float]:
+    """Time to ghost text at a new position: each of :data:`NEW_POSITION_FILES` (560-670
+    lines) opened and asked at a blank line of its last third, the KV cache holding the
+    previous file's prompt; the user then pauses 3 s (the whole prompt read, if short)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    times = []
+    async with lsp_session(settings, env=env) as client:
+        client.feature("crlhf/statusChanged")(lambda params: None)
+        open_doc(client, "file:///bench/warm.py", "import os\n")
+        await inline(client, "file:///bench/warm.py", 1, 0)  # loads the model
+        for name in NEW_POSITION_FILES:
+            lines = (stdlib / f"{name}.py").read_text(encoding="utf-8").split("\n")
+            at = next(i for i in range(len(lines) * 2 // 3, len(lines)) if not lines[i].strip())
+            lines[at] = "    "
+            uri = f"file:///bench/{name}.py"
+            open_doc(client, uri, "\n".join(lines))
+            start = time.perf_counter()
+            items = await inline(client, uri, at, 4)
+            times.append(time.perf_counter() - start)
+            print(f"  {name}.py line {at}: {times[-1]:.2f} s, {len(items)} suggestion(s)")
+            await asyncio.sleep(3)
+    return times
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="replay an editing session against crlhf-lsp")
     parser.add_argument("--backend", choices=["local", "llamacpp"], default="local")
@@ -344,6 +371,12 @@ def main(argv: list[str] | None = None) -> None:
         default=Path(sysconfig.get_paths()["stdlib"]) / "quopri.py",
         help="the file opened before, for the ring arm",
     )
+    parser.add_argument(
+        "--new-positions",
+        action="store_true",
+        help="only time to ghost text at new positions in 600-line files, short first prompt "
+        "on and off (CRLHF_PREFILL_TOKENS=0)",
+    )
     args = parser.parse_args(argv)
     script = make_script(args.file, args.seed, args.every, args.lines)
     if args.backend == "local" and args.model is None:
@@ -354,6 +387,18 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_for(tmp, args.model or "", backend=args.backend, maxTokens=args.max_tokens)
     # As shipped: the generation time budget the test harness turns off is on.
     env = {"CRLHF_LLAMACPP_THREADS": str(args.threads), "CRLHF_GENERATION_BUDGET_S": ""}
+    if args.new_positions:
+        for label, extra in (
+            ("short first prompt", {}),
+            ("whole prompt", {"CRLHF_PREFILL_TOKENS": "0"}),
+        ):
+            print(f"new positions, {label}:")
+            times = asyncio.run(new_positions(settings, env | extra))
+            print(
+                f"  p50 {pct(times, 0.5):.2f} s  p95 {pct(times, 0.95):.2f} s"
+                f"  (load {os.getloadavg()[0]:.1f})"
+            )
+        return
     arms = []
     for name in args.arms.split(","):
         arms.append(asyncio.run(run_arm(name, script, settings, env, args.other)))

@@ -36,6 +36,7 @@ __all__ = [
     "LlamaCppEngine",
     "LlamaCppError",
     "LlamaCppGeneration",
+    "default_threads",
     "longest_common_prefix",
 ]
 
@@ -59,6 +60,15 @@ class LlamaCppGeneration:
     finish_reason: str = "length"  # "length" | "stop" | "eos" | "cancelled"
     reused_tokens: int = 0  # prompt tokens served from the KV cache
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def default_threads() -> int:
+    """One core left to the rest of the machine (at most 8 threads). llama.cpp's threads
+    wait for each other at every layer, so one that another process holds off its core
+    stalls them all: on a 2-core machine at load ~3.5 (the editor, a browser, tests), the
+    default model took 24-47 s at a new position in a 600-line file with 2 threads, 1.1-6 s
+    with 1 (``bench/lsp_latency.py --replay --backend llamacpp --new-positions``)."""
+    return max(1, min((os.cpu_count() or 1) - 1, 8))
 
 
 def longest_common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -95,7 +105,7 @@ class LlamaCppEngine:
         path = Path(model_path)
         if not path.is_file():
             raise LlamaCppError(f"no GGUF model at {path}")
-        threads = n_threads or max(1, min(os.cpu_count() or 1, 8))
+        threads = n_threads or default_threads()
         try:
             self._llm = Llama(
                 model_path=str(path),
