@@ -62,9 +62,11 @@ def test_noise_within_the_margin_passes_with_enough_items():
     cand[0], cand[1], cand[3] = 0.0, 1.0, 1.0  # 1 problem lost, 2 won of 200
     decision = gate({"mbpp/pass@1": cand}, {"mbpp/pass@1": base})
     assert decision.passed, decision.reason()
-    # the same churn on 40 problems is too uncertain to rule out a 2-point loss
+    # the same churn on 40 problems is too uncertain to rule out a 2-point loss: kept back,
+    # as thin evidence rather than harm (it gained a problem)
     few = gate({"mbpp/pass@1": cand[:40]}, {"mbpp/pass@1": base[:40]})
-    assert few.decision == "refused" and few.checks[0].low < -0.02
+    assert few.decision == "not enough evidence" and few.checks[0].low < -0.02
+    assert few.checks[0].verdict == "unclear" and not few.passed
 
 
 def test_the_log_prob_margin_is_judged_against_its_own_spread():
@@ -130,3 +132,33 @@ def test_a_candidate_that_degenerates_is_refused_on_the_guard():
     # the same guard unchanged passes its check
     same = gate({**candidate, "heldout/sound": baseline["heldout/sound"]}, baseline)
     assert [c.verdict for c in same.checks if c.name == "heldout/sound"] == ["ok"]
+
+
+def test_a_guard_too_wide_to_tell_is_not_enough_evidence_not_harm():
+    """The demo of 2026-12-06, evening (Gemma 3 270M, conventions): 24 guard prompts went
+    from 9 to 11 sound completions, Δ +0.083 [−0.167, +0.333]. The interval cannot rule out
+    a loss of 5 points, so the adapter stays a candidate, but it shows no harm: the reason
+    says the evidence is too thin, not that the guard was harmed. Half the prompts changing
+    sign either way is what 24 items allow."""
+    before = [1.0] * 9 + [0.0] * 15
+    after = [1.0] * 5 + [0.0] * 4 + [1.0] * 6 + [0.0] * 9  # 4 lost, 6 gained: 11 of 24
+    decision = gate({"heldout/sound": after}, {"heldout/sound": before})
+    (sound,) = decision.checks
+    assert sound.delta == pytest.approx(2 / 24) and sound.low < -sound.margin < 0 < sound.high
+    assert sound.verdict == "unclear" and decision.decision == "not enough evidence"
+    reason = decision.reason()
+    assert reason.startswith("not enough evidence (heldout/sound") and "harm" not in reason
+    assert "cannot rule out a loss of 0.05" in reason
+    # a team may publish it on purpose, as it may with too few items; harm it may not
+    assert gate(
+        {"heldout/sound": after},
+        {"heldout/sound": before},
+        GateConfig(publish_without_evidence=True),
+    ).passed
+    worse = [1.0] * 3 + [0.0] * 21  # 9 → 3: the whole interval is a loss
+    forced = gate(
+        {"heldout/sound": worse},
+        {"heldout/sound": before},
+        GateConfig(publish_without_evidence=True),
+    )
+    assert forced.decision == "refused" and forced.checks[0].verdict == "harm"

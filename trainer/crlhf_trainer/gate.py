@@ -16,9 +16,13 @@ unbounded score such as a log-prob margin in nats/token.
 
 The candidate is published only when every gated metric passes. It stays a candidate,
 with a reason, when any metric shows harm (``refused``) or when the evidence is too thin
-to tell (``not enough evidence``): fewer than ``min_items`` paired items, or no gated
-metric at all (``--eval none``). ``publish_without_evidence`` lets a team publish in the
-second case on purpose; harm is never published.
+to tell (``not enough evidence``). A metric shows harm when its estimate is worse than the
+margin or its whole interval lies below zero. The evidence is too thin with fewer than
+``min_items`` paired items, with no gated metric at all (``--eval none``), or when the
+interval is too wide to rule out a loss of the margin though it shows none (``unclear``:
+24 guard prompts at 0.375 → 0.458 gave [−0.17, +0.33], a gain as likely as a loss).
+``publish_without_evidence`` lets a team publish in those cases on purpose; harm is never
+published.
 
 The demo night of issue 13 — held-out reward 0.053 → 0.012 on 4 completions, published
 by an absolute margin of 0.2 — is held back twice over: 4 items are too few to trust
@@ -47,7 +51,7 @@ __all__ = [
     "paired_interval",
 ]
 
-Verdict = Literal["ok", "harm", "too few"]
+Verdict = Literal["ok", "harm", "unclear", "too few"]
 Decision = Literal["publish", "refused", "not enough evidence"]
 
 DEFAULT_MARGINS: dict[str, float] = {
@@ -102,6 +106,14 @@ class MetricCheck:
             f"margin {self.margin:.3g})"
         )
 
+    def thin(self) -> str:
+        """Why this metric cannot vouch for the candidate, or "" when it can."""
+        if self.verdict == "too few":
+            return f"{self.name} has {self.n} items"
+        if self.verdict == "unclear":
+            return f"{self.line()} cannot rule out a loss of {self.margin:.3g}"
+        return ""
+
 
 @dataclass
 class GateDecision:
@@ -115,11 +127,10 @@ class GateDecision:
 
     def reason(self) -> str:
         harm = [c for c in self.checks if c.verdict == "harm"]
-        thin = [c for c in self.checks if c.verdict == "too few"]
         if harm:
             return "refused: harm on " + "; ".join(c.line() for c in harm)
         if self.decision == "not enough evidence":
-            what = "; ".join(f"{c.name} has {c.n} items" for c in thin) or self.note
+            what = "; ".join(c.thin() for c in self.checks if c.thin()) or self.note
             return f"not enough evidence ({what})"
         ok = ", ".join(c.name for c in self.checks) or "nothing"
         extra = f" ({self.note})" if self.note else ""
@@ -182,10 +193,7 @@ def _check(name: str, cand: Sequence[float], base: Sequence[float], cfg: GateCon
     deltas = sign * (np.asarray(cand, float) - np.asarray(base, float))
     delta, low, high = paired_interval(deltas, cfg.confidence, cfg.resamples, cfg.seed)
     margin = margin_for(name, base, cfg.margin_scale)
-    # A handful of items says nothing either way: their interval is reported, not trusted.
-    verdict: Verdict = (
-        "too few" if len(deltas) < cfg.min_items else "ok" if low >= -margin else "harm"
-    )
+    verdict = _verdict(len(deltas), delta, low, high, margin, cfg.min_items)
     return MetricCheck(
         name=name,
         n=len(deltas),
@@ -197,6 +205,16 @@ def _check(name: str, cand: Sequence[float], base: Sequence[float], cfg: GateCon
         margin=margin,
         verdict=verdict,
     )
+
+
+def _verdict(n: int, delta: float, low: float, high: float, margin: float, least: int) -> Verdict:
+    """ok: even the interval's low end loses less than the margin; harm: the estimate loses
+    more, or the whole interval is a loss; unclear: neither (too wide to tell)."""
+    if n < least:
+        return "too few"  # a handful of items says nothing either way: reported, not trusted
+    if low >= -margin:
+        return "ok"
+    return "harm" if delta < -margin or high < 0 else "unclear"
 
 
 def gate(
@@ -219,7 +237,7 @@ def gate(
     checks = [_check(n, candidate[n], baseline[n], cfg) for n in names]
     if any(c.verdict == "harm" for c in checks):
         return GateDecision("refused", checks)
-    thin = not checks or any(c.verdict == "too few" for c in checks)
+    thin = not checks or any(c.verdict in ("too few", "unclear") for c in checks)
     if thin and not cfg.publish_without_evidence:
         note = "" if checks else "no gated metric was evaluated (--eval none?)"
         return GateDecision("not enough evidence", checks, note)

@@ -41,7 +41,7 @@ class GateCheck(BaseModel):
     delta: float | None
     low: float | None  # 90% interval of candidate − baseline
     high: float | None
-    verdict: str  # ok | harm | too few
+    verdict: str  # ok | harm | unclear | too few
 
 
 class GateSummary(BaseModel):
