@@ -96,7 +96,9 @@ async def test_vllm_loads_switches_then_unloads_and_a_failed_load_keeps_the_old(
     async with lsp_session(_settings(tmp_path, vllm, live_store)) as client:
         open_doc(client, URI, "def f():\n    ")
         assert await wait_until(lambda: inline(client, URI, 1, 4))
-        assert _models_asked() == ["base"]
+        # the base model answered (and, made ahead while the ghost text shows, may have
+        # answered the position after an accept too: crlhf_lsp.suggest)
+        assert set(_models_asked()) == {"base"}
 
         checked = await command(client, "crlhf.checkAdapter")
         assert (checked["outcome"], checked["version"]) == ("loaded", "v1"), checked
