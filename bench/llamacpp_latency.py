@@ -138,9 +138,13 @@ async def lsp_rows(
     rows: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(Path(tmp), model, backend="llamacpp", maxTokens=MAX_TOKENS)
-        # Whole prompts on both sides (no short first answer, crlhf_lsp.timebudget): the
-        # replay (lsp_latency.py --replay) measures what the user sees with it.
-        env = {"CRLHF_LLAMACPP_THREADS": str(threads), "CRLHF_PREFILL_TOKENS": "0"}
+        # Whole prompts on both sides (no short first answer, crlhf_lsp.timebudget) and no
+        # debounce (a wait on purpose): the replay (lsp_latency.py --replay) measures both.
+        env = {
+            "CRLHF_LLAMACPP_THREADS": str(threads),
+            "CRLHF_PREFILL_TOKENS": "0",
+            "CRLHF_DEBOUNCE_MS": "0",
+        }
         async with lsp_session(settings, env=env) as client:
             open_doc(client, "file:///warmup.py", "import os\n")
             await inline(client, "file:///warmup.py", 1, 0)  # waits for the model to load

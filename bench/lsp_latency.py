@@ -145,8 +145,10 @@ async def over_lsp(
     tmp = Path(tempfile.mkdtemp(prefix="crlhf-bench-"))
     settings = settings_for(tmp, model, maxTokens=MAX_TOKENS)
     completions, directs, keystrokes = [], [], []
-    # The direct side reads whole prompts: so does the server here (crlhf_lsp.timebudget).
-    async with lsp_session(settings, env={"CRLHF_PREFILL_TOKENS": "0"}) as client:
+    # The direct side reads whole prompts: so does the server here (crlhf_lsp.timebudget);
+    # the debounce is a wait on purpose, not overhead (the replay, --replay, measures it).
+    env = {"CRLHF_PREFILL_TOKENS": "0", "CRLHF_DEBOUNCE_MS": "0"}
+    async with lsp_session(settings, env=env) as client:
         open_doc(client, URI, source + tail(0))
         await inline(client, URI, source.count("\n") + 2, 4)  # loads the model
         version = 2

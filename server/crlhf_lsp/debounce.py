@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 
 __all__ = [
     "ACCEPT_FACTOR",
@@ -25,6 +26,8 @@ __all__ = [
     "START_MS",
     "AdaptiveDelay",
     "Debouncer",
+    "FixedDelay",
+    "delay_from_environment",
 ]
 
 log = logging.getLogger("crlhf_lsp")
@@ -63,12 +66,28 @@ class AdaptiveDelay:
         self.ms = new
 
 
+class FixedDelay(AdaptiveDelay):
+    """A delay that accepts and dismissals do not move (``$CRLHF_DEBOUNCE_MS``; 0: none):
+    for the latency bench that compares the server with the model called directly."""
+
+    def __init__(self, ms: float) -> None:
+        self.ms = max(0.0, ms)
+
+    def _set(self, ms: float, why: str) -> None:
+        pass
+
+
+def delay_from_environment() -> AdaptiveDelay:
+    value = os.environ.get("CRLHF_DEBOUNCE_MS", "")
+    return FixedDelay(float(value)) if value.isdigit() else AdaptiveDelay()
+
+
 class Debouncer:
     """Per document: which request is the newest, and the verdict on the last suggestion
     the model made there (accepted, or passed over by the next model call)."""
 
     def __init__(self, delay: AdaptiveDelay | None = None) -> None:
-        self.delay = delay or AdaptiveDelay()
+        self.delay = delay or delay_from_environment()
         self._tickets = itertools.count(1)
         self._newest: dict[str, int] = {}
         self._awaiting: dict[str, str] = {}
@@ -88,7 +107,8 @@ class Debouncer:
         (False: a later keystroke's request took its place, it should answer nothing)."""
         if not self.is_newest(uri, ticket):
             return False
-        await asyncio.sleep(self.delay.seconds)
+        if self.delay.ms > 0:
+            await asyncio.sleep(self.delay.seconds)
         return self.is_newest(uri, ticket)
 
     def suggested(self, uri: str, completion_id: str) -> None:

@@ -12,6 +12,8 @@ from crlhf_lsp.debounce import (
     START_MS,
     AdaptiveDelay,
     Debouncer,
+    FixedDelay,
+    delay_from_environment,
 )
 
 
@@ -56,3 +58,17 @@ def test_a_suggestion_typed_into_is_not_a_dismissal() -> None:
     debounce.kept("a")
     debounce.suggested("a", "c2")
     assert debounce.delay.ms == START_MS
+
+
+async def test_a_fixed_delay_from_the_environment_does_not_adapt(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("CRLHF_DEBOUNCE_MS", "0")
+    debounce = Debouncer()
+    assert isinstance(debounce.delay, FixedDelay) and debounce.delay.ms == 0
+    debounce.suggested("a", "c1")
+    debounce.suggested("a", "c2")
+    assert debounce.delay.ms == 0
+    first, second = debounce.arrived("a"), debounce.arrived("a")
+    assert not await debounce.settle("a", first)
+    assert await debounce.settle("a", second)
+    monkeypatch.delenv("CRLHF_DEBOUNCE_MS")
+    assert type(delay_from_environment()) is AdaptiveDelay
