@@ -227,14 +227,15 @@ class Suggester:
         it, and keep it in the cache (llama.vim's speculative FIM): the ghost text after an
         accept then comes at once. Any request for the document stops it; its prompt is the
         last one plus the suggestion, which the backend's KV cache holds already."""
+        future = self.server.backend_future
+        if future is None or not future.done() or not future.result().in_process:
+            return  # a remote server (vLLM) shared by a team: no second request per suggestion
         after = after_accept(cursor, record.text)
         context = self._context()
         if self.cache.get(after, context) is not None or cursor.uri in self.cancels:
             return
         cancel = threading.Event()
         self.cancels[cursor.uri] = cancel
-        future = self.server.backend_future
-        assert future is not None and future.done()
         try:
             made = await asyncio.get_running_loop().run_in_executor(
                 self.server.model_thread, self._call_model, future.result(), after, cancel, True

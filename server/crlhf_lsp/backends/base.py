@@ -54,6 +54,9 @@ class Backend(ABC):
     """(prefix, suffix, middle) special tokens when the model knows fill-in-the-middle."""
     adapter_files: bool = True
     """False: ``load_adapter`` needs only the version (the server loads it, e.g. vLLM)."""
+    in_process: bool = False
+    """True: the model and its KV cache live in this process (llamacpp, local), so work
+    ahead (the suggestion after an accept) costs no request to a shared server."""
 
     @abstractmethod
     def generate(self, request: GenerationRequest, cancel: threading.Event) -> Generation: ...

@@ -79,6 +79,7 @@ class LlamaCppBackend(Backend):
     """
 
     adapter_artifact = "gguf"
+    in_process = True
 
     def __init__(self, model_path: str | Path, *, name: str | None = None, **engine) -> None:
         try:

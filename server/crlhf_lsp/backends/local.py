@@ -53,6 +53,8 @@ def from_settings(settings: Settings) -> LocalBackend:
 
 
 class LocalBackend(Backend):
+    in_process = True
+
     def __init__(self, model: str, *, device: str = "cpu") -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
