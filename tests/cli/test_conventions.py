@@ -71,6 +71,7 @@ def test_honeypots_carry_the_rules_truth_per_line(functions):
         assert -1 in h.truth  # each starts with the rest of its rule-breaking line
 
 
+@pytest.mark.slow  # greedy generation for every guard prompt: ~15-30 s of CPU
 def test_the_guard_suite_scores_each_prompt_and_keeps_its_completions(tiny_model):
     """The gate's guard (crlhf_cli.demo_learning.guard_suite): one 0/1 per held-out prompt,
     1 exactly when the completion parses and repeats no line, the texts kept for the demo."""

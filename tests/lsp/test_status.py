@@ -117,6 +117,7 @@ async def test_the_status_says_generating_then_the_latency(
         assert len(pushes) - before == 2, pushes[before:]
 
 
+@pytest.mark.slow  # a crlhf-lsp importing torch and loading a model: 5-17 s
 async def test_the_status_says_the_model_is_loading(tmp_path: Path, tiny_model: Path) -> None:
     settings = _settings(tmp_path, backend="local", model=str(tiny_model))
     async with lsp_session(settings) as client:

@@ -54,8 +54,8 @@ def test_the_readme_shows_the_store_commands_a_team_needs() -> None:
 @pytest.mark.parametrize(
     "where",
     [
-        "default",
-        pytest.param("environment", marks=pytest.mark.slow),  # 12 s each
+        pytest.param("default", marks=pytest.mark.slow),  # 7-15 s each: a fresh install's
+        pytest.param("environment", marks=pytest.mark.slow),  # commands, one process each
         pytest.param("flag", marks=pytest.mark.slow),
     ],
 )

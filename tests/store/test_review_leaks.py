@@ -17,6 +17,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from crlhf_contract.schemas import HoneypotIn
 from crlhf_store.honeypots import import_honeypots
 from crlhf_store.models import Annotator, Completion, Honeypot, ReviewAssignment
@@ -74,6 +75,7 @@ def drain(api: Api, who: str, limit: int = 1000) -> list[uuid.UUID]:
     return served
 
 
+@pytest.mark.slow  # 400 timed tasks from a store of 2,000 completions: 10-20 s a backend
 def test_latency_does_not_tell_honeypots_from_real_tasks(db_url: str, tmp_path: Path) -> None:
     settings = {"honeypot_rate": 0.5, "honeypot_rate_new": 0.5, "review_redundancy": 3}
     with api_on(db_url, tmp_path, **settings) as api:

@@ -55,6 +55,7 @@ def test_prompts_with_a_single_rated_completion_cannot_feed_grpo(grouped):
         grpo_groups([ex[0], ex[2]], 2)
 
 
+@pytest.mark.slow  # TRL's GRPOTrainer, generating for every step: ~6 s of CPU
 def test_grpo_trains_and_saves_a_peft_adapter(grouped, tmp_path):
     model, ex = grouped
     cfg = TrainConfig(max_steps=2, batch_size=4, grad_accum=1)

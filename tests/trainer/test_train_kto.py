@@ -64,6 +64,7 @@ def _implied_reward(policy, lines) -> list[float]:
     return out
 
 
+@pytest.mark.slow  # trains TRL's KTOTrainer until the margin moves: ~10 s of CPU
 def test_kto_raises_the_liked_lines_over_the_disliked_ones(rated, tmp_path):
     from crlhf_trainer.lora import load_policy
 
