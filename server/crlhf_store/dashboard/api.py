@@ -32,13 +32,14 @@ router = APIRouter(
     prefix="/v1/stats", tags=["stats"], responses=AUTH, dependencies=[Depends(strict_query)]
 )
 AdminDep = Annotated[Principal, Depends(require("admin"))]
+DaysQuery = Annotated[int, Query(ge=1, le=366, description="days back, today included")]
 
 
 @router.get("/overview", response_model=stats_overview.Overview)
 def overview(
     principal: AdminDep,
     store: StoreDep,
-    days: Annotated[int, Query(ge=1, le=366, description="days back, today included")] = 30,
+    days: DaysQuery = 30,
 ) -> stats_overview.Overview:
     """Ratings and active annotators per day; completions shown / accepted / rated."""
     with store.db.reading() as session:
@@ -110,7 +111,7 @@ def calibration(
 def retention(
     principal: AdminDep,
     store: StoreDep,
-    days: Annotated[int, Query(ge=1, le=366, description="days back, today included")] = 30,
+    days: DaysQuery = 30,
 ) -> stats_retention.RetentionStats:
     """Accepted and retained characters per day and per adapter version."""
     with store.db.reading() as session:
