@@ -38,6 +38,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .aggregation.implicit import latest_checks
 from .examples import Served, served_tokens
 from .pull import WorkDir
 from .trainset import is_heldout, recent_with_replay
@@ -107,23 +108,18 @@ def latest_corrections(rows: Iterable[Mapping[str, Any]]) -> list[Correction]:
     >>> latest_corrections(rows)  # put back by the 5-minute check
     []
     """
-    latest: dict[tuple[str, int], tuple[float, Correction | None]] = {}
-    for row in rows:
-        cid, after = str(row["completion_id"]), float(row.get("after_s", 0.0))
-        for line in row.get("lines", []):
-            key = (cid, int(line["line"]))
-            if key in latest and after < latest[key][0]:
-                continue
-            original, replacement = str(line.get("original", "")), line.get("correction")
-            useful = (
-                line["state"] == "edited"
-                and isinstance(replacement, str)
-                and replacement.strip()
-                and replacement.rstrip() != original.rstrip()
-            )
-            found = Correction(cid, key[1], original, replacement) if useful else None
-            latest[key] = (after, found)
-    return [c for _, c in latest.values() if c is not None]
+    found = []
+    for row, line in latest_checks(rows):
+        original, replacement = str(line.get("original", "")), line.get("correction")
+        if (
+            line["state"] == "edited"
+            and isinstance(replacement, str)
+            and replacement.strip()
+            and replacement.rstrip() != original.rstrip()
+        ):
+            cid = str(row["completion_id"])
+            found.append(Correction(cid, int(line["line"]), original, replacement))
+    return found
 
 
 def _swap_line(span: str, original: str, replacement: str) -> str | None:

@@ -40,11 +40,27 @@ import numpy as np
 from .items import item_key
 from .labels import LabelSet
 
-__all__ = ["IMPLICIT_PREFIX", "implicit_records", "with_implicit"]
+__all__ = ["IMPLICIT_PREFIX", "implicit_records", "latest_checks", "with_implicit"]
 
 IMPLICIT_PREFIX = "implicit:"
 HEAVY_EDIT = 0.5
 """An edit changing at least this share of a line's characters counts as a 👎."""
+
+
+def latest_checks(
+    rows: Iterable[Mapping[str, Any]],
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """``(row, line)`` of each line's latest retention check in export ``rows``: per
+    completion, line and annotator, a check with a later ``after_s`` (or the same, further
+    down) replaces the earlier one, so a line put back by the 5-minute check is kept."""
+    latest: dict[tuple[str, int, str], tuple[float, Mapping[str, Any], Mapping[str, Any]]] = {}
+    for row in rows:
+        after = float(row.get("after_s", 0.0))
+        for line in row.get("lines", []):
+            key = (str(row["completion_id"]), int(line["line"]), str(row.get("annotator", "")))
+            if key not in latest or after >= latest[key][0]:
+                latest[key] = (after, row, line)
+    return [(row, line) for _, row, line in latest.values()]
 
 
 def implicit_records(
@@ -52,15 +68,13 @@ def implicit_records(
 ) -> list[tuple[str, str, int]]:
     """``(item, implicit:<annotator>, ±1)`` from retention export rows, the latest check of
     each line counting."""
-    latest: dict[tuple[str, str], tuple[float, int | None]] = {}
-    for row in rows:
-        who = IMPLICIT_PREFIX + str(row["annotator"])
-        after = float(row.get("after_s", 0.0))
-        for line in row.get("lines", []):
-            key = (item_key(row["completion_id"], int(line["line"])), who)
-            if key not in latest or after >= latest[key][0]:
-                latest[key] = (after, _verdict(line, heavy))
-    return [(item, who, y) for (item, who), (_, y) in latest.items() if y is not None]
+    records = []
+    for row, line in latest_checks(rows):
+        verdict = _verdict(line, heavy)
+        if verdict is not None:
+            item = item_key(row["completion_id"], int(line["line"]))
+            records.append((item, IMPLICIT_PREFIX + str(row["annotator"]), verdict))
+    return records
 
 
 def _verdict(line: Mapping[str, Any], heavy: float) -> int | None:
