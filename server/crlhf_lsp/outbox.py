@@ -264,14 +264,21 @@ class Outbox:
         if client is None:
             return 0
         sent = 0
+        # Rows queued after the completions were read wait for the next flush: an event of
+        # a completion queued meanwhile would reach the store before it (refused, 422).
+        # A full batch of completions leaves the rest, and what refers to them, behind too.
+        with self._lock:
+            (ceiling,) = self._db.execute("SELECT coalesce(max(id), 0) FROM outbox").fetchone()
         try:
             for kind in KINDS:
                 with self._lock:
                     rows = self._db.execute(
                         "SELECT id, payload FROM outbox WHERE dead IS NULL AND kind = ? "
-                        "ORDER BY id LIMIT ?",
-                        (kind, BATCH),
+                        "AND id <= ? ORDER BY id LIMIT ?",
+                        (kind, ceiling, BATCH),
                     ).fetchall()
+                if kind == "completion" and len(rows) == BATCH:
+                    ceiling = rows[-1][0]
                 rows = self._readable(kind, rows)
                 if rows:
                     sent += self._send(client, kind, rows)

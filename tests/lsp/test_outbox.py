@@ -489,3 +489,47 @@ def test_outbox_thread_backs_off_and_recovers(tmp_path: Path) -> None:
         assert box.reachable is True
     finally:
         box.stop()
+
+
+# --- against a real store: rows queued while a flush runs ----------------------------------
+
+
+class _Meanwhile(httpx.HTTPTransport):
+    """A real HTTP transport that, while the first batch of completions is on its way,
+    runs ``during``: the language server's thread queues rows at any moment."""
+
+    def __init__(self, during: Any) -> None:
+        super().__init__()
+        self.during = during
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/completions") and self.during is not None:
+            during, self.during = self.during, None
+            during()
+        return super().handle_request(request)
+
+
+def test_an_event_queued_during_a_flush_waits_for_its_completion(
+    tmp_path: Path, live_store: Any
+) -> None:
+    """A completion and its event queued while a flush sends completions: the flush's event
+    batch must not take the event before its completion reached the store (the store
+    refuses it, 422 "unknown completion", and the event was set aside: an accept lost)."""
+    warnings: list[str] = []
+    box = Outbox(tmp_path / "o.sqlite3", warn=warnings.append)
+    first = CompletionIn(id=uuid.uuid4(), prompt="p", text="a = 1", model="m")
+    box.put_completion(first)
+    box.put_event(EventIn(event_id=uuid.uuid4(), completion_id=first.id, kind="accepted"))
+    later = CompletionIn(id=uuid.uuid4(), prompt="p", text="b = 2", model="m")
+
+    def meanwhile() -> None:
+        box.put_completion(later)
+        box.put_event(EventIn(event_id=uuid.uuid4(), completion_id=later.id, kind="dismissed"))
+
+    box.set_client(live_store.client(transport=_Meanwhile(meanwhile)))
+    box.flush()
+    box.flush()
+    assert (box.set_aside_count(), box.pending(), warnings) == (0, 0, [])
+    with sqlite3.connect(live_store.database_url.removeprefix("sqlite:///")) as db:
+        kinds = dict(db.execute("SELECT completion_id, kind FROM completion_events").fetchall())
+    assert sorted(kinds.values()) == ["accepted", "dismissed"]
