@@ -57,6 +57,8 @@ export interface CompletionStats {
   speculative: number;
   /** whole prompts read at a pause after a short one answered */
   widened: number;
+  /** prompts read into the KV cache when a file was opened or saved */
+  warmed: number;
   /** suggestions kept now */
   cached: number;
   /** the debounce delay now (adapted to accepts and dismissals) */
@@ -119,6 +121,14 @@ export interface Status {
   generating: boolean;
   /** ms from the last suggestion's request to its text */
   lastLatencyMs: number | null;
+  /** suggestions put on screen since the server started */
+  suggested: number;
+  /** of them, accepted whole */
+  accepted: number;
+  /** typed or accepted in part, then left (crlhf_lsp.outcome) */
+  partlyAccepted: number;
+  /** left with none of it taken */
+  dismissed: number;
 }
 
 /** The answer of `crlhf.checkToken`: whom the store knows the token as. */

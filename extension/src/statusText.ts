@@ -48,6 +48,18 @@ function completionLine(status: ServerStatus): string {
   return status.generating ? `generating… (${last})` : last;
 }
 
+/** What became of the suggestions since crlhf-lsp started (its crlhf_lsp.outcome). */
+function outcomeLine(status: ServerStatus): string {
+  const shown = status.suggested ?? 0;
+  if (!shown) return "suggestions: none yet";
+  const taken = (status.accepted ?? 0) + (status.partlyAccepted ?? 0);
+  const share = Math.round((100 * taken) / shown);
+  return (
+    `suggestions: ${shown} shown · ${status.accepted ?? 0} accepted · ` +
+    `${status.partlyAccepted ?? 0} in part · ${status.dismissed ?? 0} dismissed (${share}% taken)`
+  );
+}
+
 /** The tooltip's paragraphs (Markdown). */
 export function statusTooltip(status: ServerStatus, enabled: boolean): string {
   return [
@@ -55,6 +67,7 @@ export function statusTooltip(status: ServerStatus, enabled: boolean): string {
     `model: ${status.modelLoading ? "loading…" : (status.model ?? "?")}`,
     adapterLine(status),
     completionLine(status),
+    outcomeLine(status),
     `to send: ${status.outboxPending ?? "?"} (completions, events and ratings in the outbox)`,
     `set aside: ${status.outboxSetAside ?? 0} (rows the store refused as rows; 'crlhf: Send set-aside rows again' re-queues them)`,
     storeLine(status),

@@ -110,6 +110,10 @@ class Status(_Payload):
     enabled: bool = True
     generating: bool = False  # a completion request is waiting for the model
     lastLatencyMs: int | None = None  # ms from the last suggestion's request to its text
+    suggested: int = 0  # suggestions put on screen since the server started
+    accepted: int = 0  # of them, accepted whole
+    partlyAccepted: int = 0  # typed or accepted in part, then left (crlhf_lsp.outcome)
+    dismissed: int = 0  # left with none of it taken
 
 
 class CompletionStats(_Payload):
@@ -122,6 +126,7 @@ class CompletionStats(_Payload):
     modelCalls: int = 0  # generations started on the model for a request
     speculative: int = 0  # generations started ahead, for after an accept (kept in the cache)
     widened: int = 0  # whole prompts read at a pause after a short one answered
+    warmed: int = 0  # prompts read into the KV cache when a file was opened or saved
     cached: int = 0  # suggestions kept now
     debounceMs: int = 0  # the debounce delay now (adapted to accepts and dismissals)
 

@@ -157,7 +157,7 @@ def generate(
     """A new suggestion at ``cursor`` (on the model thread); None if cancelled or empty."""
     if cancel.is_set():
         return None
-    counter = _Counter(backend)
+    counter = TokenCounter(backend)
     prompt, widen = _prompt_within_budget(backend, cursor, counter)
     cutter = Cutter(cursor.line_prefix, cursor.line_suffix, inside_triple_quotes(cursor.prefix))
     deadline = LineDeadline(budget_seconds(), cutter.is_complete)
@@ -196,7 +196,7 @@ def generate(
 
 
 def _prompt_within_budget(
-    backend: Backend, cursor: Cursor, counter: _Counter
+    backend: Backend, cursor: Cursor, counter: TokenCounter
 ) -> tuple[Prompt, list[int] | None]:
     """The prompt, and the whole prompt's ids when it is the short one: a whole prompt
     that would make the model read more than ``prefill_tokens()`` tokens the KV cache lacks
@@ -243,7 +243,7 @@ def _timed_generate(
     return generation
 
 
-class _Counter:
+class TokenCounter:
     """``count_tokens`` for ``build_prompt`` that keeps the last encoding it made, so that
     the model is handed the prompt's ids instead of tokenizing the same text again (a 1k-token
     prompt takes about a millisecond to tokenize on a laptop core)."""

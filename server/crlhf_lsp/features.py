@@ -98,11 +98,13 @@ def _lifecycle(server: CrlhfServer) -> None:
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CrlhfServer, params: types.DidOpenTextDocumentParams) -> None:
         ls.suggester.pick(params.text_document.uri)  # the ring buffer, when it is on
+        ls.suggester.warm(params.text_document.uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls: CrlhfServer, params: types.DidSaveTextDocumentParams) -> None:
         uri = params.text_document.uri
         ls.suggester.pick(uri, ls.suggester.last_line(uri))
+        ls.suggester.warm(uri)
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: CrlhfServer, params: types.DidCloseTextDocumentParams) -> None:
@@ -181,7 +183,7 @@ def _feedback(server: CrlhfServer) -> None:
         cid, length = _field(params, "completionId"), _field(params, "acceptedLength")
         if cid is not None and isinstance(length, int) and length >= 0:
             ls.feedback.event(cid, "partial", accepted_chars=length)
-            ls.suggester.accepted(str(cid))
+            ls.suggester.accepted(str(cid), whole=False)
 
     @server.command(RATE)
     def rate(ls: CrlhfServer, *args: Any) -> dict[str, int]:

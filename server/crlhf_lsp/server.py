@@ -63,7 +63,7 @@ class CrlhfServer(LanguageServer):
         self.exclusions = Exclusions(roots=self._workspace_roots)
         self._told_excluded: set[str] = set()
         self.feedback = Feedback(
-            self._document,
+            self.document,
             lambda: self.outbox,
             excluded=self.excluded,
             retention_delays=lambda: self.settings.retentionDelays,
@@ -120,7 +120,17 @@ class CrlhfServer(LanguageServer):
             enabled=self.settings.enabled,
             generating=self.generating > 0,
             lastLatencyMs=self.last_latency_ms,
+            **self._tally(),
         ).model_dump()
+
+    def _tally(self) -> dict[str, int]:
+        tally = self.suggester.outcomes.tally
+        return {
+            "suggested": tally.shown,
+            "accepted": tally.accepted,
+            "partlyAccepted": tally.partial,
+            "dismissed": tally.dismissed,
+        }
 
     def status_changed(self) -> None:
         self._soon(self._push_status)
@@ -271,7 +281,8 @@ class CrlhfServer(LanguageServer):
         """The position encoding agreed with the client."""
         return str(self.workspace.position_encoding or "utf-16")
 
-    def _document(self, uri: str) -> Any:
+    def document(self, uri: str) -> Any:
+        """The open document at ``uri``, or None."""
         return self.workspace.text_documents.get(uri)
 
     def excluded(self, uri: str) -> bool:

@@ -37,9 +37,11 @@ from crlhf_lsp.completion import (
 )
 from crlhf_lsp.debounce import Debouncer
 from crlhf_lsp.errors import CrlhfLspError
+from crlhf_lsp.outcome import Outcome, Outcomes
 from crlhf_lsp.privacy import uri_path
 from crlhf_lsp.ring import RingBuffer
 from crlhf_lsp.timebudget import WIDEN_AFTER_S
+from crlhf_lsp.warmup import warm_cursor, warm_line, warm_prompt
 
 if TYPE_CHECKING:
     from crlhf_lsp.server import CrlhfServer
@@ -63,6 +65,7 @@ class Counts:
     model_calls: int = 0
     speculative: int = 0
     widened: int = 0
+    warmed: int = 0
 
 
 class Suggester:
@@ -72,6 +75,8 @@ class Suggester:
         self.server = server
         self.on_screen: dict[str, CompletionRecord] = {}
         """The last suggestion per document, answered from while the user types it."""
+        self.outcomes = Outcomes(server.document, self._report)
+        """What became of each suggestion once another took its place (partial, dismissed)."""
         # The replay bench's arm without the cache sets the size to 0 (not a setting: a
         # user has no reason to turn it off, a benchmark has one).
         self.cache = SuggestionCache(int(os.environ.get("CRLHF_SUGGESTION_CACHE_SIZE", CAPACITY)))
@@ -79,6 +84,10 @@ class Suggester:
         self.cancels: dict[str, threading.Event] = {}
         self.counts = Counts()
         self.ring = RingBuffer()
+        self.asked_at: dict[str, int] = {}
+        """Per document, the line of the last completion request (where to warm up)."""
+        self._warming: threading.Event | None = None
+        """The warm-up on the model thread, if one is: any request stops it."""
         self._where: tuple[str, int] | None = None
         """The document and line of the last request, for the ring buffer."""
         self._background: asyncio.Future[None] | None = None  # held: a task may be collected
@@ -98,10 +107,13 @@ class Suggester:
         if cursor is None:
             return None
         self.counts.requests += 1
+        self.asked_at[uri] = cursor.line
         self._context_for(cursor)
         ticket = self.debounce.arrived(uri)
         if (older := self.cancels.get(uri)) is not None:
             older.set()  # the model's work for an older keystroke: its text would be stale
+        if self._warming is not None:
+            self._warming.set()  # a guess at where the user would ask: they asked
         found = self._without_model(cursor)
         if found is not None:
             return found
@@ -111,10 +123,10 @@ class Suggester:
         record = await self._generate(cursor)
         if record is None:
             return None
-        self.on_screen[uri] = record
+        server.feedback.remember(record)
+        self._show(record)
         self.cache.put(cursor, self._context(), record)
         self.debounce.suggested(uri, record.id)
-        server.feedback.remember(record)
         if record.widen is not None:  # a short prompt answered: read the whole at a pause
             self._background = asyncio.ensure_future(self._widen(uri, record.widen, ticket))
         else:
@@ -134,9 +146,19 @@ class Suggester:
         if hit is None:
             return None
         self.counts.cache_hits += 1
-        self.on_screen[cursor.uri] = hit[0]
         self.server.feedback.remember(hit[0])
+        self._show(hit[0])
         return hit
+
+    def _show(self, record: CompletionRecord) -> None:
+        """``record`` goes on screen in its document, replacing the one there."""
+        self.on_screen[record.uri] = record
+        self.outcomes.showing(record)
+
+    def _report(self, completion_id: str, kind: Outcome, accepted_chars: int | None) -> None:
+        """A suggestion left the screen partly taken or dismissed: tell the store."""
+        self.server.feedback.event(completion_id, kind, accepted_chars=accepted_chars)
+        self.server.status_soon()
 
     # --- code from other files (crlhf.ringBuffer) ---------------------------------------
 
@@ -149,6 +171,11 @@ class Suggester:
         self._where = (cursor.uri, cursor.line)
         if left is not None and left[0] != cursor.uri:
             self.pick(*left)
+        self._ring_context(cursor)
+
+    def _ring_context(self, cursor: Cursor) -> None:
+        if not self.server.settings.ringBuffer:
+            return
         ring, uri, language = self.ring, cursor.uri, cursor.language
         path = self._path(uri)
         cursor.context = lambda count: ring.context(uri, path, language, RING_BUDGET, count)
@@ -270,6 +297,48 @@ class Suggester:
             if self.cancels.get(uri) is cancel:
                 del self.cancels[uri]
 
+    def warm(self, uri: str) -> None:
+        """The file was opened or saved: read the prompt of where the user will likely ask
+        into the model's KV cache while it idles (:mod:`crlhf_lsp.warmup`); any request
+        for the document stops it."""
+        server, future = self.server, self.server.backend_future
+        if not server.settings.enabled or future is None or not future.done():
+            return
+        if future.exception() is not None or not future.result().in_process:
+            return  # no model, or a remote server shared by a team
+        doc = server.document(uri)
+        if doc is None or self.cancels or self._warming is not None or server.excluded(uri):
+            return  # the model is busy: with a request, or another warm-up
+        cursor = warm_cursor(doc, uri, warm_line(doc, self.asked_at.get(uri)), server.encoding)
+        if cursor is None:
+            return
+        self._ring_context(cursor)
+        self._warming = cancel = threading.Event()
+        self._background = asyncio.ensure_future(self._warm(future.result(), cursor, cancel))
+
+    async def _warm(self, backend: Backend, cursor: Cursor, cancel: threading.Event) -> None:
+        try:
+            read = await asyncio.get_running_loop().run_in_executor(
+                self.server.model_thread, self._warm_on_model_thread, backend, cursor, cancel
+            )
+        except CrlhfLspError:
+            return  # said when the user's own request meets it
+        finally:
+            if self._warming is cancel:
+                self._warming = None
+        if read:
+            log.info("crlhf: warmed %s: %d prompt tokens read", cursor.uri, read)
+
+    def _warm_on_model_thread(
+        self, backend: Backend, cursor: Cursor, cancel: threading.Event
+    ) -> int:
+        if cancel.is_set():
+            return 0
+        read = warm_prompt(backend, cursor, cancel)
+        if read and not cancel.is_set():
+            self.counts.warmed += 1  # only the model thread writes it
+        return read
+
     def _prefill(self, backend: Backend, uri: str, ids: list[int], cancel: threading.Event) -> None:
         if cancel.is_set():
             return
@@ -289,8 +358,11 @@ class Suggester:
             self.counts.model_calls += 1
         return generate(backend, self.server.settings, cursor, cancel)
 
-    def accepted(self, completion_id: str) -> None:
+    def accepted(self, completion_id: str, whole: bool = True) -> None:
+        """The client accepted ``completion_id``, whole or (by its own word) in part."""
         self.debounce.accepted(completion_id)
+        self.outcomes.settled(completion_id, whole)
+        self.server.status_soon()
 
     def invalidate(self) -> None:
         """The model or adapter changed: no kept suggestion is what it would say now."""
@@ -298,12 +370,15 @@ class Suggester:
 
     def exclude(self, uri: str) -> None:
         """``uri`` became excluded: nothing of it stays, its code in the ring included."""
+        self.outcomes.drop(uri)
         self.forget(uri)
         self.ring.forget(uri)
 
     def forget(self, uri: str) -> None:
         """The document was closed (its code stays in the ring: recently seen)."""
+        self.outcomes.closing(uri)
         self.on_screen.pop(uri, None)
+        self.asked_at.pop(uri, None)
         self.debounce.forget(uri)
 
     def stats(self) -> CompletionStats:
@@ -316,6 +391,7 @@ class Suggester:
             modelCalls=c.model_calls,
             speculative=c.speculative,
             widened=c.widened,
+            warmed=c.warmed,
             cached=len(self.cache),
             debounceMs=round(self.debounce.delay.ms),
         )

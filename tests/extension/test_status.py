@@ -48,6 +48,7 @@ CASES: dict[str, dict[str, Any]] = {
     "adapter": BASE | {"adapterVersion": "v3", "adapterPublished": True},
     "refused": BASE | {"storeReachable": False, "storeProblem": REFUSED, "tokenRefused": True},
     "offline": BASE | {"storeReachable": False, "storeProblem": "store unreachable: refused"},
+    "outcomes": BASE | {"suggested": 20, "accepted": 5, "partlyAccepted": 3, "dismissed": 9},
 }
 
 
@@ -99,6 +100,14 @@ def test_generating_and_the_last_latency(said: dict[str, dict[str, str]]) -> Non
     assert "generating" not in said["done"]["text"]
     assert "last completion: 87 ms" in said["done"]["tooltip"]
     assert "no completion yet" in said["unpublished"]["tooltip"]
+
+
+def test_what_became_of_the_suggestions(said: dict[str, dict[str, str]]) -> None:
+    assert (
+        "suggestions: 20 shown · 5 accepted · 3 in part · 9 dismissed (40% taken)"
+        in said["outcomes"]["tooltip"]
+    )
+    assert "suggestions: none yet" in said["done"]["tooltip"]
 
 
 def test_the_adapter_line(said: dict[str, dict[str, str]]) -> None:
