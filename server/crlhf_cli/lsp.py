@@ -96,7 +96,13 @@ class LspDriver:
         self._run(self._start(), timeout=120)
 
     async def _start(self) -> None:
-        env = os.environ | {"PYTHONUNBUFFERED": "1", "CRLHF_DEMO_LSP_LOG": str(self.log_path)}
+        # Whole prompts and whole completions: the editor's time budget and short first
+        # prompt (crlhf_lsp.timebudget) would make the training data depend on the load
+        # of the machine (at load 3, completions of one line: half the rated lines).
+        whole = {"CRLHF_GENERATION_BUDGET_S": "0", "CRLHF_PREFILL_TOKENS": "0"}
+        env = (
+            whole | os.environ | {"PYTHONUNBUFFERED": "1", "CRLHF_DEMO_LSP_LOG": str(self.log_path)}
+        )
         # sh keeps the server's stderr (model loading bars, logs) out of an unread pipe
         script = 'exec "$0" -m crlhf_lsp --stdio --log-level WARNING 2>>"$CRLHF_DEMO_LSP_LOG"'
         await self.client.start_io("sh", "-c", script, sys.executable, env=env)
