@@ -195,6 +195,27 @@ def generate(
     return record
 
 
+def prompt_at(
+    backend: Backend,
+    cursor: Cursor,
+    counter: TokenCounter,
+    budget: int = PROMPT_BUDGET,
+    context: str | None = None,
+) -> Prompt:
+    """The prompt at ``cursor`` within ``budget`` tokens; ``context`` (the ring buffer's
+    code) is rendered from the cursor when not given."""
+    if context is None:
+        context = cursor.context(counter) if cursor.context is not None else ""
+    return build_prompt(
+        cursor.prefix,
+        cursor.suffix,
+        count_tokens=counter,
+        budget=budget,
+        fim_tokens=backend.fim_tokens,
+        context=context,
+    )
+
+
 def _prompt_within_budget(
     backend: Backend, cursor: Cursor, counter: TokenCounter
 ) -> tuple[Prompt, list[int] | None]:
@@ -203,24 +224,13 @@ def _prompt_within_budget(
     (a new position, another file) waits for a pause to be read (:mod:`crlhf_lsp.suggest`
     widens it); meanwhile the nearest ``SHORT_PROMPT`` tokens answer."""
     context = cursor.context(counter) if cursor.context is not None else ""
-
-    def prompt(budget: int) -> Prompt:
-        return build_prompt(
-            cursor.prefix,
-            cursor.suffix,
-            count_tokens=counter,
-            budget=budget,
-            fim_tokens=backend.fim_tokens,
-            context=context,
-        )
-
-    whole = prompt(PROMPT_BUDGET)
+    whole = prompt_at(backend, cursor, counter, PROMPT_BUDGET, context)
     ids = counter.ids_of(whole.text)
     cached = backend.cached_tokens(ids, cursor.uri) if ids is not None else None
     limit = prefill_tokens()
     if ids is None or cached is None or not limit or len(ids) - cached <= limit:
         return whole, None
-    short = prompt(SHORT_PROMPT)
+    short = prompt_at(backend, cursor, counter, SHORT_PROMPT, context)
     log.info(
         "crlhf: %d prompt tokens to read: the nearest %d first", len(ids) - cached, SHORT_PROMPT
     )

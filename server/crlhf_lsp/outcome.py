@@ -30,6 +30,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from os.path import commonprefix
 from typing import Literal
 
 from pygls.workspace import TextDocument
@@ -59,12 +60,8 @@ def taken_chars(record: CompletionRecord, doc: TextDocument | None) -> int | Non
         return None
     after = "".join(lines[record.line :])[len(record.line_prefix) :]
     text = record.text
-    k = 0
-    for ours, theirs in zip(text, after, strict=False):
-        if ours != theirs:
-            break
-        k += 1
-    k -= _common(text, record.line_suffix)  # what stood there already was not taken
+    k = len(commonprefix([text, after]))
+    k -= len(commonprefix([text, record.line_suffix]))  # what stood there was not taken
     if k <= 0:
         return 0
     while k > 0 and _WORD.match(text[k - 1]) and (_word_at(text, k) or _word_at(after, k)):
@@ -74,15 +71,6 @@ def taken_chars(record: CompletionRecord, doc: TextDocument | None) -> int | Non
 
 def _word_at(s: str, i: int) -> bool:
     return i < len(s) and _WORD.match(s[i]) is not None
-
-
-def _common(a: str, b: str) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 @dataclass

@@ -22,8 +22,7 @@ from lsprotocol import types
 from pygls.workspace import TextDocument
 
 from crlhf_lsp.backends import Backend
-from crlhf_lsp.completion import PROMPT_BUDGET, Cursor, TokenCounter, read_cursor
-from crlhf_lsp.prompt import build_prompt
+from crlhf_lsp.completion import Cursor, TokenCounter, prompt_at, read_cursor
 
 __all__ = ["warm_cursor", "warm_line", "warm_prompt"]
 
@@ -51,16 +50,9 @@ def warm_prompt(backend: Backend, cursor: Cursor, cancel: threading.Event) -> in
     (what a request there would read); the tokens it had to read (0: cached already, or
     the backend cannot tell its tokens)."""
     counter = TokenCounter(backend)
-    context = cursor.context(counter) if cursor.context is not None else ""
-    prompt = build_prompt(
-        cursor.prefix,
-        cursor.suffix,
-        count_tokens=counter,
-        budget=PROMPT_BUDGET,
-        fim_tokens=backend.fim_tokens,
-        context=context,
-    )
-    ids = counter.ids_of(prompt.text)
+    prompt = prompt_at(backend, cursor, counter)
+    # A FIM prompt is counted in parts, never whole: encode it once more.
+    ids = counter.ids_of(prompt.text) or backend.encode(prompt.text)
     if ids is None or cancel.is_set():
         return 0
     cached = backend.cached_tokens(ids, cursor.uri)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from crlhf_lsp.backends.local import LocalBackend
-from crlhf_lsp.completion import PROMPT_BUDGET, TokenCounter
-from crlhf_lsp.prompt import build_prompt
+from crlhf_lsp.completion import TokenCounter, prompt_at
 from crlhf_lsp.warmup import warm_cursor, warm_line, warm_prompt
 from lsp_harness import edit, inline, lsp_session, open_doc, request, settings_for, wait_until
 from lsprotocol import types
@@ -34,7 +33,8 @@ def _whole_prompt_ids(backend: LocalBackend, doc: TextDocument, line: int) -> li
     cursor = warm_cursor(doc, URI, line, "utf-16")
     assert cursor is not None
     counter = TokenCounter(backend)
-    prompt = build_prompt(cursor.prefix, cursor.suffix, count_tokens=counter, budget=PROMPT_BUDGET)
+    prompt = prompt_at(backend, cursor, counter)
+    assert not prompt.fim
     ids = counter.ids_of(prompt.text)
     assert ids is not None
     return ids
@@ -54,7 +54,7 @@ def test_a_warm_up_leaves_the_prompt_in_the_cache(tiny_model: Path) -> None:
 
     # The developer writes two more lines and asks there: the cache holds all it shared.
     grown = TextDocument(URI, BODY + "def g(y):\n    return y\n")
-    later = _whole_prompt_ids(backend, grown, line + 2)
+    later = _whole_prompt_ids(backend, grown, line + 4)  # the end of "    return y"
     assert backend.cached_tokens(later, URI) >= len(ids) - 1
     assert len(later) > len(ids)
 
