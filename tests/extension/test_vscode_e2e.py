@@ -158,6 +158,19 @@ def _labels(url: str, admin_token: str) -> list[dict]:
         after = data["next"]
 
 
+def _events(live_store, kind: str) -> list[int]:  # type: ignore[no-untyped-def]
+    """``accepted_chars`` of the store's events of ``kind`` (read from its database)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(live_store.database_url)
+    try:
+        with engine.connect() as db:
+            query = sa.text("SELECT accepted_chars FROM completion_events WHERE kind = :kind")
+            return [n for (n,) in db.execute(query, {"kind": kind}).all()]
+    finally:
+        engine.dispose()
+
+
 def _user_settings(store_url: str, model: Path, tmp: Path) -> dict:
     return {
         "crlhf.pythonPath": sys.executable,
@@ -303,10 +316,16 @@ def test_vscode_end_to_end(
         assert "signed in as alice" in report["set-token"]["signedIn"], report["set-token"]
         assert re.search(r"last completion: \d+ ms", status["tooltip"]), status
         assert "no adapter published yet" in report["check-adapter"]["message"], report
+        # Issue 17: Ctrl+Right took words of a suggestion, and VS Code told the extension
+        # nothing: crlhf-lsp read it off the document, counted it, and told the store.
+        taken = re.search(r"suggestions: \d+ shown · 1 accepted · (\d+) in part", status["tooltip"])
+        assert taken and int(taken[1]) >= 1, (status, report["partial-accept"])
     finally:
         (artifacts / "store.log").write_text(live_store.log())
 
     own, task = _ratings(live_store, review_completion, artifacts)
+    partial = _events(live_store, "partial")
+    assert partial and all(chars >= 2 for chars in partial), partial
     # 👎 on the accepted completion's first line (lightbulb), 👍 on its last (keys).
     assert (0, -1) in own and any(label == 1 for _, label in own), own
     # The review task: line 0 👍 (Ctrl+.), line 1 👎 (keys).

@@ -1,7 +1,8 @@
 // Drives a real VS Code (code-server) in Debian's chromium through the crlhf scenario:
 // set the token ("signed in as alice"), open a Python file, type, see crlhf-lsp's ghost
 // text, accept it with Tab, rate an accepted line 👎 through the lightbulb and another 👍
-// through the keybinding, read the status item (and the last latency in its tooltip), open
+// through the keybinding, take the first words of another suggestion with Ctrl+Right and
+// leave the rest, read the status item (and the last latency in its tooltip), open
 // its menu, check for an adapter (none published), open a review task and rate it with
 // Ctrl+. and the keys, then point crlhf.pythonPath at nothing and expect an actionable
 // error. A screenshot per step.
@@ -173,6 +174,35 @@ await step("rate-up-keybinding", async () => {
     .waitFor({ timeout: 20_000 * slow }).then(() => true, () => false);
   await screenshot("rated-up-keybinding");
   return { ok: done, line: target.line };
+});
+
+await step("partial-accept", async () => {
+  // A new function at the end of the file: its ghost text's first words taken with
+  // Ctrl+Right (VS Code's acceptNextWord, which tells an extension nothing), the rest left.
+  // A new line further down asks again: crlhf-lsp reads the partial accept off the document.
+  await page.keyboard.press("Control+End");
+  await page.keyboard.press("Enter");
+  await page.keyboard.type("def mul(a, b):", { delay: 60 });
+  await page.keyboard.press("Enter");
+  if (!(await waitForGhostText(180_000 * slow))) return { ok: false, why: "no ghost text" };
+  const suggestion = await ghost.innerText().catch(() => "");
+  for (let i = 0; i < 2; i += 1) {
+    await page.keyboard.press("Control+ArrowRight");
+    await sleep(700);
+  }
+  await screenshot("partial-accept");
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("End");
+  await page.keyboard.press("Enter");
+  await page.keyboard.press("Enter");
+  await page.keyboard.type("def div(a, b):", { delay: 60 });
+  await page.keyboard.press("Enter");
+  const next = await waitForGhostText(180_000 * slow);
+  await page.keyboard.press("Escape");
+  await page.keyboard.press("Control+S");
+  await sleep(1_000);
+  const text = readFileSync(join(env("WORKSPACE"), file), "utf8");
+  return { ok: next, suggestion, taken: text.slice(text.indexOf("def mul")) };
 });
 
 await step("status-bar", async () => {
