@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sysconfig
 from pathlib import Path
 
@@ -11,7 +12,12 @@ import pytest
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gguf")
 
-from crlhf_lsp.backends.llamacpp_engine import LlamaCppEngine, LlamaCppError  # noqa: E402
+from crlhf_lsp.backends.llamacpp_engine import (  # noqa: E402
+    BACKGROUND_CHUNK,
+    PREFILL_CHUNK,
+    LlamaCppEngine,
+    LlamaCppError,
+)
 from tiny_gguf import build_tiny_gguf  # noqa: E402
 from tiny_model import build_tiny_model  # noqa: E402
 
@@ -119,6 +125,24 @@ def test_a_prefilled_prompt_is_reused_whole_and_generates_as_if_read_there(engin
     engine.reset()
     assert engine.generate(prompt, max_tokens=6).token_ids == warm.token_ids
     assert not engine.prefill(prompt + prompt, cancelled=lambda: True)
+
+
+def test_a_prefill_nobody_waits_for_can_be_stopped_every_few_tokens(engine):
+    """A warm-up or a whole prompt read at a pause is asked whether to stop every
+    BACKGROUND_CHUNK tokens: the next request waits for ~0.1 s of its work, not ~0.5 s."""
+    prompt = engine.tokenize("total = total + 1\n" * 90)
+    assert len(prompt) > 2 * PREFILL_CHUNK
+    engine.reset()
+    polls = 0
+
+    def cancelled() -> bool:
+        nonlocal polls
+        polls += 1
+        return False
+
+    assert engine.prefill(prompt, cancelled=cancelled)
+    assert polls == math.ceil(len(prompt) / BACKGROUND_CHUNK)
+    assert engine.cached_prefix(prompt) == len(prompt)
 
 
 def test_cancellation_stops_between_tokens(engine):
