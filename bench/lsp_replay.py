@@ -326,10 +326,14 @@ def _targets(arm: Arm) -> None:
 NEW_POSITION_FILES = ("base64", "heapq", "posixpath", "gzip", "selectors", "tracemalloc")
 
 
-async def new_positions(settings: dict[str, Any], env: dict[str, str]) -> list[float]:
+async def new_positions(
+    settings: dict[str, Any], env: dict[str, str], at_end: bool = False, read_s: float = 0.0
+) -> list[float]:
     """Time to ghost text at a new position: each of :data:`NEW_POSITION_FILES` (560-670
-    lines) opened and asked at a blank line of its last third, the KV cache holding the
-    previous file's prompt; the user then pauses 3 s (the whole prompt read, if short)."""
+    lines) opened and asked at a blank line of its last third (``at_end``: on a new line
+    after its last one, where a new function goes), ``read_s`` seconds after the file was
+    opened (crlhf-lsp warms the file's end meanwhile), the KV cache holding the previous
+    file's prompt; the user then pauses 3 s (the whole prompt read, if short)."""
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     times = []
     async with lsp_session(settings, env=env) as client:
@@ -337,13 +341,18 @@ async def new_positions(settings: dict[str, Any], env: dict[str, str]) -> list[f
         open_doc(client, "file:///bench/warm.py", "import os\n")
         await inline(client, "file:///bench/warm.py", 1, 0)  # loads the model
         for name in NEW_POSITION_FILES:
-            lines = (stdlib / f"{name}.py").read_text(encoding="utf-8").split("\n")
-            at = next(i for i in range(len(lines) * 2 // 3, len(lines)) if not lines[i].strip())
-            lines[at] = "    "
+            lines = (stdlib / f"{name}.py").read_text(encoding="utf-8").rstrip("\n").split("\n")
+            if at_end:
+                lines += ["", ""]
+                at = len(lines) - 1
+            else:
+                at = next(i for i in range(len(lines) * 2 // 3, len(lines)) if not lines[i].strip())
+                lines[at] = "    "
             uri = f"file:///bench/{name}.py"
             open_doc(client, uri, "\n".join(lines))
+            await asyncio.sleep(read_s)
             start = time.perf_counter()
-            items = await inline(client, uri, at, 4)
+            items = await inline(client, uri, at, len(lines[at]))
             times.append(time.perf_counter() - start)
             print(f"  {name}.py line {at}: {times[-1]:.2f} s, {len(items)} suggestion(s)")
             await asyncio.sleep(3)
@@ -374,8 +383,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--new-positions",
         action="store_true",
-        help="only time to ghost text at new positions in 600-line files, short first prompt "
-        "on and off (CRLHF_PREFILL_TOKENS=0)",
+        help="only time to ghost text at new positions in 600-line files: in their last third "
+        "asked at once, short first prompt on and off (CRLHF_PREFILL_TOKENS=0); and a new "
+        "function at their end, asked 2 s after opening (the warm-up on open) and at once",
     )
     args = parser.parse_args(argv)
     script = make_script(args.file, args.seed, args.every, args.lines)
@@ -388,12 +398,14 @@ def main(argv: list[str] | None = None) -> None:
     # As shipped: the generation time budget the test harness turns off is on.
     env = {"CRLHF_LLAMACPP_THREADS": str(args.threads), "CRLHF_GENERATION_BUDGET_S": ""}
     if args.new_positions:
-        for label, extra in (
-            ("short first prompt", {}),
-            ("whole prompt", {"CRLHF_PREFILL_TOKENS": "0"}),
+        for label, extra, where in (
+            ("short first prompt", {}, {}),
+            ("whole prompt", {"CRLHF_PREFILL_TOKENS": "0"}, {}),
+            ("a new function at the end, 2 s after opening", {}, {"at_end": True, "read_s": 2.0}),
+            ("the same asked at once", {}, {"at_end": True}),
         ):
             print(f"new positions, {label}:")
-            times = asyncio.run(new_positions(settings, env | extra))
+            times = asyncio.run(new_positions(settings, env | extra, **where))
             print(
                 f"  p50 {pct(times, 0.5):.2f} s  p95 {pct(times, 0.95):.2f} s"
                 f"  (load {os.getloadavg()[0]:.1f})"
