@@ -86,8 +86,10 @@ class Suggester:
         self.ring = RingBuffer()
         self.asked_at: dict[str, int] = {}
         """Per document, the line of the last completion request (where to warm up)."""
-        self._warming: threading.Event | None = None
-        """The warm-up on the model thread, if one is: any request stops it."""
+        self._idle_work: set[threading.Event] = set()
+        """Model work nobody waits for (made ahead, a prompt widened, a warm-up): a request
+        in any document stops it, or the user's model call would queue behind another
+        file's prefill of seconds."""
         self._where: tuple[str, int] | None = None
         """The document and line of the last request, for the ring buffer."""
         self._background: asyncio.Future[None] | None = None  # held: a task may be collected
@@ -112,8 +114,8 @@ class Suggester:
         ticket = self.debounce.arrived(uri)
         if (older := self.cancels.get(uri)) is not None:
             older.set()  # the model's work for an older keystroke: its text would be stale
-        if self._warming is not None:
-            self._warming.set()  # a guess at where the user would ask: they asked
+        for work in self._idle_work:
+            work.set()
         found = self._without_model(cursor)
         if found is not None:
             return found
@@ -252,7 +254,7 @@ class Suggester:
     async def _speculate(self, cursor: Cursor, record: CompletionRecord) -> None:
         """Make the suggestion that will follow an accept of ``record`` while the user reads
         it, and keep it in the cache (llama.vim's speculative FIM): the ghost text after an
-        accept then comes at once. Any request for the document stops it; its prompt is the
+        accept then comes at once. Any request stops it; its prompt is the
         last one plus the suggestion, which the backend's KV cache holds already."""
         future = self.server.backend_future
         if future is None or not future.done() or not future.result().in_process:
@@ -261,8 +263,7 @@ class Suggester:
         context = self._context()
         if self.cache.get(after, context) is not None or cursor.uri in self.cancels:
             return
-        cancel = threading.Event()
-        self.cancels[cursor.uri] = cancel
+        cancel = self._idle(cursor.uri)
         try:
             made = await asyncio.get_running_loop().run_in_executor(
                 self.server.model_thread, self._call_model, future.result(), after, cancel, True
@@ -270,20 +271,18 @@ class Suggester:
         except CrlhfLspError:
             return  # said when the user's own request meets it
         finally:
-            if self.cancels.get(cursor.uri) is cancel:
-                del self.cancels[cursor.uri]
+            self._done(cursor.uri, cancel)
         if made is not None and context == self._context():
             self.cache.put(after, context, made)
 
     async def _widen(self, uri: str, ids: list[int], ticket: int) -> None:
         """Once the user has paused (:data:`WIDEN_AFTER_S` without a request for ``uri``),
         read the whole prompt into the KV cache, so that the next requests there use it
-        (``crlhf_lsp.timebudget``); any request for the document stops it."""
+        (``crlhf_lsp.timebudget``); any request, in any document, stops it."""
         await asyncio.sleep(WIDEN_AFTER_S)
         if not self.debounce.is_newest(uri, ticket) or uri in self.cancels:
             return
-        cancel = threading.Event()
-        self.cancels[uri] = cancel
+        cancel = self._idle(uri)
         future = self.server.backend_future
         assert future is not None and future.done()
         backend = future.result()
@@ -294,38 +293,53 @@ class Suggester:
         except CrlhfLspError:
             return  # said when the user's own request meets it
         finally:
-            if self.cancels.get(uri) is cancel:
-                del self.cancels[uri]
+            self._done(uri, cancel)
+
+    def _idle(self, uri: str) -> threading.Event:
+        """The cancel event of model work for ``uri`` that nobody waits for."""
+        cancel = threading.Event()
+        self.cancels[uri] = cancel
+        self._idle_work.add(cancel)
+        return cancel
+
+    def _done(self, uri: str, cancel: threading.Event) -> None:
+        self._idle_work.discard(cancel)
+        if self.cancels.get(uri) is cancel:
+            del self.cancels[uri]
 
     def warm(self, uri: str) -> None:
         """The file was opened or saved: read the prompt of where the user will likely ask
-        into the model's KV cache while it idles (:mod:`crlhf_lsp.warmup`); any request
-        for the document stops it."""
+        into the model's KV cache while it idles (:mod:`crlhf_lsp.warmup`), in place of
+        any other work made ahead (the user moved here); any request stops it."""
         server, future = self.server, self.server.backend_future
         if not server.settings.enabled or future is None or not future.done():
             return
         if future.exception() is not None or not future.result().in_process:
             return  # no model, or a remote server shared by a team
         doc = server.document(uri)
-        if doc is None or self.cancels or self._warming is not None or server.excluded(uri):
-            return  # the model is busy: with a request, or another warm-up
+        if doc is None or server.excluded(uri):
+            return
+        if any(c not in self._idle_work for c in self.cancels.values()):
+            return  # a request is waiting for the model
+        for work in self._idle_work:
+            work.set()
         cursor = warm_cursor(doc, uri, warm_line(doc, self.asked_at.get(uri)), server.encoding)
         if cursor is None:
             return
         self._ring_context(cursor)
-        self._warming = cancel = threading.Event()
+        cancel = self._idle(uri)
         self._background = asyncio.ensure_future(self._warm(future.result(), cursor, cancel))
 
     async def _warm(self, backend: Backend, cursor: Cursor, cancel: threading.Event) -> None:
         try:
+            await asyncio.sleep(WIDEN_AFTER_S)  # a file opened to type in at once: no work
             read = await asyncio.get_running_loop().run_in_executor(
                 self.server.model_thread, self._warm_on_model_thread, backend, cursor, cancel
             )
         except CrlhfLspError:
             return  # said when the user's own request meets it
         finally:
-            if self._warming is cancel:
-                self._warming = None
+            self._done(cursor.uri, cancel)
         if read:
             log.info("crlhf: warmed %s: %d prompt tokens read", cursor.uri, read)
 
