@@ -99,12 +99,16 @@ async def test_completion_typed_through_cancellation_and_bad_input(
         assert await inline(client, URI, 5, 4) == []
         status = await request(client, "crlhf/status")
         assert status.pop("lastLatencyMs") > 0  # the last suggestion's, in ms
+        tally = {k: status.pop(k) for k in ("suggested", "accepted", "partlyAccepted", "dismissed")}
+        assert tally["suggested"] >= 2 and tally["accepted"] == 0, tally  # none accepted here
+        # Suggestions passed over wait in the outbox for a store: each its row and its event.
+        left = tally["dismissed"] + tally["partlyAccepted"]
+        assert status.pop("outboxPending") == 2 * left, tally
         assert status == {
             "model": str(tiny_model),
             "modelLoading": False,
             "adapterVersion": None,
             "adapterPublished": None,
-            "outboxPending": 0,
             "outboxSetAside": 0,
             "storeReachable": None,
             "storeProblem": None,
