@@ -94,8 +94,8 @@ class Outcomes:
         self.documents = documents
         self.report = report
         self._showing: dict[str, CompletionRecord] = {}
-        self._settled: set[str] = set()
-        """Completions accepted, or partly accepted by the client's own word."""
+        self._settled: dict[str, None] = {}
+        """Completions accepted, or partly accepted by the client's own word (in order)."""
         self.tally = Tally()
 
     def showing(self, record: CompletionRecord) -> None:
@@ -115,9 +115,9 @@ class Outcomes:
                 self.tally.accepted += 1
             else:
                 self.tally.partial += 1
-        self._settled.add(completion_id)
+        self._settled[completion_id] = None
         if len(self._settled) > 4096:  # ids of long-gone suggestions: forget the oldest
-            self._settled = set(list(self._settled)[-1024:])
+            self._settled = dict.fromkeys(list(self._settled)[-1024:])
 
     def closing(self, uri: str) -> None:
         """``uri`` is closing (call while its text is still readable)."""
@@ -131,7 +131,7 @@ class Outcomes:
 
     def _leave(self, record: CompletionRecord) -> None:
         if record.id in self._settled:
-            self._settled.discard(record.id)
+            del self._settled[record.id]
             return
         k = taken_chars(record, self.documents(record.uri))
         if k is None or k >= len(record.text.rstrip()):
