@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from crlhf_store.process import StoreNotReady, free_port, serve_command, wait_ready
+from crlhf_store.process import StoreNotReady, free_port, serve_command, stop_process, wait_ready
 from tiny_model import tiny_model  # noqa: F401 - fixture: the tiny model's folder (cached)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,13 +93,8 @@ class LiveStore:
             raise
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
 
     def restart(self) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crlhf_contract.schemas import HoneypotIn, Scope
-from crlhf_store.process import StoreNotReady, free_port, serve_command, wait_ready
+from crlhf_store.process import StoreNotReady, free_port, serve_command, stop_process, wait_ready
 
 __all__ = ["DemoError", "StoreProcess"]
 
@@ -58,13 +58,8 @@ class StoreProcess:
             raise DemoError(str(exc)) from exc
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process)
         self.process = None
 
     def _database(self):  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-__all__ = ["StoreNotReady", "free_port", "serve_command", "wait_ready"]
+__all__ = ["StoreNotReady", "free_port", "serve_command", "stop_process", "wait_ready"]
 
 
 class StoreNotReady(RuntimeError):
@@ -71,3 +71,15 @@ def wait_ready(
                 return
         time.sleep(poll)
     raise StoreNotReady(f"crlhf-store did not get ready in {timeout:.0f} s{log()}")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:  # type: ignore[type-arg]
+    """Stop ``proc`` politely (SIGTERM), killing it if it has not exited in ``timeout`` s."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from crlhf_store.process import free_port
+from crlhf_store.process import free_port, stop_process
 from paths import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -55,13 +55,7 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float) -> None:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_process(proc, timeout=15)
 
 
 @pytest.fixture(scope="module")
