@@ -93,19 +93,20 @@ class Outcomes:
     ) -> None:
         self.documents = documents
         self.report = report
-        self._showing: dict[str, CompletionRecord] = {}
+        self.on_screen: dict[str, CompletionRecord] = {}
+        """The last suggestion per document."""
         self._settled: dict[str, None] = {}
         """Completions accepted, or partly accepted by the client's own word (in order)."""
         self.tally = Tally()
 
     def showing(self, record: CompletionRecord) -> None:
         """``record`` is on screen in its document; the one there before left."""
-        old = self._showing.get(record.uri)
+        old = self.on_screen.get(record.uri)
         if old is not None and old.id == record.id:
             return
         if old is not None:
             self._leave(old)
-        self._showing[record.uri] = record
+        self.on_screen[record.uri] = record
         self.tally.shown += 1
 
     def settled(self, completion_id: str, whole: bool = True) -> None:
@@ -121,13 +122,13 @@ class Outcomes:
 
     def closing(self, uri: str) -> None:
         """``uri`` is closing (call while its text is still readable)."""
-        old = self._showing.pop(uri, None)
+        old = self.on_screen.pop(uri, None)
         if old is not None:
             self._leave(old)
 
     def drop(self, uri: str) -> None:
         """Forget ``uri``'s suggestion without a word (the document became excluded)."""
-        self._showing.pop(uri, None)
+        self.on_screen.pop(uri, None)
 
     def _leave(self, record: CompletionRecord) -> None:
         if record.id in self._settled:

@@ -73,10 +73,9 @@ class Suggester:
 
     def __init__(self, server: CrlhfServer) -> None:
         self.server = server
-        self.on_screen: dict[str, CompletionRecord] = {}
-        """The last suggestion per document, answered from while the user types it."""
         self.outcomes = Outcomes(server.document, self._report)
-        """What became of each suggestion once another took its place (partial, dismissed)."""
+        """The suggestion on screen per document (answered from while the user types it),
+        and what became of each once another took its place (partial, dismissed)."""
         # The replay bench's arm without the cache sets the size to 0 (not a setting: a
         # user has no reason to turn it off, a benchmark has one).
         self.cache = SuggestionCache(int(os.environ.get("CRLHF_SUGGESTION_CACHE_SIZE", CAPACITY)))
@@ -126,7 +125,7 @@ class Suggester:
         if record is None:
             return None
         server.feedback.remember(record)
-        self._show(record)
+        self.outcomes.showing(record)
         self.cache.put(cursor, self._context(), record)
         self.debounce.suggested(uri, record.id)
         if record.widen is not None:  # a short prompt answered: read the whole at a pause
@@ -138,7 +137,7 @@ class Suggester:
     def _without_model(self, cursor: Cursor) -> tuple[CompletionRecord, str] | None:
         """The suggestion on screen typed through, or one kept for this text; None: ask
         the model."""
-        record = self.on_screen.get(cursor.uri)
+        record = self.outcomes.on_screen.get(cursor.uri)
         rest = typed_through(record, cursor)
         if record is not None and rest is not None:
             self.counts.typed_through += 1
@@ -149,13 +148,8 @@ class Suggester:
             return None
         self.counts.cache_hits += 1
         self.server.feedback.remember(hit[0])
-        self._show(hit[0])
+        self.outcomes.showing(hit[0])
         return hit
-
-    def _show(self, record: CompletionRecord) -> None:
-        """``record`` goes on screen in its document, replacing the one there."""
-        self.on_screen[record.uri] = record
-        self.outcomes.showing(record)
 
     def _report(self, completion_id: str, kind: Outcome, accepted_chars: int | None) -> None:
         """A suggestion left the screen partly taken or dismissed: tell the store."""
@@ -391,7 +385,6 @@ class Suggester:
     def forget(self, uri: str) -> None:
         """The document was closed (its code stays in the ring: recently seen)."""
         self.outcomes.closing(uri)
-        self.on_screen.pop(uri, None)
         self.asked_at.pop(uri, None)
         self.debounce.forget(uri)
 
