@@ -69,7 +69,7 @@ class DemoConfig:
     eval_limit: int = 5  # first N problems of HumanEval and of MBPP's test split
     eval_max_tokens: int = 128
     lr: float = 1e-4  # Gemma 3 270M drifts ~0.5 nats/token from its base in 2 steps at 2e-4
-    kl_stop: float = 1.0  # nats/token the update may move from the base before it stops
+    kl_stop: float = 1.0  # nats/token the update may move from the base (then the step halves)
     min_items: int = 20  # the gate: paired items a metric needs before it is trusted
     seed: int = 0
     json_out: Path | None = None

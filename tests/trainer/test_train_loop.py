@@ -45,11 +45,11 @@ def test_high_reward_completions_gain_log_probability_over_low_reward_ones(logge
 def test_training_stops_early_when_the_policy_drifts_from_the_base(logged, tmp_path):
     model_dir, rows = logged
     ex = examples(model_dir, rows, [1.0 if i % 2 == 0 else 0.0 for i in range(len(rows))])
-    cfg = TrainConfig(method="pg", **CFG | {"kl_stop": 0.5})
+    cfg = TrainConfig(method="pg", **CFG | {"kl_stop": 0.3, "kl_backtracks": 0})
     report = train(str(model_dir), ex, cfg, tmp_path / "a")
     assert report.steps < 12 and report.stopped and "KL" in report.stopped
-    assert report.history[-1]["kl"] > 0.5 >= max(h["kl"] for h in report.history[:-1])
-    assert report.steps == len(report.history) - 2
+    assert report.history[-1]["kl_mean"] > 0.3 >= max(h["kl_mean"] for h in report.history[:-1])
+    assert report.steps == len(report.history) - 2 and "stop" in report.history[-1]
     # the saved adapter is the last one within the limit, not the one that broke it: the
     # weights of a run of that many steps (same data order; with one warm-up step the
     # first two learning rates do not depend on max_steps)
@@ -58,6 +58,38 @@ def test_training_stops_early_when_the_policy_drifts_from_the_base(logged, tmp_p
     train(str(model_dir), ex, short, tmp_path / "b")
     saved, one = (load_file(str(tmp_path / d / "adapter_model.safetensors")) for d in "ab")
     assert all(torch.equal(saved[k], one[k]) for k in one)
+
+
+def test_past_the_kl_limit_the_update_is_undone_and_the_step_halved(logged, tmp_path):
+    """Where a plain stop keeps 3 updates, undoing the one that broke the limit and halving
+    the step goes further; every kept state is within the limit."""
+    model_dir, rows = logged
+    ex = examples(model_dir, rows, [1.0 if i % 2 == 0 else 0.0 for i in range(len(rows))])
+    reports = {}
+    for halvings in (0, 6):
+        cfg = TrainConfig(method="pg", **CFG | {"kl_stop": 1.0, "kl_backtracks": halvings})
+        reports[halvings] = train(str(model_dir), ex, cfg, tmp_path / str(halvings))
+    plain, halved = reports[0], reports[6]
+    assert plain.backtracks == 0 and halved.backtracks >= 1
+    assert halved.steps > plain.steps, (plain.history, halved.history)
+    kept = [h for h in halved.history if "backtrack" not in h]
+    undone = [h for h in halved.history if "backtrack" in h]
+    assert len(undone) == halved.backtracks + (halved.stopped is not None)
+    assert all(h["kl_mean"] > 1.0 for h in undone) and max(h["kl_mean"] for h in kept) <= 1.0
+    lrs = [h["lr"] for h in kept[-2:]]  # the steps after halvings are smaller
+    assert max(lrs) <= CFG["lr"] / 2
+
+
+def test_a_last_update_past_the_limit_is_undone(logged, tmp_path):
+    """No later step measures the last update: training measures it before saving."""
+    model_dir, rows = logged
+    ex = examples(model_dir, rows, [1.0 if i % 2 == 0 else 0.0 for i in range(len(rows))])
+    big = CFG | {"max_steps": 1, "lr": 0.5, "kl_stop": 0.5, "kl_backtracks": 10}
+    report = train(str(model_dir), ex, TrainConfig(method="pg", **big), tmp_path / "a")
+    assert report.steps == 0 and "last update" in report.stopped, report.history
+    saved = load_file(str(tmp_path / "a" / "adapter_model.safetensors"))
+    lora_b = [v for k, v in saved.items() if "lora_B" in k]
+    assert lora_b and all(torch.count_nonzero(v) == 0 for v in lora_b)  # the base, untouched
 
 
 def test_rewards_without_spread_train_nothing(logged, tmp_path):

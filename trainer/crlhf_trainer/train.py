@@ -8,9 +8,11 @@ data loader; the reference log-probs come from the same weights with the adapter
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -46,7 +48,10 @@ class TrainConfig:
     importance: str = "policy"
     adv_floor: float = 0.1  # advantages are divided by max(sd of the signal, this)
     min_signal: float = 0.01  # below this sd of rewards/credits there is nothing to learn
-    kl_stop: float = 0.5  # stop once the mean KL to the base rose this much (nats/token)
+    # past this rise of the mean KL to the base (nats/token) the last update is undone and
+    # the step halved; after kl_backtracks halvings training stops (0: at the first breach)
+    kl_stop: float = 0.5
+    kl_backtracks: int = 4
     checkpoint_every: int = 0  # save the loop's state every N optimizer steps (0: never)
     resume: bool = False  # continue from <out_dir>.checkpoint
     baseline_momentum: float = 0.9  # EMA of the reward baseline
@@ -83,6 +88,8 @@ class TrainReport:
     peak_memory_mb: float
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: str | None = None  # why training ended before max_steps
+    backtracks: int = 0  # updates undone (and the step halved) for passing kl_stop
+    final_kl: float | None = None  # KL to the base of the saved weights (nats/token)
 
     def summary(self) -> dict[str, Any]:
         d = asdict(self)
@@ -130,6 +137,8 @@ def train(
         logged = loop.one_step()
         if logged is not None and on_step:
             on_step(loop.step, logged)
+    if loop.stopped is None:
+        loop.check_last_update()
     return loop.finish(base_model or model)
 
 
@@ -185,27 +194,74 @@ class _Loop:
         self.batches = _forever(loader)
         self.history: list[dict[str, float]] = []
         self.stopped: str | None = None
-        self.good = [p.detach().clone() for p in self.params]  # last weights within kl_stop
         self.step, self.tokens, self.seconds = 0, 0, 0.0
+        self._keep_good()
+        self.drawn = 0  # micro-batches taken from the loader (a resume skips as many)
         self.kl_start: float | None = None
+        self.lr_scale, self.backtracks = 1.0, 0
+        # the KL of one batch says little of the data's (the tiny model of the tests: 0.06
+        # on one batch, 0.43 on the other, same weights): the limit is on the mean over
+        # the last pass through the data, each step's batch measured once
+        self.kl_window: deque[float] = deque(maxlen=max(1, min(len(loader), 16)))
+        self.final_kl: float | None = None
         self.wrapped.train()
 
     @property
     def checkpoint_dir(self) -> Path:
         return self.out_dir.with_name(self.out_dir.name + ".checkpoint")
 
+    def _keep_good(self) -> None:
+        """Remember the weights and optimizer moments last measured within the KL limit."""
+        self.good = [p.detach().clone() for p in self.params]
+        self.good_optimizer = copy.deepcopy(self.optimizer.state_dict())
+        self.good_step = self.step
+
+    def _restore_good(self) -> None:
+        for p, g in zip(self.params, self.good, strict=True):
+            p.data.copy_(g)
+        self.optimizer.load_state_dict(self.good_optimizer)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step = self.good_step
+
+    def _next_batch(self) -> Any:
+        self.drawn += 1
+        return next(self.batches)
+
     def one_step(self) -> dict[str, float] | None:
-        """One optimizer step; None when the KL limit stopped the run instead."""
+        """One optimizer step; None when the KL limit undid the last update instead."""
         cfg, acc = self.config, self.accelerator
         t0 = time.perf_counter()
+        lr = _lr_at(self.step, cfg) * self.lr_scale
         for group in self.optimizer.param_groups:
-            group["lr"] = _lr_at(self.step, cfg)
+            group["lr"] = lr
+        logged = self._gradients([self._next_batch() for _ in range(cfg.grad_accum)])
+        # logged["kl"] is the KL of the weights this step measured (before its update).
+        if self._past_kl_limit(logged):
+            self._back_off(logged)
+            self.seconds += time.perf_counter() - t0
+            return None
+        self._keep_good()
+        grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        # DeepSpeed returns None before its first accumulation boundary
+        logged |= {"grad_norm": _float_or_nan(grad_norm), "lr": lr}
+        logged["baseline"] = self.baseline.value
+        self.history.append(logged)
+        self.step += 1
+        self.seconds += time.perf_counter() - t0
+        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            self.save_checkpoint()
+        return logged
+
+    def _gradients(self, batches: list[Any]) -> dict[str, float]:
+        """Accumulate one step's gradients over its micro-batches; the mean of their stats."""
+        cfg, acc = self.config, self.accelerator
         logged: dict[str, float] = {}
-        for micro in range(cfg.grad_accum):
-            batch = next(self.batches)
+        for micro, batch in enumerate(batches):
             # DDP all-reduces on every backward unless told otherwise: only the last
             # micro-batch of a step should pay for the sync.
-            sync = micro == cfg.grad_accum - 1
+            sync = micro == len(batches) - 1
             with nullcontext() if sync else acc.no_sync(self.wrapped):
                 loss, stats = policy_loss(
                     self.wrapped,
@@ -218,46 +274,84 @@ class _Loop:
                     peft_model=self.policy,
                     scale=self.scale,
                 )
-                acc.backward(loss / cfg.grad_accum)
+                acc.backward(loss / len(batches))
             # every rank tracks the same baseline: the mean over all ranks' micro-batches
             self.baseline.update(_mean_across_ranks(acc, self.method.batch_signal(batch)))
             self.tokens += batch.n_tokens
             for k, v in stats.items():
-                logged[k] = logged.get(k, 0.0) + v / cfg.grad_accum
-        # logged["kl"] is the KL of the weights this step measured (before its update).
-        # Past the limit (counted from where this run started: a continued adapter begins
-        # some way from the base), go back to the last weights within it and stop.
-        kl = _mean_across_ranks(acc, logged["kl"])
-        if self.kl_start is None:
-            self.kl_start = kl
-        if kl - self.kl_start > cfg.kl_stop:
-            self._stop(logged)
-            return None
-        self.good = [p.detach().clone() for p in self.params]
-        grad_norm = acc.clip_grad_norm_(self.params, cfg.max_grad_norm)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        # DeepSpeed returns None before its first accumulation boundary
-        logged |= {"grad_norm": _float_or_nan(grad_norm), "lr": _lr_at(self.step, cfg)}
-        logged["baseline"] = self.baseline.value
-        self.history.append(logged)
-        self.step += 1
-        self.seconds += time.perf_counter() - t0
-        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
-            self.save_checkpoint()
+                logged[k] = logged.get(k, 0.0) + v / len(batches)
         return logged
 
-    def _stop(self, logged: dict[str, float]) -> None:
-        for p, g in zip(self.params, self.good, strict=True):
-            p.data.copy_(g)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.stopped = (
-            f"KL {logged['kl']:.3g} rose past {self.config.kl_stop:g} nats/token at step "
-            f"{self.step + 1}; kept the weights after {self.step - 1} update(s)"
+    def _past_kl_limit(self, logged: dict[str, float]) -> bool:
+        """Whether the weights just measured are past the limit: the mean KL of the last
+        pass's batches (this one's included), counted from where this run started (a
+        continued adapter begins some way from the base). Every rank decides on the same
+        mean. Only kept weights' measurements stay in the window."""
+        kl = _mean_across_ranks(self.accelerator, logged["kl"])
+        if self.kl_start is None:
+            self.kl_start = kl
+        window = [*self.kl_window, kl]
+        logged["kl_mean"] = sum(window[-self.kl_window.maxlen :]) / min(
+            len(window), self.kl_window.maxlen or 1
         )
+        past = logged["kl_mean"] - self.kl_start > self.config.kl_stop
+        if not past:
+            self.kl_window.append(kl)
+        return past
+
+    def _back_off(self, logged: dict[str, float]) -> None:
+        """Undo the last update (weights and Adam moments) and halve the step for the rest of
+        the run; stop once ``kl_backtracks`` halvings did not keep the policy within the
+        limit, with the last weights measured within it.
+
+        A plain stop here ended the learning bench's informative arms (truth, em2) after
+        6–10 of 12 updates while random credit, which moves the policy less, ran all 12:
+        the arms were compared at unequal training. When a breach comes from one step too
+        large, a smaller one continues the run (the tiny model of the tests: 6 updates
+        instead of 3). When the policy has spent its KL budget, smaller steps breach again
+        and the halvings run out: the run ends as the plain stop did, ``kl_backtracks``
+        steps later. Making the step smaller without undoing it, or weighting the KL term
+        more (PPO's adaptive penalty), did not bring the tiny model back within the limit."""
+        undone = self.step
+        self._restore_good()
+        logged["backtrack"] = 1.0
+        if self.backtracks >= self.config.kl_backtracks:
+            self.stopped = (
+                f"KL {logged['kl']:.3g} rose past {self.config.kl_stop:g} nats/token at step "
+                f"{undone + 1} after {self.backtracks} halving(s) of the step; kept the "
+                f"weights after {self.step} update(s)"
+            )
+            logged["stop"] = 1.0
+        else:
+            self.backtracks += 1
+            self.lr_scale /= 2
         self.history.append(logged)
-        if self.step > 0:  # the kept weights are the ones before the last update
-            self.step -= 1
+
+    def check_last_update(self) -> None:
+        """The last update's weights were never measured: measure them on one more batch
+        (forward only) and go back to the last weights within the limit if they broke it."""
+        cfg = self.config
+        if cfg.kl_coef <= 0 or self.step == 0:
+            return
+        with torch.no_grad():
+            _, stats = policy_loss(
+                self.wrapped,
+                self._next_batch(),
+                self.method.advantage,
+                self.baseline.value,
+                kl_coef=cfg.kl_coef,
+                peft_model=self.policy,
+                scale=self.scale,
+            )
+        self.final_kl = stats["kl"]
+        if self._past_kl_limit(stats):
+            self.final_kl = None  # the kept weights' KL was measured when they were made
+            self._restore_good()
+            self.history.append(stats | {"backtrack": 1.0, "stop": 1.0})
+            self.stopped = (
+                f"KL {stats['kl']:.3g} after the last update passed {cfg.kl_stop:g} "
+                f"nats/token; kept the weights after {self.step} update(s)"
+            )
 
     def save_checkpoint(self) -> None:
         self.accelerator.save_state(str(self.checkpoint_dir / "state"))
@@ -268,6 +362,9 @@ class _Loop:
                 "seconds": self.seconds,
                 "baseline": self.baseline.value,
                 "kl_start": self.kl_start,
+                "lr_scale": self.lr_scale,
+                "backtracks": self.backtracks,
+                "drawn": self.drawn,
                 "history": self.history,
             }
             tmp = self.checkpoint_dir / "progress.json.tmp"
@@ -285,13 +382,15 @@ class _Loop:
             )
         self.accelerator.load_state(str(self.checkpoint_dir / "state"))
         progress = json.loads(progress_file.read_text())
-        for _ in range(progress["step"] * self.config.grad_accum):
-            next(self.batches)  # the same seeded order, advanced to where it stopped
+        for _ in range(progress.get("drawn", progress["step"] * self.config.grad_accum)):
+            self._next_batch()  # the same seeded order, advanced to where it stopped
         self.step, self.tokens = progress["step"], progress["tokens"]
         self.seconds, self.history = progress["seconds"], progress["history"]
         self.baseline.value = progress["baseline"]
         self.kl_start = progress["kl_start"]
-        self.good = [p.detach().clone() for p in self.params]
+        self.lr_scale = progress.get("lr_scale", 1.0)  # a checkpoint of an older version
+        self.backtracks = progress.get("backtracks", 0)
+        self._keep_good()  # a resumed run's weights were within the limit when saved
 
     def finish(self, base_model: str) -> TrainReport:
         acc = self.accelerator
@@ -307,6 +406,8 @@ class _Loop:
             peak_memory_mb=peak_memory_mb(self.device),
             history=self.history,
             stopped=self.stopped,
+            backtracks=self.backtracks,
+            final_kl=self.final_kl,
         )
 
 
