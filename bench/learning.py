@@ -10,6 +10,10 @@ crlhf-lsp, ratings from simulated crowds posted to real stores through review ta
 trainer's pull → aggregate → train, then a teacher-forced evaluation on held-out standard
 library functions (scenario ``conventions``, :mod:`crlhf_cli.conventions`).
 
+The guard column is the pair preference (a) on the same held-out functions: the change in
+q = log p(a correct line) − log p(its mutated twin), nats/token; below zero, the adapter
+learnt to prefer broken code.
+
 Prints, per crowd and method, each arm's improvement d (nats/token; positive: rule-breaking
 lines became less likely than conforming ones on code never rated) with its 90 % interval
 over items and seeds, its recovery R = (arm − random) / (truth − random), em2 − random and
@@ -51,7 +55,8 @@ _HELP = {
     "grad_accum": "micro-batches per step",
     "lr": "learning rate of the LoRA adapter",
     "kl_coef": "weight of the KL term to the base model",
-    "kl_stop": "stop (keeping the last good weights) once KL to base passes this, nats/token",
+    "kl_stop": "past this KL to base (nats/token) the update is undone and the step halved",
+    "kl_backtracks": "halvings of the step before training stops (0: stop at the KL limit)",
     "max_train_tokens": "prompt + completion tokens kept for training",
     "max_eval_tokens": "tokens of each held-out function scored",
 }
@@ -107,7 +112,7 @@ def print_tables(result: LearningResult, console: Console) -> None:
     for crowd in cfg["crowds"]:
         for method in cfg["methods"]:
             table = Table(title=f"crowd {crowd} · {method} · improvement d (nats/token), 90% CI")
-            for col in ("arm", "d = −Δ margin", "recovery R", "seeds × items"):
+            for col in ("arm", "d = −Δ margin", "recovery R", "guard Δq (a)", "seeds × items"):
                 table.add_column(col)
             for arm in cfg["arms"]:
                 runs = result.table(crowd, method, arm)
@@ -121,6 +126,7 @@ def print_tables(result: LearningResult, console: Console) -> None:
                     arm,
                     str(mean_interval(runs)),
                     "–" if r is None else f"{r} ({len(runs_p)} seeds)",
+                    _guard(result.table(crowd, method, arm, metric="pair")),
                     f"{len(runs)} × {len(runs[0])}",
                 )
             console.print(table)
@@ -141,6 +147,11 @@ def print_tables(result: LearningResult, console: Console) -> None:
         f"{result.completions} completions, {result.lines} rated lines "
         f"({result.share_breaking:.0%} break a convention); wall {result.seconds / 60:.1f} min"
     )
+
+
+def _guard(pairs: list[list[float]]) -> str:
+    """The pair guard's change with its interval, over the items that have a pair."""
+    return str(mean_interval(pairs)) if pairs and pairs[0] else "–"
 
 
 def _scores(s: dict | None) -> str:

@@ -46,7 +46,7 @@ from typing import Any
 from crlhf_cli import conventions as conv
 from crlhf_cli.learning_arms import arm_rewards, line_accuracy
 from crlhf_cli.learning_config import LearningConfig, Log
-from crlhf_cli.learning_eval import EvalItem, eval_items, margins
+from crlhf_cli.learning_eval import EvalItem, eval_items, margins, pair_margins
 from crlhf_cli.learning_result import LearningResult, RunResult
 from crlhf_cli.learning_stores import Collected, collect, crowd_round
 
@@ -74,10 +74,11 @@ def run_learning(cfg: LearningConfig, log: Log = print) -> LearningResult:
         f"{len(items)} held-out items"
     )
     base = AutoModelForCausalLM.from_pretrained(ref.path)
-    base_margin = margins(base, items)
+    base_margin, base_pair = margins(base, items), pair_margins(base, items)
     del base
     collected, exported = collect(cfg, ref, prompts, log)
     result = _new_result(cfg, items, base_margin, collected, log)
+    result.base_pair = base_pair
     for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
         for crowd_name in cfg.crowds:
             work = crowd_round(cfg, crowd_name, seed, collected, exported, pots)
@@ -136,7 +137,7 @@ def _run_arms(
                 work,
                 collected,
                 items,
-                result.base_margin,
+                result,
                 crowd_name,
                 seed,
                 method,
@@ -146,8 +147,10 @@ def _run_arms(
             _save(cfg, result)  # after every run: a bench stopped early keeps them
             log(
                 f"  {crowd_name} seed {seed} {method} {arm}: d = "
-                f"{sum(run.improvement) / len(run.improvement):+.3f} nats/token "
-                f"({run.train_seconds:.0f} s{', ' + run.stopped if run.stopped else ''})"
+                f"{sum(run.improvement) / len(run.improvement):+.3f} nats/token, guard "
+                f"{sum(run.pair) / max(1, len(run.pair)):+.3f} "
+                f"({run.train_seconds:.0f} s, KL {run.final_kl or 0:.2f}, "
+                f"{run.backtracks} step halving(s){', ' + run.stopped if run.stopped else ''})"
             )
 
 
@@ -158,7 +161,7 @@ def _save(cfg: LearningConfig, result: LearningResult) -> None:
 
 
 def _train_and_score(
-    cfg, ref, tokenizer, work, collected, items, base_margin, crowd_name, seed, method, arm
+    cfg, ref, tokenizer, work, collected, items, result, crowd_name, seed, method, arm
 ) -> RunResult:  # type: ignore[no-untyped-def]
     from crlhf_trainer.errors import NoTrainingData
     from crlhf_trainer.examples import build_examples
@@ -178,6 +181,7 @@ def _train_and_score(
         warmup_steps=1,
         kl_coef=cfg.kl_coef,
         kl_stop=cfg.kl_stop,
+        kl_backtracks=cfg.kl_backtracks,
         seed=seed,
         device=cfg.device,
         max_tokens=cfg.max_train_tokens,
@@ -191,12 +195,18 @@ def _train_and_score(
         else:
             report = train(str(ref.path), examples, tcfg, out)
     except NoTrainingData as exc:  # no spread in this arm's credit: the base model stays
-        return RunResult(crowd_name, seed, method, arm, [0.0] * len(items), 0.0, 0, None, str(exc))
+        unchanged = [0.0 for q in result.base_pair if q is not None]
+        return RunResult(
+            crowd_name, seed, method, arm, [0.0] * len(items), 0.0, 0, None, str(exc), 0, unchanged
+        )
     policy = load_policy(str(ref.path), tcfg, adapter=out, trainable=False)
-    after = margins(policy, items)
+    after, pair_after = margins(policy, items), pair_margins(policy, items)
     del policy
-    final = report.history[-1].get("kl") if report.history else None
-    improvement = [-(a - b) for a, b in zip(after, base_margin, strict=True)]
+    final = report.final_kl
+    if final is None and report.history:
+        final = report.history[-1].get("kl")
+    improvement = [-(a - b) for a, b in zip(after, result.base_margin, strict=True)]
+    pair = [a - b for a, b in zip(pair_after, result.base_pair, strict=True) if b is not None]
     return RunResult(
         crowd_name,
         seed,
@@ -207,4 +217,6 @@ def _train_and_score(
         report.steps,
         final,
         report.stopped,
+        report.backtracks,
+        pair,
     )

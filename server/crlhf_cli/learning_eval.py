@@ -1,6 +1,15 @@
 """Step 4 of the learning benchmark (:mod:`crlhf_cli.learning`), teacher-forced on held-out
 reference bodies: ``m = mean log p(rule-breaking body lines) − mean log p(conforming body
 lines)`` per function (nats/token).
+
+And a guard, the issue's pair preference (a): per function, one conforming body line and
+its mutated twin (a flipped operator, an off-by-one, a ``return None``: the honeypots'
+mutations, :func:`crlhf_cli.problems.mutate`), after the same prefix::
+
+    q = mean log p(correct line) − mean log p(mutated line)      (nats/token)
+
+Training on the conventions should leave q where it was: a fall says the adapter learnt
+to prefer broken code, which the conventions metric cannot see.
 """
 
 from __future__ import annotations
@@ -11,7 +20,16 @@ from typing import Any
 
 from crlhf_cli import conventions as conv
 
-__all__ = ["EvalItem", "eval_items", "margins"]
+__all__ = ["EvalItem", "Pair", "eval_items", "margins", "pair_margins"]
+
+
+@dataclass
+class Pair:
+    """A correct line and its mutated twin, each as the prefix's ids plus the line's."""
+
+    correct: list[int]
+    mutated: list[int]
+    start: int  # the line's first token position in both (the prefix is shared)
 
 
 @dataclass
@@ -20,6 +38,7 @@ class EvalItem:
     ids: list[int]
     breaking: list[int]  # token positions (into ids) on rule-breaking body lines
     conforming: list[int]
+    pair: Pair | None = None
 
 
 def eval_items(
@@ -52,10 +71,31 @@ def eval_items(
             elif kind.get(n) == "conforming":
                 conforming.append(t)
         if breaking and conforming:
-            out.append(EvalItem(f.key, list(ids), breaking, conforming))
+            pair = _pair(tokenizer, lines, sorted(n for n, k in kind.items() if k == "conforming"))
+            out.append(EvalItem(f.key, list(ids), breaking, conforming, pair))
         if len(out) >= limit:
             break
     return out
+
+
+def _pair(tokenizer: Any, lines: list[str], candidates: Sequence[int]) -> Pair | None:
+    """The first conforming line that a mutation changes, and its twin, tokenised after the
+    same prefix (tokenised once: a token never spans the prefix and the line)."""
+    import random
+
+    from crlhf_cli.problems import mutate
+
+    rng = random.Random(0)
+    for n in candidates:
+        twin = mutate(lines[n], rng)
+        if twin is None:
+            continue
+        prefix = tokenizer("\n".join(lines[:n]) + "\n")["input_ids"]
+        tail = {"add_special_tokens": False}
+        correct = tokenizer(lines[n] + "\n", **tail)["input_ids"]
+        mutated = tokenizer(twin + "\n", **tail)["input_ids"]
+        return Pair(prefix + correct, prefix + mutated, len(prefix))
+    return None
 
 
 def _docstring_lines(source: str) -> set[int]:
@@ -97,4 +137,30 @@ def margins(model: Any, items: Sequence[EvalItem]) -> list[float]:
             bad = [logp[t] for t in it.breaking if t > 0]
             good = [logp[t] for t in it.conforming if t > 0]
             out.append(sum(bad) / len(bad) - sum(good) / len(good))
+    return out
+
+
+def pair_margins(model: Any, items: Sequence[EvalItem]) -> list[float | None]:
+    """q per item (None without a pair): mean log p of the correct line's tokens − of its
+    mutated twin's, after the same prefix."""
+    import torch
+
+    device = next(model.parameters()).device
+    model.eval()
+    out: list[float | None] = []
+    with torch.no_grad():
+        for it in items:
+            if it.pair is None:
+                out.append(None)
+                continue
+            means = []
+            for seq in (it.pair.correct, it.pair.mutated):
+                ids = torch.tensor([seq], device=device)
+                targets = list(range(it.pair.start, len(seq)))
+                keep = torch.tensor([t - 1 for t in targets], device=device)
+                logits = model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits[0]
+                logits = logits.float()
+                picked = logits.gather(1, ids[0, targets, None])[:, 0] - logits.logsumexp(-1)
+                means.append(float(picked.mean()))
+            out.append(means[0] - means[1])
     return out

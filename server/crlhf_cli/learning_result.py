@@ -26,6 +26,10 @@ class RunResult:
     steps: int
     final_kl: float | None
     stopped: str | None
+    backtracks: int = 0  # updates undone, the step halved, for passing the KL limit
+    # the guard: change of q (correct line − its mutated twin, nats/token) per held-out
+    # item with a pair (crlhf_cli.learning_eval); positive: prefers correct code more
+    pair: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -39,19 +43,26 @@ class LearningResult:
     runs: list[RunResult] = field(default_factory=list)
     accuracy: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
+    base_pair: list[float | None] = field(default_factory=list)  # q of the base per item
 
     def table(
-        self, crowd: str, method: str, arm: str, seeds: set[int] | None = None
+        self,
+        crowd: str,
+        method: str,
+        arm: str,
+        seeds: set[int] | None = None,
+        metric: str = "improvement",
     ) -> list[list[float]]:
-        """[seeds][items] improvements of one arm (truth is the same for every crowd),
-        of every seed it ran or of ``seeds`` only."""
+        """[seeds][items] improvements (or ``metric="pair"``: the guard's changes) of one arm
+        (truth is the same for every crowd), of every seed it ran or of ``seeds`` only."""
         rows = [
             r
             for r in self.runs
             if r.method == method and r.arm == arm and (arm == "truth" or r.crowd == crowd)
         ]
         rows = [r for r in rows if seeds is None or r.seed in seeds]
-        return [r.improvement for r in sorted(rows, key=lambda r: r.seed)]
+        tables = [getattr(r, metric) for r in sorted(rows, key=lambda r: r.seed)]
+        return [t for t in tables if t]  # runs of an older bench have no guard
 
     def paired(self, crowd: str, method: str, *arms: str) -> list[list[list[float]]]:
         """The tables of ``arms`` on the seeds they all ran (what a paired interval needs)."""

@@ -39,6 +39,7 @@ __all__ = [
     "humaneval_tail",
     "line_truth",
     "mbpp_train",
+    "mutate",
     "normalise",
 ]
 
@@ -142,7 +143,8 @@ _MUTATIONS: Sequence[tuple[str, str]] = (
 )
 
 
-def _mutate(line: str, rng: random.Random) -> str | None:
+def mutate(line: str, rng: random.Random) -> str | None:
+    """``line`` with one mutation of :data:`_MUTATIONS` (chosen by ``rng``), or None."""
     options = [(p, r) for p, r in _MUTATIONS if re.search(p, line)]
     if not options:
         return None
@@ -161,7 +163,7 @@ def honeypots(problems: Sequence[DemoProblem], seed: int = 0) -> list[HoneypotIn
         if k % 3:
             body = [i for i, line in enumerate(lines) if line.strip() and i > 0]
             for i in rng.sample(body, min(len(body), rng.choice((1, 2)))):
-                mutated = _mutate(lines[i], rng)
+                mutated = mutate(lines[i], rng)
                 if mutated is not None:
                     lines[i], truth[i] = mutated, -1
         out.append(HoneypotIn(prompt=problem.prompt, text="\n".join(lines), truth=truth))

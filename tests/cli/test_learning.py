@@ -50,6 +50,10 @@ def test_the_learning_bench_runs_every_arm_on_paired_items(tmp_path: Path) -> No
         em2 = result.accuracy[key]["em2"]
         if em2 is not None:
             assert {"accuracy", "constant", "balanced", "auc", "brier"} <= set(em2)
+    # the pair guard: one change per held-out item that has a pair, in every run
+    with_pair = [q for q in result.base_pair if q is not None]
+    assert len(result.base_pair) == len(result.items)
+    assert all(len(r.pair) == len(with_pair) for r in result.runs)
     saved = json.loads((cfg.work_dir / "learning.json").read_text())
     assert len(saved["runs"]) == len(result.runs) == (1 + 4 * 2) * 2  # × pg-line, kto
     # every crowd round pulled its own store's export (the trainer's only input)
