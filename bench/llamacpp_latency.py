@@ -92,7 +92,16 @@ def raw_rows(
     from llama_cpp import Llama
 
     backend = LlamaCppBackend(model, n_threads=threads)  # for the prompt builder's tokenizer
-    llm = Llama(model_path=str(model), n_ctx=4096, n_threads=threads, verbose=False)
+    # n_threads_batch too: left out, llama-cpp-python reads prompts on every core
+    # (multiprocessing.cpu_count()), and "raw at 1 thread" read them on 2 while crlhf-lsp
+    # read them on 1 (the 1.66-1.91x on cold prompts that stop 21 could not explain)
+    llm = Llama(
+        model_path=str(model),
+        n_ctx=4096,
+        n_threads=threads,
+        n_threads_batch=threads,
+        verbose=False,
+    )
 
     def prompt(text: str, line: int, char: int) -> str:
         lines = text.split("\n")

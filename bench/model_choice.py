@@ -40,7 +40,13 @@ class Side:
 
         self.path, self.name = resolve_gguf(spec)
         self.backend = LlamaCppBackend(self.path, n_threads=threads)
-        self.llm = Llama(model_path=str(self.path), n_ctx=4096, n_threads=threads, verbose=False)
+        self.llm = Llama(  # n_threads_batch: left out, prompts are read on every core
+            model_path=str(self.path),
+            n_ctx=4096,
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
         self.times: dict[str, list[float]] = {}
         self.prompt_tokens: dict[str, list[int]] = {}
         self.empty = 0
