@@ -223,3 +223,29 @@ def test_the_backend_takes_the_ids_the_server_counted(tiny_gguf):
     )
     assert shorter.prompt_token_ids == other
     backend.close()
+
+
+def test_a_prompt_is_read_on_every_core_the_machine_leaves_free(tiny_gguf, tmp_path) -> None:
+    """The engine asks its spare-core reader before each prompt somebody waits for and sets
+    llama.cpp's batch threads; work nobody waits for goes back to the default share."""
+    import llama_cpp
+    from crlhf_lsp.backends.spare_cores import SpareCores
+
+    stat, wall = tmp_path / "stat", [0.0]
+    stat.write_text("cpu  100 0 0 900 0 0 0 0 0 0\n")
+    spare = SpareCores(stat_path=stat, cores=3, our_cpu=lambda: 0.0, clock=lambda: wall[0])
+    engine = LlamaCppEngine(tiny_gguf, n_ctx=512, n_threads=1, spare_cores=spare)
+    try:
+        ids = engine.tokenize("def add(a, b):\n    return", add_bos=True)
+        wall[0] += 1.0  # nobody else busy in that second
+        result = engine.generate(ids, max_tokens=2)
+        assert result.timings["batch_threads"] == 3
+        assert llama_cpp.llama_n_threads_batch(engine._llm.ctx) == 3
+        assert llama_cpp.llama_n_threads(engine._llm.ctx) == 1  # generation keeps its share
+        engine.prefill(engine.tokenize("x = 1\n" * 20, add_bos=True))
+        assert llama_cpp.llama_n_threads_batch(engine._llm.ctx) == 1
+        wall[0] += 1.0
+        stat.write_text("cpu  400 0 0 900 0 0 0 0 0 0\n")  # 3 core-seconds of others' work
+        assert engine.generate(ids, max_tokens=2).timings["batch_threads"] == 1
+    finally:
+        engine.close()

@@ -35,7 +35,13 @@ __all__ = [
 def from_settings(settings: Settings) -> LlamaCppBackend:
     path, name = resolve_gguf(settings.model)
     threads = os.environ.get("CRLHF_LLAMACPP_THREADS", "")
-    return LlamaCppBackend(path, name=name, n_threads=int(threads) if threads.isdigit() else None)
+    batch = os.environ.get("CRLHF_LLAMACPP_BATCH_THREADS", "auto")
+    return LlamaCppBackend(
+        path,
+        name=name,
+        n_threads=int(threads) if threads.isdigit() else None,
+        batch_threads=int(batch) if batch.isdigit() else "auto",
+    )
 
 
 def resolve_gguf(spec: str | None) -> tuple[Path, str]:

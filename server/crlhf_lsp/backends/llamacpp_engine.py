@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from crlhf_lsp.backends.spare_cores import SpareCores
+
 __all__ = [
     "BACKGROUND_CHUNK",
     "PREFILL_CHUNK",
@@ -100,7 +102,13 @@ class LlamaCppEngine:
         n_batch: int = 512,
         seed: int = 0,
         kv_f32: bool = False,
+        batch_threads: int | str = "auto",
+        spare_cores: SpareCores | None = None,
     ) -> None:
+        """``batch_threads``: the threads that read a prompt somebody waits for; ``"auto"``
+        every core when the rest of the machine leaves them free, else ``n_threads``, as
+        ``spare_cores`` (default: this machine's ``/proc/stat``) tells
+        (:mod:`crlhf_lsp.backends.spare_cores`)."""
         try:
             from llama_cpp import Llama
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -138,6 +146,11 @@ class LlamaCppEngine:
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self.architecture = self._llm.metadata.get("general.architecture", "")
         self._lock = threading.Lock()
+        self.threads = threads
+        self._spare = (spare_cores or SpareCores()) if batch_threads == "auto" else None
+        self._fixed_batch = threads if batch_threads == "auto" else int(batch_threads)
+        self.batch_threads = threads  # what the context reads prompts with now
+        self._set_threads(self._fixed_batch)
         self._rng = np.random.default_rng(seed)
         self._adapter = None  # llama_adapter_lora_p currently set, or None
         self._scale = 1.0
@@ -183,6 +196,9 @@ class LlamaCppEngine:
         is_cancelled = cancelled or (lambda: False)
         with self._lock:
             t0 = time.perf_counter()
+            self._set_threads(
+                self._spare.threads(self.threads) if self._spare else self._fixed_batch
+            )
             reused = self._prefill(prompt, is_cancelled)
             t1 = time.perf_counter()
             result = LlamaCppGeneration(prompt, [], [], "", reused_tokens=max(reused, 0))
@@ -191,7 +207,11 @@ class LlamaCppEngine:
                 return result
             self._decode_loop(result, max_tokens, temperature, top_p, stop, is_cancelled)
             t2 = time.perf_counter()
-        result.timings = {"prefill_s": t1 - t0, "decode_s": t2 - t1}
+        result.timings = {
+            "prefill_s": t1 - t0,
+            "decode_s": t2 - t1,
+            "batch_threads": float(self.batch_threads),
+        }
         return result
 
     def cached_prefix(self, prompt_ids: Sequence[int]) -> int:
@@ -206,7 +226,13 @@ class LlamaCppEngine:
         :data:`BACKGROUND_CHUNK`; False if cancelled (the chunks read by then stay)."""
         prompt = list(prompt_ids)[-max(1, self.n_ctx - 1) :]
         with self._lock:
+            self._set_threads(self.threads)  # work nobody waits for takes no spare core
             return self._prefill(prompt, cancelled or (lambda: False), BACKGROUND_CHUNK) >= 0
+
+    def _set_threads(self, batch: int) -> None:
+        if batch != self.batch_threads:
+            self._lib.llama_set_n_threads(self._llm.ctx, self.threads, batch)
+            self.batch_threads = batch
 
     def _prefill(
         self, prompt: list[int], cancelled: Callable[[], bool], chunk: int = PREFILL_CHUNK
