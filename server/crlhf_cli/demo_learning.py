@@ -28,9 +28,11 @@ from typing import Any
 from crlhf_cli import conventions as conv
 
 __all__ = [
+    "CORRECT",
     "GUARD",
     "METRIC",
     "conventions_suite",
+    "correct_suite",
     "generation_guards",
     "guard_suite",
     "heldout_prompts",
@@ -41,6 +43,9 @@ GUARD = "heldout/sound"
 """The gate's guard: per held-out prompt, 1 when the greedy completion parses and repeats no
 line, else 0 (higher is better). A candidate that learned to avoid a bad line by
 degenerating (a broken block, a line said twice) loses here and is refused."""
+CORRECT = "heldout/correct"
+"""The gate's second guard: a correct line preferred to its mutated twin (``correct_suite``).
+A candidate that learned the conventions by learning to prefer broken code loses here."""
 
 
 @functools.lru_cache(maxsize=4)
@@ -61,6 +66,19 @@ def conventions_suite(limit: int, max_tokens: int = 256) -> Callable[[Any, Any],
     def suite(model: Any, tokenizer: Any) -> list[float]:
         items = _eval_items(tokenizer.name_or_path, limit, max_tokens)
         return [-m for m in margins(model, items)]
+
+    return suite
+
+
+def correct_suite(limit: int, max_tokens: int = 256) -> Callable[[Any, Any], list[float]]:
+    """The gate's guard ``CORRECT``: per held-out function with a pair, q = mean log p of a
+    correct body line − of its mutated twin (:func:`crlhf_cli.learning_eval.pair_margins`),
+    nats/token, higher is better."""
+    from crlhf_cli.learning_eval import pair_margins
+
+    def suite(model: Any, tokenizer: Any) -> list[float]:
+        items = _eval_items(tokenizer.name_or_path, limit, max_tokens)
+        return [q for q in pair_margins(model, items) if q is not None]
 
     return suite
 

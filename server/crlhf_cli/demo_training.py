@@ -14,7 +14,7 @@ from crlhf_trainer.nightly import NightlyConfig
 from crlhf_trainer.train import TrainConfig
 from transformers.utils import logging as hf_logging
 
-from crlhf_cli.demo_learning import conventions_suite, guard_suite
+from crlhf_cli.demo_learning import conventions_suite, correct_suite, guard_suite
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -63,7 +63,8 @@ def nightly_config(
     guard_texts: list[list[str]] | None = None,
 ) -> NightlyConfig:
     """The night the demo runs. In ``conventions`` the gate compares the held-out metric and
-    the guard (completions that parse and repeat no line; their texts go to ``guard_texts``)."""
+    two guards: completions that parse and repeat no line (their texts go to
+    ``guard_texts``), and correct lines preferred to their mutated twins."""
     conventions_scenario = cfg.scenario == "conventions"
     benchmarks = ("humaneval", "mbpp") if cfg.eval_limit else ()
     suites = {}
@@ -71,6 +72,7 @@ def nightly_config(
         suites = {
             "conventions": conventions_suite(cfg.heldout),
             "sound": guard_suite(cfg.guard_prompts, generated=guard_texts),
+            "correct": correct_suite(cfg.heldout),
         }
     return NightlyConfig(
         store_url=store_url,

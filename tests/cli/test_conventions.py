@@ -88,3 +88,19 @@ def test_the_guard_suite_scores_each_prompt_and_keeps_its_completions(tiny_model
     for f, text, score in zip(functions, generated[0], scores, strict=True):
         assert score == float(dl._parses(f.prompt, text) and not dl._repeats(text))
     assert dl._repeats("x = 1\nx = 1\n") and not dl._parses("def f(:\n", "")
+
+
+def test_the_correct_suite_scores_each_held_out_pair(tiny_model):
+    """The gate's second guard (crlhf_cli.demo_learning.correct_suite): one q per held-out
+    function with a pair, the pair guard's own number."""
+    from crlhf_cli import demo_learning as dl
+    from crlhf_cli.learning_eval import pair_margins
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    scores = dl.correct_suite(6)(model, tokenizer)
+    items = dl._eval_items(tokenizer.name_or_path, 6, 256)
+    paired = [it for it in items if it.pair is not None]
+    assert len(scores) == len(paired) >= 1
+    assert scores == [q for q in pair_margins(model, items) if q is not None]
