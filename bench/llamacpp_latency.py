@@ -151,6 +151,9 @@ async def lsp_rows(
         # debounce (a wait on purpose): the replay (lsp_latency.py --replay) measures both.
         env = {
             "CRLHF_LLAMACPP_THREADS": str(threads),
+            # like for like with the raw side: prompts read on --threads, not on every core
+            # the machine leaves free (crlhf-lsp's default; lsp_replay.py --batch-threads)
+            "CRLHF_LLAMACPP_BATCH_THREADS": str(threads),
             "CRLHF_PREFILL_TOKENS": "0",
             "CRLHF_DEBOUNCE_MS": "0",
         }

@@ -370,6 +370,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--every", type=int, default=6, help="retype every n-th code line")
     parser.add_argument("--lines", type=int, default=12, help="lines retyped")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads")
+    parser.add_argument(
+        "--batch-threads",
+        default="auto",
+        help="threads reading a prompt somebody waits for: auto (every core the machine "
+        "leaves free, crlhf-lsp's default) or N ($CRLHF_LLAMACPP_BATCH_THREADS)",
+    )
+    parser.add_argument(
+        "--cases",
+        default="short,whole,end-read,end-now",
+        help="--new-positions cases to run (of short, whole, end-read, end-now)",
+    )
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument(
         "--arms", default="cache,no-cache", help="of cache, no-cache, ring (cache + ringBuffer)"
@@ -396,15 +407,27 @@ def main(argv: list[str] | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="crlhf-replay-"))
     settings = settings_for(tmp, args.model or "", backend=args.backend, maxTokens=args.max_tokens)
     # As shipped: the generation time budget the test harness turns off is on.
-    env = {"CRLHF_LLAMACPP_THREADS": str(args.threads), "CRLHF_GENERATION_BUDGET_S": ""}
+    env = {
+        "CRLHF_LLAMACPP_THREADS": str(args.threads),
+        "CRLHF_LLAMACPP_BATCH_THREADS": args.batch_threads,
+        "CRLHF_GENERATION_BUDGET_S": "",
+    }
     if args.new_positions:
-        for label, extra, where in (
-            ("short first prompt", {}, {}),
-            ("whole prompt", {"CRLHF_PREFILL_TOKENS": "0"}, {}),
-            ("a new function at the end, 2 s after opening", {}, {"at_end": True, "read_s": 2.0}),
-            ("the same asked at once", {}, {"at_end": True}),
+        wanted = set(args.cases.split(","))
+        for case, label, extra, where in (
+            ("short", "short first prompt", {}, {}),
+            ("whole", "whole prompt", {"CRLHF_PREFILL_TOKENS": "0"}, {}),
+            (
+                "end-read",
+                "a new function at the end, 2 s after opening",
+                {},
+                {"at_end": True, "read_s": 2.0},
+            ),
+            ("end-now", "the same asked at once", {}, {"at_end": True}),
         ):
-            print(f"new positions, {label}:")
+            if case not in wanted:
+                continue
+            print(f"new positions, {label} (batch threads {args.batch_threads}):")
             times = asyncio.run(new_positions(settings, env | extra, **where))
             print(
                 f"  p50 {pct(times, 0.5):.2f} s  p95 {pct(times, 0.95):.2f} s"
