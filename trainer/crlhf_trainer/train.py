@@ -211,15 +211,22 @@ class _Loop:
         return self.out_dir.with_name(self.out_dir.name + ".checkpoint")
 
     def _keep_good(self) -> None:
-        """Remember the weights and optimizer moments last measured within the KL limit."""
+        """Remember the weights and optimizer moments last measured within the KL limit.
+
+        DeepSpeed's optimizer keeps its state partitioned across ranks behind its own
+        checkpoint API: there only the weights go back, with the moments as they are."""
+        from accelerate.utils import DistributedType
+
         self.good = [p.detach().clone() for p in self.params]
-        self.good_optimizer = copy.deepcopy(self.optimizer.state_dict())
+        deepspeed = self.accelerator.distributed_type == DistributedType.DEEPSPEED
+        self.good_optimizer = None if deepspeed else copy.deepcopy(self.optimizer.state_dict())
         self.good_step = self.step
 
     def _restore_good(self) -> None:
         for p, g in zip(self.params, self.good, strict=True):
             p.data.copy_(g)
-        self.optimizer.load_state_dict(self.good_optimizer)
+        if self.good_optimizer is not None:
+            self.optimizer.load_state_dict(self.good_optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         self.step = self.good_step
 
