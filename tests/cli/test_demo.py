@@ -142,6 +142,9 @@ def test_demo_conventions_end_to_end_with_the_tiny_model(tmp_path: Path) -> None
     # and the guard (parses, no repeated line) on the prompts the summary's guards report
     (sound,) = [c for c in gate["gate"]["checks"] if c["name"] == "heldout/sound"]
     assert sound["n"] == learning["prompts"] == 20
+    # and the second guard: correct held-out lines against their mutated twins
+    (correct,) = [c for c in gate["gate"]["checks"] if c["name"] == "heldout/correct"]
+    assert 1 <= correct["n"] <= learning["n"]
     assert s["example"]["before"] is not None
     _check_the_gate_and_the_swap(run, s, work)
     assert (work / "report.html").read_text().count("<svg") == 5

@@ -56,7 +56,27 @@ def test_the_learning_bench_runs_every_arm_on_paired_items(tmp_path: Path) -> No
     assert all(len(r.pair) == len(with_pair) for r in result.runs)
     saved = json.loads((cfg.work_dir / "learning.json").read_text())
     assert len(saved["runs"]) == len(result.runs) == (1 + 4 * 2) * 2  # × pg-line, kto
+    _generation_of_the_saved_adapters(cfg.work_dir)
     # every crowd round pulled its own store's export (the trainer's only input)
     for crowd in cfg.crowds:
         labels = (cfg.work_dir / f"{crowd}-seed0" / "trainer" / "labels.jsonl").read_text()
         assert '"label"' in labels
+
+
+def _generation_of_the_saved_adapters(work_dir: Path) -> None:
+    """``bench/learning_generation.py`` finds the bench's adapters and scores what they write."""
+    import importlib.util
+
+    from paths import ROOT
+
+    spec = importlib.util.spec_from_file_location("gen", ROOT / "bench" / "learning_generation.py")
+    assert spec and spec.loader
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    args = [str(work_dir), "--prompts", "3", "--seeds", "0", "--max-new-tokens", "8"]
+    assert gen.main(args) == 0
+    out = json.loads((work_dir / "generation.json").read_text())
+    assert out["prompts"] == 3 and set(out["arms"]) == {"truth", "em2", "mv", "random"}
+    for arm in out["arms"].values():
+        assert arm["seeds"] == [0] and 0 <= arm["violation_rate"] <= 1
+        assert arm["delta_low"] <= arm["delta"] <= arm["delta_high"]

@@ -1,0 +1,149 @@
+"""What the learning bench's adapters generate: the rule-breaking rate of greedy completions.
+
+    .venv/bin/python bench/learning_generation.py WORK_DIR [--prompts 60] [--seeds 0,1,2]
+        [--crowd default] [--arms truth,em2,mv,random]
+
+``bench/learning.py`` scores its adapters teacher-forced; this asks whether the change shows
+where a developer sees it. For each adapter it saved (``WORK_DIR/adapters/<crowd>-<seed>-
+<method>-<arm>``) and for the base model, greedy completions (48 tokens, six lines, as ghost
+text) of held-out prompts: standard-library functions from modules never rated, cut just
+before their first rule-breaking construct, so the base model breaks a rule on many of them.
+
+Per arm, over the chosen seeds:
+
+- **violation rate**: the share of judged completion lines that break a convention, base and
+  after, with the relative cut ``1 − after/base``; and the per-prompt change (share of
+  breaking lines, after − base) with its 90 % interval over prompts and seeds;
+- **parse rate** and **repetition** (the guards: learning to avoid a line can mean learning
+  to degenerate), base and after.
+
+The issue's target: the violation rate cut by ≥ 50 % with parse rate and repetition within
+2 points of base, on enough prompts that the base breaks a rule ≥ 30 times (printed).
+Writes ``generation.json`` in WORK_DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
+
+from crlhf_cli import conventions as conv  # noqa: E402
+from crlhf_cli.demo_learning import generate, guard_scores, heldout_prompts  # noqa: E402
+from crlhf_cli.learning_stats import mean_interval  # noqa: E402
+
+
+def breaking_share(function: conv.Function, text: str) -> float:
+    """The share of a completion's judged lines that break a convention (0 with none)."""
+    judged = [t for t in conv.line_truth(text, function.head) if t is not None]
+    return sum(t < 0 for t in judged) / len(judged) if judged else 0.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("work_dir", type=Path, help="bench/learning.py's --work-dir")
+    p.add_argument("--prompts", type=int, default=60, help="held-out prompts (default 60)")
+    p.add_argument("--seeds", default="0,1,2", help="seeds whose adapters to score")
+    p.add_argument("--crowd", default="default", help="the crowd whose adapters to score")
+    p.add_argument("--method", default="pg-line")
+    p.add_argument("--arms", default="truth,em2,mv,random")
+    p.add_argument("--max-new-tokens", type=int, default=48)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from crlhf_models import resolve_model
+    from crlhf_trainer.train import TrainConfig, load_policy
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    args = parse_args(argv)
+    config = json.loads((args.work_dir / "learning.json").read_text())["config"]
+    ref = resolve_model(config.get("model"))
+    tokenizer = AutoTokenizer.from_pretrained(ref.path)
+    functions = heldout_prompts(args.prompts)
+    prompts = [f.prompt for f in functions]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    console = Console()
+
+    def run(model) -> list[str]:  # type: ignore[no-untyped-def]
+        return generate(model, tokenizer, prompts, args.max_new_tokens)
+
+    base_model = AutoModelForCausalLM.from_pretrained(ref.path)
+    base = run(base_model)
+    del base_model
+    base_share = [breaking_share(f, x) for f, x in zip(functions, base, strict=True)]
+    out: dict = {"prompts": len(prompts), "base": guard_scores(functions, base), "arms": {}}
+    out["base"]["breaking_lines"] = sum(
+        t < 0
+        for f, x in zip(functions, base, strict=True)
+        for t in conv.line_truth(x, f.head)
+        if t is not None
+    )
+    jobs = [(arm, s) for arm in args.arms.split(",") for s in seeds]
+    texts: dict[str, dict[int, list[str]]] = {}
+    for arm, seed in tqdm(jobs, desc="adapters", unit="adapter"):
+        crowd = config["crowds"][0] if arm == "truth" else args.crowd
+        adapter = args.work_dir / "adapters" / f"{crowd}-{seed}-{args.method}-{arm}"
+        if not (adapter / "adapter_model.safetensors").exists():
+            console.print(f"[yellow]no adapter {adapter.name}: skipped[/]")
+            continue
+        policy = load_policy(str(ref.path), TrainConfig(), adapter=adapter, trainable=False)
+        texts.setdefault(arm, {})[seed] = run(policy)
+        del policy
+    table = Table(title=f"greedy completions of {len(prompts)} held-out prompts ({args.crowd})")
+    for col in ("arm", "violation rate", "cut", "Δ breaking share / prompt", "parses", "repeats"):
+        table.add_column(col)
+    b = out["base"]
+    table.add_row(
+        "base",
+        f"{b['violation_rate']:.1%}",
+        "",
+        "",
+        f"{b['parse_rate']:.1%}",
+        f"{b['repetition']:.1%}",
+    )
+    for arm, by_seed in texts.items():
+        scores = [guard_scores(functions, by_seed[s]) for s in sorted(by_seed)]
+        mean = {k: sum(sc[k] for sc in scores) / len(scores) for k in scores[0]}
+        diffs = [
+            [
+                breaking_share(f, x) - b0
+                for f, x, b0 in zip(functions, by_seed[s], base_share, strict=True)
+            ]
+            for s in sorted(by_seed)
+        ]
+        delta = mean_interval(diffs)
+        cut = 1 - mean["violation_rate"] / b["violation_rate"] if b["violation_rate"] else 0.0
+        out["arms"][arm] = {
+            "seeds": sorted(by_seed),
+            **mean,
+            "cut": cut,
+            "delta": delta.mean,
+            "delta_low": delta.low,
+            "delta_high": delta.high,
+        }
+        table.add_row(
+            f"{arm} ({len(by_seed)} seeds)",
+            f"{mean['violation_rate']:.1%}",
+            f"{cut:+.0%}",
+            str(delta),
+            f"{mean['parse_rate']:.1%}",
+            f"{mean['repetition']:.1%}",
+        )
+    console.print(table)
+    console.print(f"the base broke a rule on {b['breaking_lines']} lines (the issue asks ≥ 30)")
+    (args.work_dir / "generation.json").write_text(json.dumps(out, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
