@@ -297,10 +297,8 @@ class _Loop:
         kl = _mean_across_ranks(self.accelerator, logged["kl"])
         if self.kl_start is None:
             self.kl_start = kl
-        window = [*self.kl_window, kl]
-        logged["kl_mean"] = sum(window[-self.kl_window.maxlen :]) / min(
-            len(window), self.kl_window.maxlen or 1
-        )
+        recent = [*self.kl_window, kl][-(self.kl_window.maxlen or 1) :]
+        logged["kl_mean"] = sum(recent) / len(recent)
         past = logged["kl_mean"] - self.kl_start > self.config.kl_stop
         if not past:
             self.kl_window.append(kl)
@@ -372,6 +370,7 @@ class _Loop:
                 "lr_scale": self.lr_scale,
                 "backtracks": self.backtracks,
                 "drawn": self.drawn,
+                "kl_window": list(self.kl_window),
                 "history": self.history,
             }
             tmp = self.checkpoint_dir / "progress.json.tmp"
@@ -397,6 +396,7 @@ class _Loop:
         self.kl_start = progress["kl_start"]
         self.lr_scale = progress.get("lr_scale", 1.0)  # a checkpoint of an older version
         self.backtracks = progress.get("backtracks", 0)
+        self.kl_window.extend(progress.get("kl_window", []))
         self._keep_good()  # a resumed run's weights were within the limit when saved
 
     def finish(self, base_model: str) -> TrainReport:
