@@ -12,6 +12,7 @@ export const SERVER_KEYS = [
   "openaiAdapterDir",
   "maxTokens",
   "temperature",
+  "seed",
   "outboxPath",
   "adapterPollSeconds",
   "device",

@@ -166,6 +166,7 @@ def generate(
         prompt_ids=counter.ids_of(prompt.text),
         max_tokens=settings.maxTokens,
         temperature=settings.temperature,
+        seed=settings.seed,
         cache_key=cursor.uri,
         should_stop=deadline,
         stop=["\n"] if cutter.single_line else ["\n\n\n"],

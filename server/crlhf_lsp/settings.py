@@ -27,6 +27,9 @@ key                    default                     meaning
                                                    (the same machine)
 ``maxTokens``          ``64``                      most generated tokens per completion
 ``temperature``        ``0.0``                     0: greedy; above: sampling
+``seed``               ``0``                       sampling seed: the same prompt, model,
+                                                   temperature and seed give the same
+                                                   suggestion (as the cache would)
 ``outboxPath``         user data dir               the SQLite outbox file
 ``adapterPollSeconds`` ``300``                     how often to ask the store for a new
                                                    adapter; 0: never (``crlhf.checkAdapter``)
@@ -97,6 +100,7 @@ class Settings:
     openaiAdapterDir: str = ""
     maxTokens: int = 64
     temperature: float = 0.0
+    seed: int = 0
     outboxPath: str = field(default_factory=_default_outbox)
     adapterPollSeconds: float = 300.0
     device: str = "cpu"
@@ -142,6 +146,8 @@ class Settings:
             )
         if self.maxTokens < 1:
             raise SettingsError("setting 'maxTokens' must be at least 1")
+        if not 0 <= self.seed < 2**31:
+            raise SettingsError(f"setting 'seed': {self.seed}; use 0 … 2147483647")
         _check_store_url(self.storeUrl, self.allowInsecureStore)
         if self.adapterPublicKey:
             from crlhf_contract.signing import SigningError, load_public_key

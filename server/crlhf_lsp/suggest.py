@@ -210,6 +210,7 @@ class Suggester:
             adapter,
             settings.maxTokens,
             settings.temperature,
+            settings.seed,
             settings.ringBuffer,
         )
 

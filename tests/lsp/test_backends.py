@@ -54,7 +54,9 @@ def test_openai_backend_streams_tokens_and_logprobs() -> None:
     out = backend.generate(GenerationRequest("p", max_tokens=4, stop=["\n"]), threading.Event())
     assert (out.text, out.token_ids, out.token_logprobs) == ("x = 1", [5, 7], [-0.5, -1.0])
     assert out.prompt_token_ids == [1, 2]  # from /tokenize: the server sent none inline
-    assert seen["model"] == "v3" and seen["stop"] == ["\n"]
+    assert seen["model"] == "v3" and seen["stop"] == ["\n"] and "seed" not in seen
+    backend.generate(GenerationRequest("p", temperature=0.8, seed=7), threading.Event())
+    assert seen["seed"] == 7 and seen["temperature"] == 0.8  # a sample the server repeats
 
 
 def test_openai_backend_drops_logprobs_that_do_not_match_the_tokens() -> None:

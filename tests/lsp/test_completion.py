@@ -107,6 +107,19 @@ def test_local_backend_generates_the_same_from_ids_or_text(tiny_model: Path) -> 
     )
     assert by_ids.token_ids == by_text.token_ids and by_ids.text == by_text.text
     assert by_ids.prompt_token_ids == ids
+    # sampled: a seed repeats its sample, other seeds draw others (the bench's samples)
+    draws = {
+        seed: [
+            backend.generate(
+                GenerationRequest(prompt, max_tokens=12, temperature=1.5, seed=seed),
+                threading.Event(),
+            ).token_ids
+            for _ in range(2)
+        ]
+        for seed in (0, 1, 2)
+    }
+    assert all(a == b for a, b in draws.values())
+    assert len({tuple(a) for a, _ in draws.values()}) > 1
 
 
 def test_after_accept_is_the_cursor_at_the_end_of_the_accepted_text() -> None:

@@ -161,6 +161,19 @@ def test_cancellation_stops_between_tokens(engine):
     assert result.token_ids == before.token_ids  # the partial result is a true prefix
 
 
+def test_a_seed_makes_a_sample_repeatable_and_another_seed_draws_another(engine):
+    prompt = engine.tokenize("def main():\n")
+    draws = {
+        seed: [
+            engine.generate(prompt, max_tokens=12, temperature=1.5, seed=seed).token_ids
+            for _ in range(2)
+        ]
+        for seed in (1, 2, 3)
+    }
+    assert all(a == b for a, b in draws.values())  # the same seed, the same sample
+    assert len({tuple(a) for a, _ in draws.values()}) > 1  # the bench's samples differ
+
+
 def test_cancellation_before_the_prefill_evaluates_nothing(engine):
     result = engine.generate(engine.tokenize("import os\n" * 300), cancelled=lambda: True)
     assert result.cancelled and result.token_ids == [] and result.logprobs == []

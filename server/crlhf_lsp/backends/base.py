@@ -23,6 +23,8 @@ class GenerationRequest:
     """The whole model input (plain prefix, or a FIM prompt with its special tokens)."""
     max_tokens: int = 64
     temperature: float = 0.0
+    seed: int = 0
+    """Sampling seed: the same prompt, model, temperature and seed give the same sample."""
     cache_key: str | None = None
     """Requests with the same key (a document URI) may reuse each other's KV cache."""
     should_stop: Callable[[str], bool] | None = None

@@ -128,6 +128,7 @@ class LlamaCppBackend(Backend):
                 ids,
                 max_tokens=request.max_tokens,
                 temperature=request.temperature,
+                seed=request.seed,
                 stop=request.should_stop,
                 cancelled=cancel.is_set,
             )

@@ -181,11 +181,14 @@ class LlamaCppEngine:
         top_p: float = 1.0,
         stop: Callable[[str], bool] | None = None,
         cancelled: Callable[[], bool] | None = None,
+        seed: int | None = None,
     ) -> LlamaCppGeneration:
         """Greedy (``temperature == 0``) or sampled continuation of ``prompt_ids``.
 
         ``stop(text_so_far)`` ends generation when true (after that token);
-        ``cancelled()`` is polled between prefill chunks and between tokens.
+        ``cancelled()`` is polled between prefill chunks and between tokens. ``seed``
+        (with the prompt's length) reseeds the sampler, as the local backend does, so the
+        same prompt and seed give the same sample; None continues the engine's stream.
         """
         prompt = list(prompt_ids)
         if not prompt:
@@ -195,6 +198,8 @@ class LlamaCppEngine:
             prompt = prompt[-keep:]
         is_cancelled = cancelled or (lambda: False)
         with self._lock:
+            if seed is not None:
+                self._rng = np.random.default_rng([seed, len(prompt)])
             t0 = time.perf_counter()
             self._set_threads(
                 self._spare.threads(self.threads) if self._spare else self._fixed_batch

@@ -101,7 +101,9 @@ class LocalBackend(Backend):
         generated: list[int] = []
         logprobs: list[float] = []
         text = ""
-        gen = torch.Generator(device="cpu").manual_seed(len(ids))
+        # torch's CPU generator keeps 32 bits of its seed: mix the seed in within them
+        mixed = (request.seed * 2_654_435_761 + len(ids)) % 2**32
+        gen = torch.Generator(device="cpu").manual_seed(mixed)
         while len(generated) < request.max_tokens and not cancel.is_set():
             token, logprob = _pick(logits, request.temperature, gen)
             if token in self.eos_ids:

@@ -84,6 +84,8 @@ class OpenAIBackend(Backend):
         }
         if request.stop:
             body["stop"] = request.stop
+        if request.temperature > 0:
+            body["seed"] = request.seed  # vLLM and llama-server take OpenAI's seed
         body |= self._fields
         text, tokens, logprobs = "", [], []
         prompt_ids: list[int] | None = None
