@@ -6,7 +6,7 @@
    prompts (``--scenario conventions``: standard-library functions cut before a line
    that breaks a code convention; ``mbpp``: MBPP/HumanEval), each accepted
 4. per-line truth: the conventions (:mod:`crlhf_cli.conventions`), or for ``mbpp``
-   execution in the sandbox (rule in :mod:`crlhf_cli.problems`)
+   execution in the sandbox (rule in :mod:`crlhf_cli.execution`)
 5. a simulated crowd rates the review queue line by line through the store's HTTP API
 6. aggregation (em2 vs majority vote, scored against the truth), rewards
 7. the nightly trainer: pull, aggregate, LoRA update, evaluate candidate and baseline on

@@ -5,15 +5,9 @@ Completions are asked for problems the evaluation never sees: MBPP's training sp
 counted from its end (the evaluation takes its first N). Prompts have exactly the form the
 evaluation uses, so the crowd rates what the policy is measured on.
 
-Per-line truth, from execution (:func:`line_truth`):
-
-1. The program (prompt + completion + the problem's tests) runs in the trainer's sandbox.
-   If it passes, every line of the completion is correct.
-2. If it fails, a line is correct when its text, whitespace-normalised, is a line of the
-   reference solution (MBPP's ``code``, HumanEval's canonical solution), and wrong
-   otherwise: the lines a correct program shares with the failing one are kept, the rest
-   are blamed.
-3. Blank lines carry no truth and are not rated.
+Per-line truth comes from running each completion under a tracing harness in the
+trainer's jail (:func:`crlhf_cli.execution.judge`), never from text equality with the
+reference.
 
 Honeypots (:func:`honeypots`) are reference solutions of other training problems with
 known truth: some as they are (all lines correct), some with one or two lines mutated
@@ -37,7 +31,7 @@ __all__ = [
     "conventions_problems",
     "honeypots",
     "humaneval_tail",
-    "line_truth",
+    "mbpp_heldout",
     "mbpp_train",
     "mutate",
     "normalise",
@@ -69,6 +63,17 @@ def mbpp_train(n: int, seed: int = 0) -> list[DemoProblem]:
     ids = sorted(rows)
     random.Random(seed).shuffle(ids)
     return [_mbpp_problem(rows[i]) for i in ids[:n]]
+
+
+def mbpp_heldout(n: int) -> list[DemoProblem]:
+    """The first ``n`` problems of MBPP's test split (11–510), as the evaluation takes them,
+    with their references: for held-out scores only, never a prompt or a honeypot."""
+    from crlhf_trainer.evaluate import MBPP_TEST
+
+    rows = sorted(
+        (r for r in _mbpp_rows() if r["task_id"] in MBPP_TEST), key=lambda r: r["task_id"]
+    )
+    return [_mbpp_problem(r) for r in rows[:n]]
 
 
 def _mbpp_problem(r: dict) -> DemoProblem:
@@ -104,21 +109,6 @@ def humaneval_tail(n: int) -> list[DemoProblem]:
 def normalise(line: str) -> str:
     """A line's code with its whitespace collapsed (indentation, tabs, CR, inner runs)."""
     return " ".join(line.split())
-
-
-def line_truth(completion: str, reference: str, passed: bool) -> list[int | None]:
-    """Per line of ``completion_lines(completion)``: 1 correct, -1 wrong, None blank."""
-    known = {normalise(line) for line in reference.splitlines()}
-    out: list[int | None] = []
-    for line in completion_lines(completion):
-        key = normalise(line)
-        if not key:
-            out.append(None)
-        elif passed or key in known:
-            out.append(1)
-        else:
-            out.append(-1)
-    return out
 
 
 # --- honeypots -------------------------------------------------------------------------

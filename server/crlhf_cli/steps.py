@@ -18,13 +18,13 @@ from crlhf_cli import conventions
 from crlhf_cli.crowd import SimAnnotator, TruthBook, make_crowd, rate_all
 from crlhf_cli.demo import DemoConfig
 from crlhf_cli.demo_summary import build_summary, pct, summary_rows
+from crlhf_cli.execution import judge
 from crlhf_cli.lsp import Completion, LspDriver
 from crlhf_cli.problems import (
     DemoProblem,
     conventions_problems,
     honeypots,
     humaneval_tail,
-    line_truth,
     mbpp_train,
 )
 from crlhf_cli.services import DemoError, StoreProcess
@@ -245,9 +245,8 @@ class Demo:
                     truth = conventions.line_truth(completion.text, problem.head)
                     passed = -1 not in truth  # keeps every convention
                 else:
-                    result = sandbox.run(problem.program(completion.text))
-                    truth = line_truth(completion.text, problem.reference, result.passed)
-                    passed = result.passed
+                    judged = judge(problem, completion.text, sandbox)
+                    truth, passed = judged.truth, judged.passed
                 rated.append(Rated(problem, completion, passed, truth))
         self.lsp.wait_outbox_empty()
         if not rated:

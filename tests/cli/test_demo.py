@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from crlhf_cli.demo import DEFAULT_MIX, parse_args  # noqa: E402
 from crlhf_cli.demo_summary import summary_rows  # noqa: E402
-from crlhf_cli.problems import honeypots, humaneval_tail, line_truth, mbpp_train  # noqa: E402
+from crlhf_cli.problems import honeypots, humaneval_tail, mbpp_train  # noqa: E402
 from paths import TESTS
 
 
@@ -33,15 +33,6 @@ def test_options_and_presets() -> None:
     assert set(quick.mix) == set(DEFAULT_MIX)
     with pytest.raises(SystemExit):
         parse_args(["--mix", "geniuses=1"])
-
-
-def test_line_truth_rule() -> None:
-    reference = "def f(x):\n\treturn x + 1\n"
-    # a passing program: every line correct; blank lines carry no truth
-    assert line_truth("def f(x):\n\n    return 1 + x", reference, passed=True) == [1, None, 1]
-    # a failing one: lines of the reference (whitespace aside) are right, the rest wrong
-    assert line_truth("def f(x):\n    return x + 2", reference, passed=False) == [1, -1]
-    assert line_truth("def f(x):\n    return  x+1", reference, passed=False) == [1, -1]
 
 
 def test_problems_stay_out_of_the_evaluation() -> None:
