@@ -4,22 +4,27 @@
 
     .venv/bin/python bench/learning.py [--seeds 3] [--crowds default,hostile] [--steps 8]
         [--methods pg-line,pg,kto] [--prompts 48] [--heldout 60] [--model gemma3-270m]
+        [--scenario conventions|execution]
 
 Everything goes through the real parts (:mod:`crlhf_cli.learning`): completions from
 crlhf-lsp, ratings from simulated crowds posted to real stores through review tasks, the
-trainer's pull → aggregate → train, then a teacher-forced evaluation on held-out standard
-library functions (scenario ``conventions``, :mod:`crlhf_cli.conventions`).
+trainer's pull → aggregate → train, then an evaluation on held-out work
+(:mod:`crlhf_cli.learning_scenarios`): scenario ``conventions`` scores held-out standard
+library functions teacher-forced (:mod:`crlhf_cli.conventions`); scenario ``execution``
+completes MBPP training problems several times at T > 0, judges each line by running it
+in the jail (:mod:`crlhf_cli.execution`), and scores pass@1 on MBPP's test split.
 
 The guard column is the pair preference (a) on the same held-out functions: the change in
 q = log p(a correct line) − log p(its mutated twin), nats/token; below zero, the adapter
 learnt to prefer broken code.
 
-Prints, per crowd and method, each arm's improvement d (nats/token; positive: rule-breaking
-lines became less likely than conforming ones on code never rated) with its 90 % interval
-over items and seeds, its recovery R = (arm − random) / (truth − random), em2 − random and
-em2 − majority vote; then the line accuracy of each aggregation beside its constant
-baseline, balanced accuracy, AUC and Brier score. Writes ``learning.json`` and
-``learning.png`` in the work dir.
+Prints, per crowd and method, each arm's improvement d (conventions: nats/token, positive
+when rule-breaking lines became less likely than conforming ones on code never rated;
+execution: pass@1 after − before) with its 90 % interval over items and seeds, how often
+the trainer's gate would publish the arm's adapters, its recovery
+R = (arm − random) / (truth − random), em2 − random and em2 − majority vote; then the
+line accuracy of each aggregation beside its constant baseline, balanced accuracy, AUC
+and Brier score. Writes ``learning.json`` and ``learning.png`` in the work dir.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 from crlhf_cli.learning import run_learning  # noqa: E402
-from crlhf_cli.learning_config import ARMS, CROWDS, LearningConfig  # noqa: E402
+from crlhf_cli.learning_config import ARMS, CROWDS, SCENARIOS, LearningConfig  # noqa: E402
 from crlhf_cli.learning_result import LearningResult  # noqa: E402
 from crlhf_cli.learning_stats import mean_interval, paired_difference, recovery  # noqa: E402
 
@@ -59,6 +64,11 @@ _HELP = {
     "kl_backtracks": "halvings of the step before training stops (0: stop at the KL limit)",
     "max_train_tokens": "prompt + completion tokens kept for training",
     "max_eval_tokens": "tokens of each held-out function scored",
+    "samples": "completions per training prompt, each its own seed (0: conventions 1, execution 4)",
+    "temperature": "of the training completions (below 0: conventions 0, execution 0.8)",
+    "eval_samples": "execution: samples per held-out MBPP problem (n of pass@1)",
+    "eval_temperature": "execution: temperature of the held-out samples",
+    "eval_max_tokens": "execution: most tokens per held-out sample",
 }
 
 
@@ -73,6 +83,12 @@ def parse_args(argv: list[str] | None = None) -> LearningConfig:
         choices=["auto", "local", "llamacpp"],
         default="auto",
         help="crlhf-lsp's backend for the completions",
+    )
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="conventions",
+        help="conventions: teacher-forced on held-out stdlib code; execution: MBPP, pass@1",
     )
     p.add_argument("--crowds", default="default,hostile", help=f"of {', '.join(CROWDS)}")
     p.add_argument("--arms", default=",".join(ARMS), help=f"of {', '.join(ARMS)}")
@@ -111,8 +127,16 @@ def print_tables(result: LearningResult, console: Console) -> None:
     cfg = result.config
     for crowd in cfg["crowds"]:
         for method in cfg["methods"]:
-            table = Table(title=f"crowd {crowd} · {method} · improvement d (nats/token), 90% CI")
-            for col in ("arm", "d = −Δ margin", "recovery R", "guard Δq (a)", "seeds × items"):
+            what = "d = −Δ margin" if result.unit == "nats/token" else "d = Δ pass@1"
+            table = Table(title=f"crowd {crowd} · {method} · improvement d ({result.unit}), 90% CI")
+            for col in (
+                "arm",
+                what,
+                "recovery R",
+                "guard Δq (a)",
+                "gate publishes",
+                "seeds × items",
+            ):
                 table.add_column(col)
             for arm in cfg["arms"]:
                 runs = result.table(crowd, method, arm)
@@ -127,6 +151,7 @@ def print_tables(result: LearningResult, console: Console) -> None:
                     str(mean_interval(runs)),
                     "–" if r is None else f"{r} ({len(runs_p)} seeds)",
                     _guard(result.table(crowd, method, arm, metric="pair")),
+                    _gate(result, crowd, method, arm),
                     f"{len(runs)} × {len(runs[0])}",
                 )
             console.print(table)
@@ -145,13 +170,25 @@ def print_tables(result: LearningResult, console: Console) -> None:
     console.print(acc)
     console.print(
         f"{result.completions} completions, {result.lines} rated lines "
-        f"({result.share_breaking:.0%} break a convention); wall {result.seconds / 60:.1f} min"
+        f"({result.share_breaking:.0%} wrong); wall {result.seconds / 60:.1f} min"
     )
 
 
 def _guard(pairs: list[list[float]]) -> str:
     """The pair guard's change with its interval, over the items that have a pair."""
     return str(mean_interval(pairs)) if pairs and pairs[0] else "–"
+
+
+def _gate(result: LearningResult, crowd: str, method: str, arm: str) -> str:
+    """How many of the arm's adapters the trainer's gate would publish, of how many."""
+    runs = [
+        r
+        for r in result.runs
+        if r.method == method and r.arm == arm and (arm == "truth" or r.crowd == crowd) and r.gate
+    ]
+    if not runs:
+        return "–"
+    return f"{sum(r.gate.get('decision') == 'publish' for r in runs)} of {len(runs)}"
 
 
 def _scores(s: dict | None) -> str:
@@ -188,7 +225,7 @@ def plot(result: LearningResult, path: Path) -> Path | None:
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xticks(range(len(arms)), arms)
         ax.set_title(f"{crowd} crowd ({method})")
-        ax.set_ylabel("held-out improvement d (nats/token)")
+        ax.set_ylabel(f"held-out improvement d ({result.unit})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     return path

@@ -1,7 +1,7 @@
 """Does the loop make the model better? The learning benchmark, through the real parts.
 
-One run of :func:`run_learning` (``bench/learning.py``; scenario in
-:mod:`crlhf_cli.conventions`):
+One run of :func:`run_learning` (``bench/learning.py``; scenarios ``conventions`` and
+``execution`` in :mod:`crlhf_cli.learning_scenarios`):
 
 1. **completions**: crlhf-lsp (llama.cpp on a GGUF, or transformers) completes the
    training-side prompts as an editor asks for ghost text; every completion is accepted
@@ -23,9 +23,11 @@ One run of :func:`run_learning` (``bench/learning.py``; scenario in
    random   em2's posteriors shuffled across lines (no information: the floor)
    ======== =============================================================================
 
-4. **evaluate**, teacher-forced on held-out reference bodies (modules never rated):
-   ``m = mean log p(rule-breaking body lines) − mean log p(conforming body lines)`` per
-   function (nats/token), improvement ``d = −(m_adapter − m_base)``.
+4. **evaluate** on held-out work: for ``conventions``, teacher-forced on reference bodies
+   of modules never rated, ``m = mean log p(rule-breaking body lines) − mean log
+   p(conforming body lines)`` per function (nats/token), improvement
+   ``d = −(m_adapter − m_base)``; for ``execution``, ``d = pass@1_adapter − pass@1_base``
+   per MBPP test problem. Both with the guard (a) and the trainer's gate decision.
 
 The parts, a module each: the configuration (:mod:`crlhf_cli.learning_config`), steps 1
 and 2 (:mod:`crlhf_cli.learning_stores`), the arms' credit (:mod:`crlhf_cli.learning_arms`),
@@ -36,18 +38,16 @@ statistics (intervals over items and seeds, recovery) in :mod:`crlhf_cli.learnin
 from __future__ import annotations
 
 import json
-import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from crlhf_cli import conventions as conv
 from crlhf_cli.learning_arms import arm_rewards, line_accuracy
 from crlhf_cli.learning_config import LearningConfig, Log
-from crlhf_cli.learning_eval import EvalItem, eval_items, margins, pair_margins
 from crlhf_cli.learning_result import LearningResult, RunResult
+from crlhf_cli.learning_scenarios import Scenario, Scores, make_scenario
 from crlhf_cli.learning_stores import Collected, collect, crowd_round
 
 __all__ = ["run_learning"]
@@ -63,27 +63,34 @@ def run_learning(cfg: LearningConfig, log: Log = print) -> LearningResult:
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     ref = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(ref.path)
-    train_side, heldout_side = conv.split(conv.stdlib_functions())
-    rng = random.Random(0)
-    rng.shuffle(train_side)
-    prompts = train_side[: cfg.prompts]
-    pots = conv.honeypots(train_side[cfg.prompts :], cfg.honeypots)
-    items = eval_items(tokenizer, heldout_side, cfg.heldout, cfg.max_eval_tokens)
+    scenario = make_scenario(cfg, tokenizer, log)
     log(
-        f"model {ref.model_id}; {len(prompts)} prompts, {len(pots)} honeypots, "
-        f"{len(items)} held-out items"
+        f"model {ref.model_id}; scenario {scenario.name}: {len(scenario.prompts)} prompts, "
+        f"{len(scenario.honeypots)} honeypots, {len(scenario.items)} held-out items"
     )
     base = AutoModelForCausalLM.from_pretrained(ref.path)
-    base_margin, base_pair = margins(base, items), pair_margins(base, items)
+    base_scores = scenario.score(base)
     del base
-    collected, exported = collect(cfg, ref, prompts, log)
-    result = _new_result(cfg, items, base_margin, collected, log)
-    result.base_pair = base_pair
+    collected, exported = collect(cfg, ref, scenario.prompts, scenario.truth, log)
+    result = _new_result(cfg, scenario, base_scores, collected, log)
+    pots = scenario.honeypots
     for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
         for crowd_name in cfg.crowds:
             work = crowd_round(cfg, crowd_name, seed, collected, exported, pots)
             result.accuracy[f"{crowd_name}/{seed}"] = line_accuracy(work, collected)
-            _run_arms(cfg, ref, tokenizer, work, collected, items, result, crowd_name, seed, log)
+            _run_arms(
+                cfg,
+                ref,
+                tokenizer,
+                work,
+                collected,
+                scenario,
+                base_scores,
+                result,
+                crowd_name,
+                seed,
+                log,
+            )
     result.seconds = time.monotonic() - started
     _save(cfg, result)
     return result
@@ -91,26 +98,40 @@ def run_learning(cfg: LearningConfig, log: Log = print) -> LearningResult:
 
 def _new_result(
     cfg: LearningConfig,
-    items: Sequence[EvalItem],
-    base_margin: list[float],
+    scenario: Scenario,
+    base: Scores,
     collected: Sequence[Collected],
     log: Log,
 ) -> LearningResult:
-    """The bench's result before any arm ran: its config, items and completions."""
+    """The bench's result before any arm ran: its config, items, completions, base scores."""
     rated = [t for c in collected for t in c.truth if t is not None]
     result = LearningResult(
         config=json.loads(json.dumps(asdict(cfg), default=str)),
-        items=[it.key for it in items],
-        base_margin=base_margin,
+        items=[it.key for it in scenario.items],
+        base_margin=base.metric,
         completions=len(collected),
         lines=len(rated),
         share_breaking=sum(t < 0 for t in rated) / max(1, len(rated)),
+        base_pair=base.pair,
+        unit=scenario.unit,
     )
     log(
-        f"{len(collected)} completions, {len(rated)} rated lines, "
-        f"{result.share_breaking:.0%} break a rule"
+        f"{len(collected)} completions, {len(rated)} lines with a truth, "
+        f"{result.share_breaking:.0%} wrong; base metric "
+        f"{sum(base.metric) / max(1, len(base.metric)):.3f}"
     )
     return result
+
+
+@dataclass
+class _Bench:
+    """What every run of one bench shares: its config, model, scenario and base scores."""
+
+    cfg: LearningConfig
+    ref: Any
+    tokenizer: Any
+    scenario: Scenario
+    base: Scores
 
 
 def _run_arms(
@@ -119,36 +140,26 @@ def _run_arms(
     tokenizer: Any,
     work: Path,
     collected: Sequence[Collected],
-    items: Sequence[EvalItem],
+    scenario: Scenario,
+    base: Scores,
     result: LearningResult,
     crowd_name: str,
     seed: int,
     log: Log,
 ) -> None:
     """Every method and arm on one crowd's pulled export, each run saved as it ends."""
+    bench = _Bench(cfg, ref, tokenizer, scenario, base)
     for method in cfg.methods:
         for arm in cfg.arms:
             if arm == "truth" and crowd_name != cfg.crowds[0]:
                 continue  # the truth does not depend on the crowd
-            run = _train_and_score(
-                cfg,
-                ref,
-                tokenizer,
-                work,
-                collected,
-                items,
-                result,
-                crowd_name,
-                seed,
-                method,
-                arm,
-            )
+            run = _train_and_score(bench, work, collected, crowd_name, seed, method, arm)
             result.runs.append(run)
             _save(cfg, result)  # after every run: a bench stopped early keeps them
             log(
                 f"  {crowd_name} seed {seed} {method} {arm}: d = "
-                f"{sum(run.improvement) / len(run.improvement):+.3f} nats/token, guard "
-                f"{sum(run.pair) / max(1, len(run.pair)):+.3f} "
+                f"{sum(run.improvement) / len(run.improvement):+.3f} {scenario.unit}, guard "
+                f"{sum(run.pair) / max(1, len(run.pair)):+.3f}, gate {run.gate.get('decision')} "
                 f"({run.train_seconds:.0f} s, KL {run.final_kl or 0:.2f}, "
                 f"{run.backtracks} step halving(s){', ' + run.stopped if run.stopped else ''})"
             )
@@ -161,18 +172,68 @@ def _save(cfg: LearningConfig, result: LearningResult) -> None:
 
 
 def _train_and_score(
-    cfg, ref, tokenizer, work, collected, items, result, crowd_name, seed, method, arm
-) -> RunResult:  # type: ignore[no-untyped-def]
+    bench: _Bench,
+    work: Path,
+    collected: Sequence[Collected],
+    crowd_name: str,
+    seed: int,
+    method: str,
+    arm: str,
+) -> RunResult:
+    """Train one arm's adapter on its credit, then score it against the base."""
     from crlhf_trainer.errors import NoTrainingData
     from crlhf_trainer.examples import build_examples
     from crlhf_trainer.pull import WorkDir
-    from crlhf_trainer.train import TrainConfig, load_policy, train
+    from crlhf_trainer.train import load_policy, train
 
+    cfg, scenario, base = bench.cfg, bench.scenario, bench.base
     rewards = arm_rewards(arm, work, collected, seed)
     examples, _ = build_examples(
-        WorkDir(work).completions(), rewards, tokenizer.decode, max_tokens=cfg.max_train_tokens
+        WorkDir(work).completions(),
+        rewards,
+        bench.tokenizer.decode,
+        max_tokens=cfg.max_train_tokens,
     )
-    tcfg = TrainConfig(
+    tcfg = _train_config(cfg, method, seed)
+    out = cfg.work_dir / "adapters" / f"{crowd_name}-{seed}-{method}-{arm}"
+    try:
+        if method == "kto":  # TRL's KTOTrainer on the rated lines (crlhf_trainer.kto)
+            from crlhf_trainer.kto import train_kto
+
+            report = train_kto(str(bench.ref.path), examples, tcfg, out)
+        else:
+            report = train(str(bench.ref.path), examples, tcfg, out)
+    except NoTrainingData as exc:  # no spread in this arm's credit: the base model stays
+        unchanged = [0.0 for q in base.pair if q is not None]
+        zero = [0.0] * len(base.metric)
+        return RunResult(crowd_name, seed, method, arm, zero, 0.0, 0, None, str(exc), 0, unchanged)
+    policy = load_policy(str(bench.ref.path), tcfg, adapter=out, trainable=False)
+    after = scenario.score(policy)
+    del policy
+    final = report.final_kl
+    if final is None and report.history:
+        final = report.history[-1].get("kl")
+    pair = [a - b for a, b in zip(after.pair, base.pair, strict=True) if b is not None]
+    return RunResult(
+        crowd_name,
+        seed,
+        method,
+        arm,
+        scenario.improvement(after.metric, base.metric),
+        report.seconds,
+        report.steps,
+        final,
+        report.stopped,
+        report.backtracks,
+        pair,
+        scenario.gate(after, base),
+    )
+
+
+def _train_config(cfg: LearningConfig, method: str, seed: int) -> Any:
+    from crlhf_trainer.train import TrainConfig
+
+    return TrainConfig(
         method="pg-line" if method == "kto" else method,
         max_steps=cfg.steps,
         batch_size=cfg.batch_size,
@@ -185,38 +246,4 @@ def _train_and_score(
         seed=seed,
         device=cfg.device,
         max_tokens=cfg.max_train_tokens,
-    )
-    out = cfg.work_dir / "adapters" / f"{crowd_name}-{seed}-{method}-{arm}"
-    try:
-        if method == "kto":  # TRL's KTOTrainer on the rated lines (crlhf_trainer.kto)
-            from crlhf_trainer.kto import train_kto
-
-            report = train_kto(str(ref.path), examples, tcfg, out)
-        else:
-            report = train(str(ref.path), examples, tcfg, out)
-    except NoTrainingData as exc:  # no spread in this arm's credit: the base model stays
-        unchanged = [0.0 for q in result.base_pair if q is not None]
-        return RunResult(
-            crowd_name, seed, method, arm, [0.0] * len(items), 0.0, 0, None, str(exc), 0, unchanged
-        )
-    policy = load_policy(str(ref.path), tcfg, adapter=out, trainable=False)
-    after, pair_after = margins(policy, items), pair_margins(policy, items)
-    del policy
-    final = report.final_kl
-    if final is None and report.history:
-        final = report.history[-1].get("kl")
-    improvement = [-(a - b) for a, b in zip(after, result.base_margin, strict=True)]
-    pair = [a - b for a, b in zip(pair_after, result.base_pair, strict=True) if b is not None]
-    return RunResult(
-        crowd_name,
-        seed,
-        method,
-        arm,
-        improvement,
-        report.seconds,
-        report.steps,
-        final,
-        report.stopped,
-        report.backtracks,
-        pair,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 from crlhf_cli.crowd import DEFAULT_MIX
 from crlhf_cli.services import DemoError
 
-__all__ = ["ARMS", "CROWDS", "METHODS", "LearningConfig", "Log"]
+__all__ = ["ARMS", "CROWDS", "METHODS", "SCENARIOS", "LearningConfig", "Log"]
 
 ARMS = ("truth", "em2", "mv", "single", "random")
 CROWDS: dict[str, dict[str, float]] = {
@@ -27,10 +27,18 @@ Log = Callable[[str], None]
 METHODS = ("pg-line", "pg", "kto")
 """Training methods an arm can use: our loop's two variants, or TRL's KTO on rated lines."""
 
+SCENARIOS = ("conventions", "execution")
+"""What is completed, judged and scored (:mod:`crlhf_cli.learning_scenarios`)."""
+
+_SAMPLING = {"conventions": (1, 0.0), "execution": (4, 0.8)}
+"""Each scenario's own completions per prompt and temperature: execution needs rewards that
+vary between samples of one problem, conventions judges greedy ghost text."""
+
 
 @dataclass
 class LearningConfig:
     work_dir: Path = Path("crlhf-learning")
+    scenario: str = "conventions"
     model: str | None = None  # crlhf_models spec: None → $CRLHF_MODEL or the default
     backend: str = "auto"  # crlhf-lsp's backend for the completions
     prompts: int = 48  # training-side prompts completed by crlhf-lsp
@@ -40,6 +48,11 @@ class LearningConfig:
     redundancy: int = 3  # crowd ratings per completion (the label budget)
     max_honeypots: int = 6  # honeypots one annotator answers at most
     max_tokens: int = 48  # completion tokens (crlhf-lsp's maxTokens)
+    samples: int = 0  # completions per prompt, each its own seed; 0: the scenario's own
+    temperature: float = -1.0  # of those completions; below 0: the scenario's own
+    eval_samples: int = 4  # execution: samples per held-out problem (n of pass@1)
+    eval_temperature: float = 0.8  # execution: of those samples
+    eval_max_tokens: int = 128  # execution: most tokens per held-out sample
     crowds: tuple[str, ...] = ("default", "hostile")
     arms: tuple[str, ...] = ARMS
     methods: tuple[str, ...] = ("pg-line",)
@@ -56,7 +69,22 @@ class LearningConfig:
     max_eval_tokens: int = 256  # of each held-out function
     device: str = "cpu"
 
+    def sampling(self) -> tuple[int, float]:
+        """(completions per prompt, temperature), the scenario's own where not set."""
+        samples, temperature = _SAMPLING[self.scenario]
+        return (self.samples or samples, temperature if self.temperature < 0 else self.temperature)
+
     def validate(self) -> LearningConfig:
+        if self.scenario not in SCENARIOS:
+            raise DemoError(f"unknown scenario {self.scenario!r}; use one of {SCENARIOS}")
+        samples, temperature = self.sampling()
+        if samples > 1 and temperature == 0:
+            raise DemoError(
+                f"{samples} samples per prompt at temperature 0 are one sample; "
+                "set --temperature above 0"
+            )
+        if self.scenario == "execution" and self.eval_temperature <= 0 and self.eval_samples > 1:
+            raise DemoError("pass@1 from several samples needs --eval-temperature above 0")
         unknown = (set(self.arms) - set(ARMS)) | (set(self.crowds) - set(CROWDS))
         if unknown:
             raise DemoError(f"unknown arm or crowd {sorted(unknown)}; arms {ARMS}, crowds {CROWDS}")

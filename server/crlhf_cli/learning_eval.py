@@ -20,7 +20,7 @@ from typing import Any
 
 from crlhf_cli import conventions as conv
 
-__all__ = ["EvalItem", "Pair", "eval_items", "margins", "pair_margins"]
+__all__ = ["EvalItem", "Pair", "eval_items", "line_pair", "margins", "pair_margins"]
 
 
 @dataclass
@@ -71,15 +71,17 @@ def eval_items(
             elif kind.get(n) == "conforming":
                 conforming.append(t)
         if breaking and conforming:
-            pair = _pair(tokenizer, lines, sorted(n for n, k in kind.items() if k == "conforming"))
+            pair = line_pair(
+                tokenizer, lines, sorted(n for n, k in kind.items() if k == "conforming")
+            )
             out.append(EvalItem(f.key, list(ids), breaking, conforming, pair))
         if len(out) >= limit:
             break
     return out
 
 
-def _pair(tokenizer: Any, lines: list[str], candidates: Sequence[int]) -> Pair | None:
-    """The first conforming line that a mutation changes, and its twin, tokenised after the
+def line_pair(tokenizer: Any, lines: list[str], candidates: Sequence[int]) -> Pair | None:
+    """The first candidate line that a mutation changes, and its twin, tokenised after the
     same prefix (tokenised once: a token never spans the prefix and the line)."""
     import random
 

@@ -30,6 +30,8 @@ class RunResult:
     # the guard: change of q (correct line − its mutated twin, nats/token) per held-out
     # item with a pair (crlhf_cli.learning_eval); positive: prefers correct code more
     pair: list[float] = field(default_factory=list)
+    # the trainer's gate on this adapter against the base (crlhf_trainer.gate's to_json)
+    gate: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class LearningResult:
     accuracy: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     base_pair: list[float | None] = field(default_factory=list)  # q of the base per item
+    unit: str = "nats/token"  # of the improvement: nats/token (conventions) or pass@1 (execution)
 
     def table(
         self,

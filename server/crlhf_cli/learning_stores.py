@@ -1,7 +1,9 @@
 """Steps 1 and 2 of the learning benchmark (:mod:`crlhf_cli.learning`), through real stores.
 
 1. **completions**: crlhf-lsp completes the training-side prompts into a store, every
-   completion accepted and sent through its outbox with its logged token ids.
+   completion accepted and sent through its outbox with its logged token ids; with
+   several samples per prompt, each round is a new crlhf-lsp session with its own
+   sampling ``seed`` (its suggestion cache would answer a seen prompt with the same one).
 2. **crowd**, per seed and crowd mix: a fresh store gets the same completions and the
    honeypots; a simulated crowd rates lines through review tasks; the trainer pulls the
    store's export into a work dir.
@@ -10,12 +12,11 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crlhf_cli import conventions as conv
 from crlhf_cli.crowd import TruthBook, make_crowd, rate_all
 from crlhf_cli.learning_config import CROWDS, LearningConfig, Log
 from crlhf_cli.services import DemoError, StoreProcess
@@ -37,13 +38,17 @@ class Collected:
 
 
 def collect(
-    cfg: LearningConfig, model_ref: Any, prompts: Sequence[conv.Function], log: Log
+    cfg: LearningConfig,
+    model_ref: Any,
+    prompts: Sequence[Any],
+    truth: Callable[[Any, str], list[int | None]],
+    log: Log,
 ) -> tuple[list[Collected], list[dict]]:
-    """Completions of ``prompts`` via crlhf-lsp into a store; returns them and the export."""
+    """Completions of ``prompts`` (each with ``key`` and ``prompt``) via crlhf-lsp into a
+    store, judged by ``truth(prompt, text)``; returns them and the store's export."""
     from crlhf_contract.client import StoreClient
 
-    from crlhf_cli.lsp import LspDriver
-
+    samples, temperature = cfg.sampling()
     store = StoreProcess(cfg.work_dir / "collect")
     store.start()
     tokens = store.create_tokens([("developer", "annotator"), ("trainer", "trainer")])
@@ -54,32 +59,50 @@ def collect(
         "backend": backend,
         "model": model,
         "maxTokens": cfg.max_tokens,
-        "temperature": 0.0,
+        "temperature": temperature,
         "outboxPath": str(cfg.work_dir / "collect" / "outbox.sqlite3"),
         "device": cfg.device,
     }
-    lsp = LspDriver(settings, cfg.work_dir / "collect" / "lsp.log")
     out: list[Collected] = []
     try:
-        lsp.start()
-        lsp.wait_ready()
-        for i, f in enumerate(prompts):
-            c = lsp.complete(f.prompt)
-            if c is None or not c.text.strip():
-                continue
-            lsp.accept(c)
-            out.append(Collected(f.key, c.id, c.text, conv.line_truth(c.text, f.head)))
-            if (i + 1) % 10 == 0:
-                log(f"  completions: {i + 1}/{len(prompts)}")
-        lsp.wait_outbox_empty()
+        for seed in range(samples):
+            out += _round(cfg, settings | {"seed": seed}, prompts, truth, log)
         with StoreClient(store.url, tokens["trainer"]) as client:
             exported = [c.model_dump(mode="json") for c in _all_completions(client)]
     finally:
-        lsp.stop()
         store.stop()
     if not out:
         raise DemoError(f"crlhf-lsp completed none of the prompts; see {cfg.work_dir}/collect")
     return out, exported
+
+
+def _round(
+    cfg: LearningConfig,
+    settings: dict[str, Any],
+    prompts: Sequence[Any],
+    truth: Callable[[Any, str], list[int | None]],
+    log: Log,
+) -> list[Collected]:
+    """One crlhf-lsp session completing every prompt once, its outbox emptied into the store."""
+    from crlhf_cli.lsp import LspDriver
+
+    lsp = LspDriver(settings, cfg.work_dir / "collect" / f"lsp-{settings['seed']}.log")
+    out: list[Collected] = []
+    try:
+        lsp.start()
+        lsp.wait_ready()
+        for i, p in enumerate(prompts):
+            c = lsp.complete(p.prompt)
+            if c is None or not c.text.strip():
+                continue
+            lsp.accept(c)
+            out.append(Collected(p.key, c.id, c.text, truth(p, c.text)))
+            if (i + 1) % 10 == 0:
+                log(f"  completions (seed {settings['seed']}): {i + 1}/{len(prompts)}")
+        lsp.wait_outbox_empty()
+    finally:
+        lsp.stop()
+    return out
 
 
 def _all_completions(client: Any) -> list[Any]:

@@ -80,3 +80,60 @@ def _generation_of_the_saved_adapters(work_dir: Path) -> None:
     for arm in out["arms"].values():
         assert arm["seeds"] == [0] and 0 <= arm["violation_rate"] <= 1
         assert arm["delta_low"] <= arm["delta"] <= arm["delta_high"]
+
+
+@pytest.mark.slow
+def test_the_execution_scenario_samples_runs_the_lines_and_gates_pass_at_1(tmp_path: Path) -> None:
+    from crlhf_cli.learning import run_learning
+    from crlhf_cli.learning_config import LearningConfig
+    from tiny_model import build_tiny_model
+
+    cfg = LearningConfig(
+        work_dir=tmp_path / "learning",
+        scenario="execution",
+        model=str(build_tiny_model()),
+        backend="local",
+        prompts=3,
+        samples=2,
+        heldout=3,
+        eval_samples=2,
+        eval_max_tokens=8,
+        honeypots=4,
+        annotators=6,
+        max_honeypots=3,
+        max_tokens=16,
+        crowds=("default",),
+        arms=("truth", "em2", "random"),
+        seeds=1,
+        steps=1,
+        batch_size=2,
+    )
+    result = run_learning(cfg, log=[].append)
+    # two sessions with their own seeds: the same prompts, drawn twice, reach the store
+    exported = (cfg.work_dir / "default-seed0" / "trainer" / "completions.jsonl").read_text()
+    rows = [json.loads(line) for line in exported.splitlines() if line.strip()]
+    assert result.completions == len(rows) > cfg.prompts
+    by_prompt: dict[str, set[str]] = {}
+    for row in rows:
+        by_prompt.setdefault(row["prompt"], set()).add(row["text"])
+    assert any(len(texts) > 1 for texts in by_prompt.values())  # the samples differ
+    assert result.unit == "pass@1" and len(result.items) == len(result.base_margin) == 3
+    assert all(0.0 <= v <= 1.0 for v in result.base_margin)  # pass@1 per held-out problem
+    assert result.items[0] == "MBPP/11"  # MBPP's test split, never a training prompt
+    for run in result.runs:
+        assert len(run.improvement) == 3 and all(-1.0 <= d <= 1.0 for d in run.improvement)
+        if run.steps:  # 3 held-out problems are too few for the gate to vouch for anything
+            assert run.gate["decision"] == "not enough evidence", run.gate
+
+
+def test_a_scenario_brings_its_own_sampling_and_bad_settings_are_refused() -> None:
+    from crlhf_cli.learning_config import LearningConfig
+    from crlhf_cli.services import DemoError
+
+    assert LearningConfig().sampling() == (1, 0.0)
+    assert LearningConfig(scenario="execution").sampling() == (4, 0.8)
+    assert LearningConfig(scenario="execution", samples=2, temperature=0.5).sampling() == (2, 0.5)
+    with pytest.raises(DemoError, match="unknown scenario"):
+        LearningConfig(scenario="vibes").validate()
+    with pytest.raises(DemoError, match="temperature"):
+        LearningConfig(scenario="execution", temperature=0.0).validate()
