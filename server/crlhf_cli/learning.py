@@ -63,13 +63,13 @@ def run_learning(cfg: LearningConfig, log: Log = print) -> LearningResult:
     cfg.work_dir.mkdir(parents=True, exist_ok=True)
     ref = resolve_model(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(ref.path)
-    scenario = make_scenario(cfg, tokenizer, log)
+    scenario = make_scenario(cfg, ref, tokenizer, log)
     log(
         f"model {ref.model_id}; scenario {scenario.name}: {len(scenario.prompts)} prompts, "
         f"{len(scenario.honeypots)} honeypots, {len(scenario.items)} held-out items"
     )
     base = AutoModelForCausalLM.from_pretrained(ref.path)
-    base_scores = scenario.score(base)
+    base_scores = scenario.score(base, None)
     del base
     collected, exported = collect(cfg, ref, scenario.prompts, scenario.truth, log)
     result = _new_result(cfg, scenario, base_scores, collected, log)
@@ -208,7 +208,7 @@ def _train_and_score(
         zero = [0.0] * len(base.metric)
         return RunResult(crowd_name, seed, method, arm, zero, 0.0, 0, None, str(exc), 0, unchanged)
     policy = load_policy(str(bench.ref.path), tcfg, adapter=out, trainable=False)
-    after = scenario.score(policy)
+    after = scenario.score(policy, out)
     del policy
     final = report.final_kl
     if final is None and report.history:

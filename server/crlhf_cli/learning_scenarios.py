@@ -20,15 +20,17 @@ for ``execution``, as the nightly trainer would decide on that adapter.
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from crlhf_cli import conventions as conv
 from crlhf_cli.learning_config import LearningConfig
 from crlhf_cli.learning_eval import EvalItem, eval_items, line_pair, margins, pair_margins
 
-__all__ = ["Prompt", "Scenario", "Scores", "make_scenario"]
+__all__ = ["Prompt", "Scenario", "Scores", "make_scenario", "pass_at_1_llamacpp"]
 
 GUARD = "heldout/correct"  # the gate's name of the guard (a), as in the demo's gate
 PASS1 = "mbpp/pass@1"
@@ -59,7 +61,7 @@ class Scenario:
     honeypots: list[Any]
     items: list[EvalItem]
     truth: Callable[[Prompt, str], list[int | None]]
-    score: Callable[[Any], Scores]
+    score: Callable[[Any, Path | None], Scores]  # (transformers model, its adapter folder)
     lower_is_better: bool  # of the raw metric (the improvement is always higher-is-better)
 
     def improvement(self, after: Sequence[float], base: Sequence[float]) -> list[float]:
@@ -78,19 +80,23 @@ class Scenario:
         return gate(cand, ref).to_json()
 
 
-def make_scenario(cfg: LearningConfig, tokenizer: Any, log: Callable[[str], None]) -> Scenario:
+def make_scenario(
+    cfg: LearningConfig, ref: Any, tokenizer: Any, log: Callable[[str], None]
+) -> Scenario:
     """The scenario ``cfg.scenario`` asks for, its prompts, honeypots and held-out items."""
-    return (_execution if cfg.scenario == "execution" else _conventions)(cfg, tokenizer, log)
+    if cfg.scenario == "execution":
+        return _execution(cfg, ref, tokenizer, log)
+    return _conventions(cfg, tokenizer)
 
 
-def _conventions(cfg: LearningConfig, tokenizer: Any, log: Callable[[str], None]) -> Scenario:
+def _conventions(cfg: LearningConfig, tokenizer: Any) -> Scenario:
     train_side, heldout_side = conv.split(conv.stdlib_functions())
     random.Random(0).shuffle(train_side)
     prompts = [Prompt(f.key, f.prompt, f) for f in train_side[: cfg.prompts]]
     pots = conv.honeypots(train_side[cfg.prompts :], cfg.honeypots)
     items = eval_items(tokenizer, heldout_side, cfg.heldout, cfg.max_eval_tokens)
 
-    def score(model: Any) -> Scores:
+    def score(model: Any, adapter: Path | None) -> Scores:
         return Scores(margins(model, items), pair_margins(model, items))
 
     return Scenario(
@@ -105,7 +111,9 @@ def _conventions(cfg: LearningConfig, tokenizer: Any, log: Callable[[str], None]
     )
 
 
-def _execution(cfg: LearningConfig, tokenizer: Any, log: Callable[[str], None]) -> Scenario:
+def _execution(
+    cfg: LearningConfig, ref: Any, tokenizer: Any, log: Callable[[str], None]
+) -> Scenario:
     from crlhf_trainer.evaluate import EvalConfig, mbpp_problems, run_benchmark
     from crlhf_trainer.sandbox import Sandbox, SandboxUnavailable
 
@@ -132,12 +140,21 @@ def _execution(cfg: LearningConfig, tokenizer: Any, log: Callable[[str], None]) 
         seed=0,  # the same draws for every arm: paired differences are the adapters' own
     )
 
-    def score(model: Any) -> Scores:
-        per: dict[str, list[float]] = {}
-        run_benchmark(model, tokenizer, heldout, ecfg, items=per)
-        return Scores(per["pass@1"], pair_margins(model, items))
+    gguf = _gguf_for_eval(cfg, ref)
 
-    log(f"execution: {len(prompts)} MBPP training problems, {len(heldout)} held out")
+    def score(model: Any, adapter: Path | None) -> Scores:
+        if gguf is not None:
+            pass1 = pass_at_1_llamacpp(gguf, adapter, heldout, ecfg, sandbox)
+        else:
+            per: dict[str, list[float]] = {}
+            run_benchmark(model, tokenizer, heldout, ecfg, items=per)
+            pass1 = per["pass@1"]
+        return Scores(pass1, pair_margins(model, items))
+
+    log(
+        f"execution: {len(prompts)} MBPP training problems, {len(heldout)} held out, "
+        f"pass@1 sampled by {'llama.cpp' if gguf else 'transformers'}"
+    )
     return Scenario(
         "execution",
         "pass@1",
@@ -148,6 +165,59 @@ def _execution(cfg: LearningConfig, tokenizer: Any, log: Callable[[str], None]) 
         score,
         lower_is_better=False,
     )
+
+
+def _gguf_for_eval(cfg: LearningConfig, ref: Any) -> Path | None:
+    """The GGUF to sample held-out problems with, where crlhf-lsp would serve one."""
+    from crlhf_cli.learning_stores import lsp_backend
+
+    backend, model = lsp_backend(cfg, ref)
+    return Path(model) if backend == "llamacpp" else None
+
+
+def pass_at_1_llamacpp(
+    gguf: Path, adapter: Path | None, problems: Sequence[Any], ecfg: Any, sandbox: Any
+) -> list[float]:
+    """Unbiased pass@1 per problem from ``ecfg.samples`` llama.cpp samples (seeds 0 … n−1)
+    of the GGUF model with the adapter (converted to a GGUF LoRA), run in ``sandbox``.
+
+    llama.cpp rather than transformers: on 2 cores Qwen2.5-Coder-0.5B samples ~33 tokens/s
+    here, where transformers took 32 s per problem for Gemma 3 270M's 4 samples (its
+    262k-token head runs on every step). Sample ``s`` of a problem has seed ``s`` for the
+    base and for every adapter, so paired differences are the adapters' own.
+    """
+    from crlhf_lsp.backends import GenerationRequest
+    from crlhf_lsp.backends.llamacpp import LlamaCppBackend
+    from crlhf_trainer.evaluate import pass_at_k
+
+    backend = LlamaCppBackend(gguf, n_threads=_cores())
+    try:
+        if adapter is not None:
+            backend.load_adapter(adapter, "candidate")
+        out = []
+        for p in problems:
+            passed = 0
+            for seed in range(ecfg.samples):
+                request = GenerationRequest(
+                    p.prompt,
+                    max_tokens=ecfg.max_new_tokens,
+                    temperature=ecfg.temperature,
+                    seed=seed,
+                    should_stop=lambda text, stop=p.stop: any(s in text for s in stop),
+                )
+                text = backend.generate(request, threading.Event()).text
+                cut = min((i for s in p.stop if (i := text.find(s)) >= 0), default=len(text))
+                passed += sandbox.run(p.program(text[:cut])).passed
+            out.append(pass_at_k(ecfg.samples, passed, 1))
+        return out
+    finally:
+        backend.close()
+
+
+def _cores() -> int:
+    import os
+
+    return max(1, len(os.sched_getaffinity(0)))
 
 
 def _pair_item(tokenizer: Any, key: str, prompt: str, reference: str) -> EvalItem:

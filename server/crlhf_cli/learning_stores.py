@@ -21,7 +21,7 @@ from crlhf_cli.crowd import TruthBook, make_crowd, rate_all
 from crlhf_cli.learning_config import CROWDS, LearningConfig, Log
 from crlhf_cli.services import DemoError, StoreProcess
 
-__all__ = ["Collected", "collect", "crowd_round"]
+__all__ = ["Collected", "collect", "crowd_round", "lsp_backend"]
 
 
 @dataclass
@@ -52,7 +52,7 @@ def collect(
     store = StoreProcess(cfg.work_dir / "collect")
     store.start()
     tokens = store.create_tokens([("developer", "annotator"), ("trainer", "trainer")])
-    backend, model = _lsp_backend(cfg, model_ref)
+    backend, model = lsp_backend(cfg, model_ref)
     settings = {
         "storeUrl": store.url,
         "token": tokens["developer"],
@@ -115,7 +115,9 @@ def _all_completions(client: Any) -> list[Any]:
         after = page.next
 
 
-def _lsp_backend(cfg: LearningConfig, ref: Any) -> tuple[str, str]:
+def lsp_backend(cfg: LearningConfig, ref: Any) -> tuple[str, str]:
+    """crlhf-lsp's backend and model file for this bench: llama.cpp on the GGUF wherever
+    crlhf-lsp's ``auto`` would choose it (a GGUF, llama-cpp-python, the CPU)."""
     import importlib.util
 
     backend = cfg.backend

@@ -137,3 +137,20 @@ def test_a_scenario_brings_its_own_sampling_and_bad_settings_are_refused() -> No
         LearningConfig(scenario="vibes").validate()
     with pytest.raises(DemoError, match="temperature"):
         LearningConfig(scenario="execution", temperature=0.0).validate()
+
+
+def test_pass_at_1_by_llama_cpp_runs_each_sample_in_the_jail() -> None:
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    from crlhf_cli.learning_scenarios import pass_at_1_llamacpp
+    from crlhf_trainer.evaluate import EvalConfig, Problem
+    from crlhf_trainer.sandbox import Sandbox
+    from tiny_gguf import build_tiny_gguf
+
+    # the tiny model writes noise: ending in a comment, any first line keeps a program
+    # whole; the second problem's own test fails whatever is written
+    passes = Problem("p/1", "def f():\n    return 1\n# ", "assert f() == 1", ("\n",))
+    fails = Problem("p/2", "def f():\n    return 1\n# ", "assert f() == 2", ("\n",))
+    ecfg = EvalConfig(benchmarks=(), samples=3, temperature=1.0, max_new_tokens=6)
+    sandbox = Sandbox(timeout=8, cpu_seconds=4, memory_mb=256)
+    assert pass_at_1_llamacpp(build_tiny_gguf(), None, [passes, fails], ecfg, sandbox) == [1.0, 0.0]
