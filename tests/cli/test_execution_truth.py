@@ -11,7 +11,7 @@ from crlhf_cli.execution import judge, split_tests
 from crlhf_cli.problems import DemoProblem, mbpp_train
 from crlhf_trainer.sandbox import Sandbox
 
-SB = Sandbox(timeout=8, cpu_seconds=6, memory_mb=256)
+SB = Sandbox(timeout=12, cpu_seconds=10, memory_mb=256)  # 3 spinning tests: 6 s of CPU
 
 ABS = DemoProblem(
     task_id="t/abs",
@@ -46,6 +46,13 @@ def test_a_syntax_error_blames_its_line_and_knows_nothing_else() -> None:
     judged = judge(ABS, "def my_abs(x):\n    return (x +", SB)
     assert not judged.passed and judged.why == "syntax"
     assert judged.truth == [None, -1]
+    # cut off at the end, blank lines after: the last written line is the one blamed
+    assert judge(ABS, "def my_abs(x):\n    return (x +\n\n", SB).truth == [None, -1, None]
+
+
+def test_a_misnamed_function_blames_its_def_line_not_a_body_no_test_ran() -> None:
+    judged = judge(ABS, "def absolute(x):\n    return x if x >= 0 else -x", SB)
+    assert not judged.passed and judged.truth == [-1, None]
 
 
 def test_an_endless_loop_is_stopped_and_blamed_where_it_spins() -> None:
