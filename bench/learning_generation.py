@@ -20,6 +20,10 @@ Per arm, over the chosen seeds:
 The issue's target: the violation rate cut by ≥ 50 % with parse rate and repetition within
 2 points of base, on enough prompts that the base breaks a rule ≥ 30 times (printed).
 Writes ``generation.json`` in WORK_DIR.
+
+Where the bench's model has a GGUF and llama-cpp-python is installed, llama.cpp writes the
+completions (each adapter as a GGUF LoRA, :mod:`crlhf_cli.llamacpp_texts`): transformers
+wrote about 10 tokens/s here, so 7 models × 60 prompts did not end in 36 min.
 """
 
 from __future__ import annotations
@@ -46,6 +50,20 @@ def breaking_share(function: conv.Function, text: str) -> float:
     return sum(t < 0 for t in judged) / len(judged) if judged else 0.0
 
 
+def _gguf(ref, engine: str) -> Path | None:  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    if engine == "transformers" or ref.gguf is None:
+        if engine == "llamacpp":
+            raise SystemExit(f"--engine llamacpp: {ref.model_id} has no GGUF")
+        return None
+    if importlib.util.find_spec("llama_cpp") is None:
+        if engine == "llamacpp":
+            raise SystemExit("--engine llamacpp needs llama-cpp-python: pip install 'crlhf[lsp]'")
+        return None
+    return Path(ref.gguf)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -57,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--method", default="pg-line")
     p.add_argument("--arms", default="truth,em2,mv,random")
     p.add_argument("--max-new-tokens", type=int, default=48)
+    p.add_argument(
+        "--engine",
+        choices=["auto", "llamacpp", "transformers"],
+        default="auto",
+        help="what writes the completions (auto: llama.cpp where the model has a GGUF)",
+    )
     return p.parse_args(argv)
 
 
@@ -74,12 +98,22 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     console = Console()
 
-    def run(model) -> list[str]:  # type: ignore[no-untyped-def]
+    gguf = _gguf(ref, args.engine)
+
+    def run(adapter: Path | None) -> list[str]:
+        if gguf is not None:
+            from crlhf_cli.llamacpp_texts import complete_all
+
+            jobs = [(p, 0) for p in prompts]
+            texts = complete_all(gguf, adapter, jobs, max_tokens=args.max_new_tokens, temperature=0)
+            return ["\n".join(t.split("\n")[:6]) for t in texts]  # as generate() cuts
+        if adapter is None:
+            model = AutoModelForCausalLM.from_pretrained(ref.path)
+        else:
+            model = load_policy(str(ref.path), TrainConfig(), adapter=adapter, trainable=False)
         return generate(model, tokenizer, prompts, args.max_new_tokens)
 
-    base_model = AutoModelForCausalLM.from_pretrained(ref.path)
-    base = run(base_model)
-    del base_model
+    base = run(None)
     base_share = [breaking_share(f, x) for f, x in zip(functions, base, strict=True)]
     out: dict = {"prompts": len(prompts), "base": guard_scores(functions, base), "arms": {}}
     out["base"]["breaking_lines"] = sum(
@@ -96,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (adapter / "adapter_model.safetensors").exists():
             console.print(f"[yellow]no adapter {adapter.name}: skipped[/]")
             continue
-        policy = load_policy(str(ref.path), TrainConfig(), adapter=adapter, trainable=False)
-        texts.setdefault(arm, {})[seed] = run(policy)
-        del policy
+        texts.setdefault(arm, {})[seed] = run(adapter)
     table = Table(title=f"greedy completions of {len(prompts)} held-out prompts ({args.crowd})")
     for col in ("arm", "violation rate", "cut", "Δ breaking share / prompt", "parses", "repeats"):
         table.add_column(col)

@@ -38,6 +38,7 @@ statistics (intervals over items and seeds, recovery) in :mod:`crlhf_cli.learnin
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -196,6 +197,7 @@ def _train_and_score(
     )
     tcfg = _train_config(cfg, method, seed)
     out = cfg.work_dir / "adapters" / f"{crowd_name}-{seed}-{method}-{arm}"
+    shutil.rmtree(out, ignore_errors=True)  # a rerun's GGUF LoRA must not be the last run's
     try:
         if method == "kto":  # TRL's KTOTrainer on the rated lines (crlhf_trainer.kto)
             from crlhf_trainer.kto import train_kto

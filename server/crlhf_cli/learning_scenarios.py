@@ -20,7 +20,6 @@ for ``execution``, as the nightly trainer would decide on that adapter.
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,46 +177,31 @@ def _gguf_for_eval(cfg: LearningConfig, ref: Any) -> Path | None:
 def pass_at_1_llamacpp(
     gguf: Path, adapter: Path | None, problems: Sequence[Any], ecfg: Any, sandbox: Any
 ) -> list[float]:
-    """Unbiased pass@1 per problem from ``ecfg.samples`` llama.cpp samples (seeds 0 … n−1)
-    of the GGUF model with the adapter (converted to a GGUF LoRA), run in ``sandbox``.
-
-    llama.cpp rather than transformers: on 2 cores Qwen2.5-Coder-0.5B samples ~33 tokens/s
-    here, where transformers took 32 s per problem for Gemma 3 270M's 4 samples (its
-    262k-token head runs on every step). Sample ``s`` of a problem has seed ``s`` for the
-    base and for every adapter, so paired differences are the adapters' own.
-    """
-    from crlhf_lsp.backends import GenerationRequest
-    from crlhf_lsp.backends.llamacpp import LlamaCppBackend
+    """Unbiased pass@1 per problem from ``ecfg.samples`` llama.cpp samples (seeds 0 … n−1,
+    :func:`crlhf_cli.llamacpp_texts.complete_all`) of the GGUF model with the adapter,
+    each program run in ``sandbox``."""
     from crlhf_trainer.evaluate import pass_at_k
 
-    backend = LlamaCppBackend(gguf, n_threads=_cores())
-    try:
-        if adapter is not None:
-            backend.load_adapter(adapter, "candidate")
-        out = []
-        for p in problems:
-            passed = 0
-            for seed in range(ecfg.samples):
-                request = GenerationRequest(
-                    p.prompt,
-                    max_tokens=ecfg.max_new_tokens,
-                    temperature=ecfg.temperature,
-                    seed=seed,
-                    should_stop=lambda text, stop=p.stop: any(s in text for s in stop),
-                )
-                text = backend.generate(request, threading.Event()).text
-                cut = min((i for s in p.stop if (i := text.find(s)) >= 0), default=len(text))
-                passed += sandbox.run(p.program(text[:cut])).passed
-            out.append(pass_at_k(ecfg.samples, passed, 1))
-        return out
-    finally:
-        backend.close()
+    from crlhf_cli.llamacpp_texts import complete_all
 
-
-def _cores() -> int:
-    import os
-
-    return max(1, len(os.sched_getaffinity(0)))
+    n = ecfg.samples
+    jobs = [(p.prompt, seed) for p in problems for seed in range(n)]
+    texts = complete_all(
+        gguf,
+        adapter,
+        jobs,
+        max_tokens=ecfg.max_new_tokens,
+        temperature=ecfg.temperature,
+        stop=lambda i, text: any(s in text for s in problems[i // n].stop),
+    )
+    out = []
+    for k, p in enumerate(problems):
+        passed = 0
+        for text in texts[k * n : (k + 1) * n]:
+            cut = min((i for s in p.stop if (i := text.find(s)) >= 0), default=len(text))
+            passed += sandbox.run(p.program(text[:cut])).passed
+        out.append(pass_at_k(n, passed, 1))
+    return out
 
 
 def _pair_item(tokenizer: Any, key: str, prompt: str, reference: str) -> EvalItem:
