@@ -75,23 +75,12 @@ def run_learning(cfg: LearningConfig, log: Log = print) -> LearningResult:
     collected, exported = collect(cfg, ref, scenario.prompts, scenario.truth, log)
     result = _new_result(cfg, scenario, base_scores, collected, log)
     pots = scenario.honeypots
+    bench = _Bench(cfg, ref, tokenizer, scenario, base_scores)
     for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
         for crowd_name in cfg.crowds:
             work = crowd_round(cfg, crowd_name, seed, collected, exported, pots)
             result.accuracy[f"{crowd_name}/{seed}"] = line_accuracy(work, collected)
-            _run_arms(
-                cfg,
-                ref,
-                tokenizer,
-                work,
-                collected,
-                scenario,
-                base_scores,
-                result,
-                crowd_name,
-                seed,
-                log,
-            )
+            _run_arms(bench, work, collected, result, crowd_name, seed, log)
     result.seconds = time.monotonic() - started
     _save(cfg, result)
     return result
@@ -136,20 +125,16 @@ class _Bench:
 
 
 def _run_arms(
-    cfg: LearningConfig,
-    ref: Any,
-    tokenizer: Any,
+    bench: _Bench,
     work: Path,
     collected: Sequence[Collected],
-    scenario: Scenario,
-    base: Scores,
     result: LearningResult,
     crowd_name: str,
     seed: int,
     log: Log,
 ) -> None:
     """Every method and arm on one crowd's pulled export, each run saved as it ends."""
-    bench = _Bench(cfg, ref, tokenizer, scenario, base)
+    cfg, scenario = bench.cfg, bench.scenario
     for method in cfg.methods:
         for arm in cfg.arms:
             if arm == "truth" and crowd_name != cfg.crowds[0]:

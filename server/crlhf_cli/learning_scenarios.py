@@ -180,7 +180,7 @@ def pass_at_1_llamacpp(
     """Unbiased pass@1 per problem from ``ecfg.samples`` llama.cpp samples (seeds 0 … n−1,
     :func:`crlhf_cli.llamacpp_texts.complete_all`) of the GGUF model with the adapter,
     each program run in ``sandbox``."""
-    from crlhf_trainer.evaluate import pass_at_k
+    from crlhf_trainer.evaluate import pass_at_k, truncate
 
     from crlhf_cli.llamacpp_texts import complete_all
 
@@ -198,8 +198,7 @@ def pass_at_1_llamacpp(
     for k, p in enumerate(problems):
         passed = 0
         for text in texts[k * n : (k + 1) * n]:
-            cut = min((i for s in p.stop if (i := text.find(s)) >= 0), default=len(text))
-            passed += sandbox.run(p.program(text[:cut])).passed
+            passed += sandbox.run(p.program(truncate(text, p.stop))).passed
         out.append(pass_at_k(n, passed, 1))
     return out
 

@@ -60,6 +60,7 @@ __all__ = [
     "mbpp_problems",
     "pass_at_k",
     "run_benchmark",
+    "truncate",
 ]
 
 MBPP_TEST = range(11, 511)
@@ -163,7 +164,8 @@ class EvalConfig:
         return self
 
 
-def _truncate(text: str, stop: Sequence[str]) -> str:
+def truncate(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first of the ``stop`` strings (all of it without one)."""
     cut = min((i for s in stop if (i := text.find(s)) >= 0), default=len(text))
     return text[:cut]
 
@@ -188,7 +190,7 @@ def _generate(model, tokenizer, problem: Problem, cfg: EvalConfig) -> list[str]:
         out = model.generate(**ids, **kwargs)
     n = ids["input_ids"].shape[1]
     texts = tokenizer.batch_decode(out[:, n:], skip_special_tokens=True)
-    return [_truncate(t, problem.stop) for t in texts]
+    return [truncate(t, problem.stop) for t in texts]
 
 
 def run_benchmark(
