@@ -90,6 +90,13 @@ def parse_args(argv: list[str] | None = None) -> LearningConfig:
         default="conventions",
         help="conventions: teacher-forced on held-out stdlib code; execution: MBPP, pass@1",
     )
+    p.add_argument(
+        "--importance",
+        choices=["policy", "start"],
+        default="policy",
+        help="the PPO ratio's old policy: policy (the current one: r = 1, the clip never "
+        "binds) or start (the policy training starts from: the clip bounds each token's move)",
+    )
     p.add_argument("--crowds", default="default,hostile", help=f"of {', '.join(CROWDS)}")
     p.add_argument("--arms", default=",".join(ARMS), help=f"of {', '.join(ARMS)}")
     p.add_argument(

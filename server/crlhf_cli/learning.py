@@ -230,6 +230,7 @@ def _train_config(cfg: LearningConfig, method: str, seed: int) -> Any:
         kl_coef=cfg.kl_coef,
         kl_stop=cfg.kl_stop,
         kl_backtracks=cfg.kl_backtracks,
+        importance=cfg.importance,
         seed=seed,
         device=cfg.device,
         max_tokens=cfg.max_train_tokens,

@@ -65,6 +65,7 @@ class LearningConfig:
     kl_coef: float = 0.05
     kl_stop: float = 1.0  # nats/token: Gemma 3 270M passes 0.5 within two steps at lr 2e-4
     kl_backtracks: int = 4  # past kl_stop, undo the update and halve the step, this often
+    importance: str = "policy"  # the PPO ratio's π_old (crlhf_trainer.train.IMPORTANCE)
     max_train_tokens: int = 320  # prompt + completion kept for training
     max_eval_tokens: int = 256  # of each held-out function
     device: str = "cpu"
@@ -90,6 +91,11 @@ class LearningConfig:
             raise DemoError(f"unknown arm or crowd {sorted(unknown)}; arms {ARMS}, crowds {CROWDS}")
         if set(self.methods) - set(METHODS):
             raise DemoError(f"unknown method in {self.methods}; use of {METHODS}")
+        if self.importance not in ("policy", "start"):
+            raise DemoError(
+                f"importance {self.importance!r}: use policy or start (the bench's completions "
+                "are greedy or from llama.cpp, so their logged log-probs are no π_old)"
+            )
         if {"truth", "random"} - set(self.arms):
             raise DemoError("recovery needs the truth and random arms; keep both in --arms")
         return self

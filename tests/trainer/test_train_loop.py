@@ -173,3 +173,38 @@ def test_resume_without_a_checkpoint_says_what_to_do(logged, tmp_path):
     ex = examples(model_dir, rows[:2], [1.0, 0.0])
     with pytest.raises(TrainConfigError, match="checkpoint-every"):
         train(str(model_dir), ex, TrainConfig(resume=True, max_steps=1), tmp_path / "a")
+
+
+def _wrong_line_moves(model_dir, rows, tmp_path, importance):
+    """Train per-line credit (first line right, the rest wrong); each wrong token's change
+    in log-prob, and the run's history."""
+    ex = examples(model_dir, rows, [0.5] * len(rows), [[0.95] + [0.05] * 20] * len(rows))
+    cfg = TrainConfig(method="pg-line", importance=importance, **CFG)
+    report = train(str(model_dir), ex, cfg, tmp_path / importance)
+    after = _logps(model_dir, tmp_path / importance, ex)
+    moves = [
+        float(after[i, t]) - e.logprobs[t]
+        for i, e in enumerate(ex)
+        for t, line in enumerate(e.token_line)
+        if line > 0
+    ]
+    return torch.tensor(moves), report.history
+
+
+def test_against_the_starting_policy_the_clip_bounds_how_far_wrong_lines_fall(logged, tmp_path):
+    """With the ratio against the current policy (r = 1) the clip never binds and a wrong
+    line is pushed down without bound; against the policy the run starts from, a token
+    past 1 − ε gets no more gradient from its advantage, so wrong lines fall far less."""
+    model_dir, rows = logged
+    free, free_history = _wrong_line_moves(model_dir, rows, tmp_path, "policy")
+    bounded, history = _wrong_line_moves(model_dir, rows, tmp_path, "start")
+    assert all(h["clip_frac"] == 0 for h in free_history)
+    assert history[0]["clip_frac"] == 0  # step 1: the policy is where it started, r = 1
+    assert max(h["clip_frac"] for h in history) > 0.2, [h["clip_frac"] for h in history]
+    assert free.mean() < 0 and bounded.mean() < 0  # both push wrong lines down …
+    assert bounded.mean() > free.mean() / 2, (bounded.mean(), free.mean())  # … one far less
+
+
+def test_an_unknown_importance_is_refused():
+    with pytest.raises(TrainConfigError, match="importance 'behaviour'.*start"):
+        TrainConfig(importance="behaviour").validate()

@@ -113,11 +113,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kl-coef", type=float, default=0.05)
     p.add_argument(
         "--importance",
-        choices=["logged", "policy"],
+        choices=["policy", "logged", "start"],
         default="policy",
         help="policy (default): the update is reward-weighted with a proximal KL term; "
         "logged: a PPO ratio against crlhf-lsp's logged log-probs, only meaningful for "
-        "completions sampled at T > 0 by the same (unquantised) model",
+        "completions sampled at T > 0 by the same (unquantised) model; start: a PPO ratio "
+        "against the policy the run starts from, so the clip (ε 0.2) bounds how far one night "
+        "moves any logged token's probability",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,12 @@ import torch
 from .errors import NoTrainingData, TrainConfigError
 from .examples import Example
 from .lora import load_policy, peak_memory_mb, save_adapter, seed_everything
-from .policy import RunningBaseline, collate, policy_loss, variant
+from .policy import RunningBaseline, collate, policy_loss, token_logprobs, variant
 
-__all__ = ["TrainConfig", "TrainReport", "train"]
+__all__ = ["IMPORTANCE", "TrainConfig", "TrainReport", "train"]
+
+IMPORTANCE = ("policy", "logged", "start")
+"""What the PPO ratio is taken against (``TrainConfig.importance``)."""
 
 
 @dataclass
@@ -44,7 +47,9 @@ class TrainConfig:
     # policy: ratio against the current policy (reward-weighted regression with a KL
     # proximal term; right for greedy or quantised serving, whose logged log-probs are not
     # the behaviour distribution); logged: PPO ratio against crlhf-lsp's logged log-probs,
-    # only for completions sampled at T > 0 by this same unquantised model
+    # only for completions sampled at T > 0 by this same unquantised model; start: PPO
+    # ratio against the policy this run starts from, so the clip bounds how far one run
+    # moves any logged token (a trust region; no off-policy correction claimed)
     importance: str = "policy"
     adv_floor: float = 0.1  # advantages are divided by max(sd of the signal, this)
     min_signal: float = 0.01  # below this sd of rewards/credits there is nothing to learn
@@ -69,8 +74,10 @@ class TrainConfig:
         variant(self.method)  # raises on an unknown method
         if self.max_steps < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise TrainConfigError("max_steps, batch_size and grad_accum must be ≥ 1")
-        if self.importance not in ("logged", "policy"):
-            raise TrainConfigError(f"importance {self.importance!r}: use logged or policy")
+        if self.importance not in IMPORTANCE:
+            raise TrainConfigError(
+                f"importance {self.importance!r}: use one of {', '.join(IMPORTANCE)}"
+            )
         if self.device not in ("auto", "cpu", "cuda"):
             raise TrainConfigError(f"device {self.device!r}: use auto, cpu or cuda")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -169,6 +176,8 @@ class _Loop:
         pad = self.policy.config.pad_token_id
         pad = pad if isinstance(pad, int) else 0
         self.params = [p for p in self.policy.parameters() if p.requires_grad]
+        if config.importance == "start":
+            examples = _anchored(self.policy, examples, pad, config.batch_size, self.device)
         optimizer = torch.optim.AdamW(self.params, lr=config.lr, weight_decay=config.weight_decay)
         loader = DataLoader(
             list(examples),
@@ -277,7 +286,7 @@ class _Loop:
                     self.baseline.value,
                     clip=cfg.clip,
                     kl_coef=cfg.kl_coef,
-                    use_logged=cfg.importance == "logged",
+                    use_logged=cfg.importance != "policy",
                     peft_model=self.policy,
                     scale=self.scale,
                 )
@@ -416,6 +425,39 @@ class _Loop:
             backtracks=self.backtracks,
             final_kl=self.final_kl,
         )
+
+
+def _anchored(
+    policy: torch.nn.Module,
+    examples: Sequence[Example],
+    pad: int,
+    batch_size: int,
+    device: torch.device,
+) -> list[Example]:
+    """The examples with the log-probs of the policy this run starts from in place of the
+    logged ones: ``importance="start"``'s old policy π_old of PPO's ratio π_θ/π_old.
+
+    With the ratio against the current policy (``importance="policy"``) ``r = 1`` on every
+    step, so the clip never binds: a line credited below the baseline is pushed down
+    without bound, and on Gemma 3 270M the mass went to repeated and unparsable lines
+    (docs/benchmarks.md). Against π_old, a token whose probability has moved beyond
+    ``1 ± ε`` of where it started gets no more gradient from its advantage. Computed once,
+    teacher-forced, by every rank on all examples (a forward pass each; before the data is
+    sharded). The parent adapter, where there is one, is π_old: the trust region is
+    per run, not to the base (that is the KL term's job)."""
+    anchored: list[Example] = []
+    was_training = policy.training
+    policy.eval()
+    with torch.no_grad():
+        for i in range(0, len(examples), batch_size):
+            rows = list(examples[i : i + batch_size])
+            logp = token_logprobs(policy, collate(rows, pad).to(device)).float().cpu()
+            anchored += [
+                replace(e, logprobs=logp[j, : len(e.completion_ids)].tolist())
+                for j, e in enumerate(rows)
+            ]
+    policy.train(was_training)
+    return anchored
 
 
 def _float_or_nan(x: Any) -> float:
