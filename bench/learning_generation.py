@@ -15,7 +15,9 @@ Per arm, over the chosen seeds:
   after, with the relative cut ``1 − after/base``; and the per-prompt change (share of
   breaking lines, after − base) with its 90 % interval over prompts and seeds;
 - **parse rate** and **repetition** (the guards: learning to avoid a line can mean learning
-  to degenerate), base and after.
+  to degenerate), base and after, and their paired per-prompt changes with 90 % intervals
+  over prompts and seeds (at 60 prompts one completion is 1.7 points: an arm can move a
+  guard by more than 2 points by chance, as random credit does).
 
 The issue's target: the violation rate cut by ≥ 50 % with parse rate and repetition within
 2 points of base, on enough prompts that the base breaks a rule ≥ 30 times (printed).
@@ -40,14 +42,32 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 from crlhf_cli import conventions as conv  # noqa: E402
-from crlhf_cli.demo_learning import generate, guard_scores, heldout_prompts  # noqa: E402
-from crlhf_cli.learning_stats import mean_interval  # noqa: E402
+from crlhf_cli.demo_learning import (  # noqa: E402
+    generate,
+    guard_flags,
+    guard_scores,
+    heldout_prompts,
+)
+from crlhf_cli.learning_stats import Interval, mean_interval  # noqa: E402
 
 
 def breaking_share(function: conv.Function, text: str) -> float:
     """The share of a completion's judged lines that break a convention (0 with none)."""
     judged = [t for t in conv.line_truth(text, function.head) if t is not None]
     return sum(t < 0 for t in judged) / len(judged) if judged else 0.0
+
+
+def guard_changes(
+    functions: list[conv.Function], by_seed: dict[int, list[str]], base: dict[str, list[float]]
+) -> dict[str, Interval]:
+    """Per guard (parses, repeats): after − base per prompt, over seeds, with its interval."""
+    after = {s: guard_flags(functions, texts) for s, texts in by_seed.items()}
+    return {
+        key: mean_interval(
+            [[a - b for a, b in zip(after[s][key], base[key], strict=True)] for s in sorted(after)]
+        )
+        for key in ("parses", "repeats")
+    }
 
 
 def _gguf(ref, engine: str) -> Path | None:  # type: ignore[no-untyped-def]
@@ -115,7 +135,13 @@ def main(argv: list[str] | None = None) -> int:
 
     base = run(None)
     base_share = [breaking_share(f, x) for f, x in zip(functions, base, strict=True)]
-    out: dict = {"prompts": len(prompts), "base": guard_scores(functions, base), "arms": {}}
+    base_flags = guard_flags(functions, base)
+    out: dict = {
+        "prompts": len(prompts),
+        "base": guard_scores(functions, base),
+        "arms": {},
+        "texts": {"base": base},
+    }
     out["base"]["breaking_lines"] = sum(
         t < 0
         for f, x in zip(functions, base, strict=True)
@@ -134,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     table = Table(title=f"greedy completions of {len(prompts)} held-out prompts ({args.crowd})")
     for col in ("arm", "violation rate", "cut", "Δ breaking share / prompt", "parses", "repeats"):
         table.add_column(col)
+    guard_table = Table(title="the guards' change against the base, paired per prompt, 90% CI")
+    for col in ("arm", "Δ parses", "Δ repeats"):
+        guard_table.add_column(col)
     b = out["base"]
     table.add_row(
         "base",
@@ -154,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
             for s in sorted(by_seed)
         ]
         delta = mean_interval(diffs)
+        guards = guard_changes(functions, by_seed, base_flags)
+        out["texts"][arm] = {str(s): by_seed[s] for s in sorted(by_seed)}
         cut = 1 - mean["violation_rate"] / b["violation_rate"] if b["violation_rate"] else 0.0
         out["arms"][arm] = {
             "seeds": sorted(by_seed),
@@ -162,7 +193,13 @@ def main(argv: list[str] | None = None) -> int:
             "delta": delta.mean,
             "delta_low": delta.low,
             "delta_high": delta.high,
+            **{
+                f"{key}_{part}": getattr(iv, attr)
+                for key, iv in guards.items()
+                for part, attr in (("delta", "mean"), ("low", "low"), ("high", "high"))
+            },
         }
+        guard_table.add_row(f"{arm}", str(guards["parses"]), str(guards["repeats"]))
         table.add_row(
             f"{arm} ({len(by_seed)} seeds)",
             f"{mean['violation_rate']:.1%}",
@@ -172,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{mean['repetition']:.1%}",
         )
     console.print(table)
+    console.print(guard_table)
     console.print(f"the base broke a rule on {b['breaking_lines']} lines (the issue asks ≥ 30)")
     (args.work_dir / "generation.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0

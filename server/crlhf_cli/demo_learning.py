@@ -34,6 +34,8 @@ __all__ = [
     "conventions_suite",
     "correct_suite",
     "generation_guards",
+    "guard_flags",
+    "guard_scores",
     "guard_suite",
     "heldout_prompts",
 ]
@@ -151,14 +153,25 @@ def _repeats(text: str) -> bool:
     return len(seen) != len(set(seen))
 
 
+def guard_flags(functions: Sequence[conv.Function], texts: Sequence[str]) -> dict[str, list[float]]:
+    """Per completion, 1.0 or 0.0: whether it parses after its prompt, whether it repeats a
+    line (the per-prompt values whose paired changes get intervals)."""
+    pairs = list(zip(functions, texts, strict=True))
+    return {
+        "parses": [float(_parses(f.prompt, x)) for f, x in pairs],
+        "repeats": [float(_repeats(x)) for _, x in pairs],
+    }
+
+
 def guard_scores(functions: Sequence[conv.Function], texts: Sequence[str]) -> dict[str, float]:
     judged = [t for f, x in zip(functions, texts, strict=True) for t in conv.line_truth(x, f.head)]
     judged = [t for t in judged if t is not None]
+    flags = guard_flags(functions, texts)
     n = max(1, len(texts))
     return {
         "violation_rate": sum(t < 0 for t in judged) / max(1, len(judged)),
-        "parse_rate": sum(_parses(f.prompt, x) for f, x in zip(functions, texts, strict=True)) / n,
-        "repetition": sum(_repeats(x) for x in texts) / n,
+        "parse_rate": sum(flags["parses"]) / n,
+        "repetition": sum(flags["repeats"]) / n,
     }
 
 

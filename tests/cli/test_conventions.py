@@ -104,3 +104,22 @@ def test_the_correct_suite_scores_each_held_out_pair(tiny_model):
     paired = [it for it in items if it.pair is not None]
     assert len(scores) == len(paired) >= 1
     assert scores == [q for q in pair_margins(model, items) if q is not None]
+
+
+def test_guard_flags_mark_each_completion_and_the_rates_are_their_means():
+    """The per-prompt guards whose paired changes bench/learning_generation.py intervals."""
+    from crlhf_cli import demo_learning as dl
+
+    functions = dl.heldout_prompts(3)
+    indent = " " * 8
+    texts = [
+        f"{indent}x = 1\n{indent}return x\n",  # parses, no repeat
+        f"{indent}x = 1\n{indent}x = 1\n",  # parses, repeats a line
+        f"{indent}return (]\n",  # does not parse
+    ]
+    flags = dl.guard_flags(functions, texts)
+    assert flags["repeats"] == [0.0, 1.0, 0.0]
+    assert flags["parses"][2] == 0.0
+    scores = dl.guard_scores(functions, texts)
+    assert scores["parse_rate"] == sum(flags["parses"]) / 3
+    assert scores["repetition"] == 1 / 3

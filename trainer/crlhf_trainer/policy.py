@@ -23,7 +23,11 @@ default, and llama.cpp serves a quantised model: then the logged numbers are not
 behaviour distribution, so the default (``use_logged=False``, ``importance="policy"``)
 takes the ratio against the current policy: ``r_t = 1`` with the policy's own gradient,
 and the update is what it is, reward-weighted regression on the logged completions with
-a KL proximal term to the base model, no off-policy correction claimed.
+a KL proximal term to the base model, no off-policy correction claimed. There the clip
+never binds. ``importance="start"`` takes ``μ`` to be the policy the run starts from
+(its log-probs computed once, teacher-forced: ``crlhf_trainer.train``), PPO's π_old: no
+off-policy correction either, but a trust region, since a token whose probability has
+moved past ``1 ± ε`` of where it started gets no more gradient from its advantage.
 
 The advantage ``A_t`` is where the two variants differ (each a :class:`Variant`, chosen
 once by name when the config is validated):
