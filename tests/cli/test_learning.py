@@ -137,6 +137,19 @@ def test_a_scenario_brings_its_own_sampling_and_bad_settings_are_refused() -> No
         LearningConfig(scenario="vibes").validate()
     with pytest.raises(DemoError, match="temperature"):
         LearningConfig(scenario="execution", temperature=0.0).validate()
+    # the completions are greedy or llama.cpp's: their logged log-probs are no π_old
+    with pytest.raises(DemoError, match="importance 'logged'"):
+        LearningConfig(importance="logged").validate()
+
+
+def test_the_bench_trains_with_the_importance_it_was_given() -> None:
+    from crlhf_cli.learning import _train_config
+    from crlhf_cli.learning_config import LearningConfig
+
+    cfg = LearningConfig(importance="start", steps=5).validate()
+    train = _train_config(cfg, "pg-line", 3)
+    assert (train.importance, train.max_steps, train.seed) == ("start", 5, 3)
+    assert _train_config(LearningConfig(), "pg-line", 0).importance == "policy"
 
 
 def test_pass_at_1_by_llama_cpp_runs_each_sample_in_the_jail() -> None:
