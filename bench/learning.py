@@ -69,6 +69,8 @@ _HELP = {
     "eval_samples": "execution: samples per held-out MBPP problem (n of pass@1)",
     "eval_temperature": "execution: temperature of the held-out samples",
     "eval_max_tokens": "execution: most tokens per held-out sample",
+    "negative_weight": "multiplies advantages below 0 (0: learn from lines credited above the "
+    "baseline only)",
 }
 
 

@@ -231,6 +231,7 @@ def _train_config(cfg: LearningConfig, method: str, seed: int) -> Any:
         kl_stop=cfg.kl_stop,
         kl_backtracks=cfg.kl_backtracks,
         importance=cfg.importance,
+        negative_weight=cfg.negative_weight,
         seed=seed,
         device=cfg.device,
         max_tokens=cfg.max_train_tokens,

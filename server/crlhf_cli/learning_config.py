@@ -66,6 +66,7 @@ class LearningConfig:
     kl_stop: float = 1.0  # nats/token: Gemma 3 270M passes 0.5 within two steps at lr 2e-4
     kl_backtracks: int = 4  # past kl_stop, undo the update and halve the step, this often
     importance: str = "policy"  # the PPO ratio's π_old (crlhf_trainer.train.IMPORTANCE)
+    negative_weight: float = 1.0  # multiplies advantages below 0 (0: good lines only)
     max_train_tokens: int = 320  # prompt + completion kept for training
     max_eval_tokens: int = 256  # of each held-out function
     device: str = "cpu"

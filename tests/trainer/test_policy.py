@@ -151,3 +151,29 @@ def test_advantages_are_scaled_by_the_given_spread(logged):
     _, one = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0)
     _, tenth = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0, scale=10.0)
     assert tenth["advantage"] == pytest.approx(one["advantage"] / 10, rel=1e-5)
+
+
+def test_negative_advantages_are_weighted_and_positive_ones_kept(logged):
+    """``negative_weight`` scales only the pushes down: 0 learns from good lines only, so a
+    completion whose every token is below the baseline gets no gradient at all."""
+    model_dir, ex = logged
+    policy = load_policy(str(model_dir), TrainConfig())
+    b = collate(ex, 0)  # rewards 1.0, 0.0, 0.5 around the baseline 0.5: +0.5, −0.5, 0
+    mask = b.mask.bool()
+    _, full = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0)
+    _, half = policy_loss(policy, b, advantages_pg, 0.5, kl_coef=0.0, negative_weight=0.5)
+    per_row = mask.sum(1).float()
+    expect = float((0.5 * per_row[0] - 0.25 * per_row[1]) / per_row.sum())
+    assert half["advantage"] == pytest.approx(expect, rel=1e-5)
+    assert full["advantage"] < half["advantage"]
+    # with weight 0, the low-reward completion (row 1) contributes no gradient
+    only_bad = copy.copy(b)
+    only_bad.mask = torch.zeros_like(b.mask)
+    only_bad.mask[1] = b.mask[1]
+    policy.zero_grad()
+    loss, _ = policy_loss(policy, only_bad, advantages_pg, 0.5, kl_coef=0.0, negative_weight=0.0)
+    loss.backward()
+    grads = [p.grad for p in policy.parameters() if p.requires_grad and p.grad is not None]
+    assert all(float(g.abs().max()) == 0.0 for g in grads)
+    with pytest.raises(TrainConfigError, match="negative_weight"):
+        TrainConfig(negative_weight=1.5).validate()

@@ -51,6 +51,7 @@ class TrainConfig:
     # ratio against the policy this run starts from, so the clip bounds how far one run
     # moves any logged token (a trust region; no off-policy correction claimed)
     importance: str = "policy"
+    negative_weight: float = 1.0  # multiplies advantages below 0 (0: learn from good lines only)
     adv_floor: float = 0.1  # advantages are divided by max(sd of the signal, this)
     min_signal: float = 0.01  # below this sd of rewards/credits there is nothing to learn
     # past this rise of the mean KL to the base (nats/token) the last update is undone and
@@ -78,6 +79,8 @@ class TrainConfig:
             raise TrainConfigError(
                 f"importance {self.importance!r}: use one of {', '.join(IMPORTANCE)}"
             )
+        if not 0.0 <= self.negative_weight <= 1.0:
+            raise TrainConfigError(f"negative_weight {self.negative_weight}: use 0 … 1")
         if self.device not in ("auto", "cpu", "cuda"):
             raise TrainConfigError(f"device {self.device!r}: use auto, cpu or cuda")
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -289,6 +292,7 @@ class _Loop:
                     use_logged=cfg.importance != "policy",
                     peft_model=self.policy,
                     scale=self.scale,
+                    negative_weight=cfg.negative_weight,
                 )
                 acc.backward(loss / len(batches))
             # every rank tracks the same baseline: the mean over all ranks' micro-batches
