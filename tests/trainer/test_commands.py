@@ -74,6 +74,11 @@ def test_the_gate_resume_and_pass_at_k_options_reach_the_config():
     assert cfg.gate.publish_without_evidence is True
     assert cfg.train.checkpoint_every == 5 and cfg.train.resume is True
     assert cfg.train.importance == "policy"  # greedy serving logs no behaviour policy
+    trust = config(
+        "run", "--store-url", "http://s", "--model", "m", "--importance", "start",
+        "--negative-weight", "0.25",
+    )  # fmt: skip
+    assert (trust.train.importance, trust.train.negative_weight) == ("start", 0.25)
     with pytest.raises(TrainConfigError, match="eval-samples"):
         config("run", "--store-url", "http://s", "--model", "m", "--eval-ks", "1,10")
     with pytest.raises(TrainConfigError, match="whole numbers"):

@@ -121,6 +121,13 @@ def _train_options(p: argparse.ArgumentParser) -> None:
         "against the policy the run starts from, so the clip (ε 0.2) bounds how far one night "
         "moves any logged token's probability",
     )
+    p.add_argument(
+        "--negative-weight",
+        type=float,
+        default=1.0,
+        help="multiplies advantages below zero, 0 … 1 (1, the default: as they are; 0: learn "
+        "only from lines rated above the baseline; see docs/benchmarks.md)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--checkpoint-every",
@@ -251,6 +258,7 @@ def config_from_args(args: argparse.Namespace):  # -> NightlyConfig
         lr=getattr(args, "lr", 2e-4),
         kl_coef=getattr(args, "kl_coef", 0.05),
         importance=getattr(args, "importance", "policy"),
+        negative_weight=getattr(args, "negative_weight", 1.0),
         seed=getattr(args, "seed", 0),
         checkpoint_every=getattr(args, "checkpoint_every", 0),
         resume=getattr(args, "resume", False),
