@@ -41,7 +41,13 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 from crlhf_cli.learning import run_learning  # noqa: E402
-from crlhf_cli.learning_config import ARMS, CROWDS, SCENARIOS, LearningConfig  # noqa: E402
+from crlhf_cli.learning_config import (  # noqa: E402
+    ARMS,
+    CROWDS,
+    IMPORTANCE,
+    SCENARIOS,
+    LearningConfig,
+)
 from crlhf_cli.learning_result import LearningResult  # noqa: E402
 from crlhf_cli.learning_stats import mean_interval, paired_difference, recovery  # noqa: E402
 
@@ -94,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> LearningConfig:
     )
     p.add_argument(
         "--importance",
-        choices=["policy", "start"],
+        choices=IMPORTANCE,
         default="policy",
         help="the PPO ratio's old policy: policy (the current one: r = 1, the clip never "
         "binds) or start (the policy training starts from: the clip bounds each token's move)",

@@ -13,7 +13,7 @@ from pathlib import Path
 from crlhf_cli.crowd import DEFAULT_MIX
 from crlhf_cli.services import DemoError
 
-__all__ = ["ARMS", "CROWDS", "METHODS", "SCENARIOS", "LearningConfig", "Log"]
+__all__ = ["ARMS", "CROWDS", "IMPORTANCE", "METHODS", "SCENARIOS", "LearningConfig", "Log"]
 
 ARMS = ("truth", "em2", "mv", "single", "random")
 CROWDS: dict[str, dict[str, float]] = {
@@ -33,6 +33,11 @@ SCENARIOS = ("conventions", "execution")
 _SAMPLING = {"conventions": (1, 0.0), "execution": (4, 0.8)}
 """Each scenario's own completions per prompt and temperature: execution needs rewards that
 vary between samples of one problem, conventions judges greedy ghost text."""
+
+
+IMPORTANCE = ("policy", "start")
+"""The trainer's ``importance`` modes the bench can use: its completions are greedy or from
+llama.cpp, so their logged log-probs are no π_old (``logged`` is left out)."""
 
 
 @dataclass
@@ -92,10 +97,10 @@ class LearningConfig:
             raise DemoError(f"unknown arm or crowd {sorted(unknown)}; arms {ARMS}, crowds {CROWDS}")
         if set(self.methods) - set(METHODS):
             raise DemoError(f"unknown method in {self.methods}; use of {METHODS}")
-        if self.importance not in ("policy", "start"):
+        if self.importance not in IMPORTANCE:
             raise DemoError(
-                f"importance {self.importance!r}: use policy or start (the bench's completions "
-                "are greedy or from llama.cpp, so their logged log-probs are no π_old)"
+                f"importance {self.importance!r}: use {' or '.join(IMPORTANCE)} (the bench's "
+                "completions are greedy or from llama.cpp, so their logged log-probs are no π_old)"
             )
         if {"truth", "random"} - set(self.arms):
             raise DemoError("recovery needs the truth and random arms; keep both in --arms")

@@ -305,7 +305,8 @@ def policy_loss(
     adv = advantage(batch, baseline) / scale
     if negative_weight != 1.0:
         # the push on a negative advantage has no target: the mass it takes off a wrong
-        # line lands wherever the model puts it (on Gemma 3 270M, repeated lines)
+        # line lands wherever the model puts it (on Gemma 3 270M, completions that no
+        # longer parse: docs/benchmarks.md)
         adv = torch.where(adv < 0, adv * negative_weight, adv)
     surrogate = _per_completion_mean(clipped_surrogate(logp, old, adv, clip), batch.mask)
     kl = _per_completion_mean(kl_t, batch.mask)
