@@ -11,7 +11,9 @@ due (an event-loop timer), each line's text now is compared with the accepted te
   text ``a`` to the text now ``b`` (:func:`edit_distance`) and, when at most
   :data:`~crlhf_contract.retention.MAX_CORRECTION_CHARS` long, the text now as the
   correction. Line 0 is compared without the document's text before the completion
-  (``line_prefix``), so the pair is (completion line, what replaced it).
+  (``line_prefix``), so the pair is (completion line, what replaced it); an edit that
+  reaches into that text sends no correction (what replaced the completion's part alone
+  is unknown), its distance the whole line's.
 
 A document that closes or becomes excluded before a check drops the checks still due: what
 became of the lines afterwards is unknown, and an excluded document sends nothing.
@@ -62,13 +64,23 @@ def line_state(t: TrackedLine, prefix: str = "") -> RetainedLine:
     """The verdict on one tracked line now (``prefix``: the document's text before the
     completion on its first line, left out of the comparison)."""
     original, now = t.original.rstrip(), t.text.rstrip()
+    reaches_prompt = False
     if prefix and original.startswith(prefix):
-        original = original[len(prefix) :]
-        now = now[len(prefix) :] if now.startswith(prefix) else now
+        if now.startswith(prefix):
+            original, now = original[len(prefix) :], now[len(prefix) :]
+        else:
+            # the edit reaches into the prompt's part of the line: what replaced the
+            # completion's part alone is unknown, and the whole line sent as a correction
+            # would be trained as a continuation of a prompt that already holds half of it
+            reaches_prompt = True
+            original = original[len(prefix) :]
     if t.deleted or not now.strip():
         return RetainedLine(line=t.index, state="deleted", distance=len(original))
     if now == original:
         return RetainedLine(line=t.index, state="unchanged")
+    if reaches_prompt:
+        distance = max(1, edit_distance(prefix + original, now))
+        return RetainedLine(line=t.index, state="edited", distance=distance)
     correction = now if len(now) <= MAX_CORRECTION_CHARS else None
     distance = max(1, edit_distance(original, now))
     return RetainedLine(line=t.index, state="edited", distance=distance, correction=correction)

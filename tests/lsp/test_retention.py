@@ -128,3 +128,21 @@ def test_a_later_accept_of_the_same_completion_restarts_its_checks() -> None:
     assert feedback.flush_retention() == 1
     [event] = [row for kind, row in outbox.rows if kind == "event" and row.kind == "retained"]
     assert [line.line for line in event.lines] == [0, 1, 2]
+
+
+def test_a_first_line_rewritten_before_the_completion_gives_no_correction() -> None:
+    """The prompt ended inside line 0 (``msg = "%s items"``), the completion wrote `` % n``;
+    the developer retyped the whole line. What replaced the completion's part is unknown
+    (their text no longer starts with the prompt's), so no correction: sent as one, the
+    whole line would be trained as a continuation of the prompt that already holds half of
+    it. The distance is the whole line's."""
+    from crlhf_lsp.retention import line_state
+    from crlhf_lsp.tracking import TrackedLine
+
+    head = '    msg = "%s items"'
+    line = TrackedLine("c", 0, 3, head + " % n", '    msg = f"{n} items"')
+    state = line_state(line, head)
+    assert (state.state, state.correction) == ("edited", None)
+    assert state.distance == edit_distance(head + " % n", '    msg = f"{n} items"')
+    kept = TrackedLine("c", 0, 3, head + " % n", head + " % (n,)")
+    assert line_state(kept, head).correction == " % (n,)"  # the prompt's part untouched
