@@ -77,6 +77,9 @@ _HELP = {
     "eval_max_tokens": "execution: most tokens per held-out sample",
     "negative_weight": "multiplies advantages below 0 (0: learn from lines credited above the "
     "baseline only)",
+    "corrections": "conventions, kto: share of the fixable rule-breaking lines the developer "
+    "rewrites, sent as retention corrections and trained as KTO pairs beside every arm's "
+    "ratings",
 }
 
 

@@ -72,7 +72,7 @@ def run_learning(cfg: LearningConfig, log: Log = print) -> LearningResult:
     base = AutoModelForCausalLM.from_pretrained(ref.path)
     base_scores = scenario.score(base, None)
     del base
-    collected, exported = collect(cfg, ref, scenario.prompts, scenario.truth, log)
+    collected, exported = collect(cfg, ref, scenario.prompts, scenario.truth, log, scenario.fixes)
     result = _new_result(cfg, scenario, base_scores, collected, log)
     pots = scenario.honeypots
     bench = _Bench(cfg, ref, tokenizer, scenario, base_scores)
@@ -147,7 +147,8 @@ def _run_arms(
                 f"{sum(run.improvement) / len(run.improvement):+.3f} {scenario.unit}, guard "
                 f"{sum(run.pair) / max(1, len(run.pair)):+.3f}, gate {run.gate.get('decision')} "
                 f"({run.train_seconds:.0f} s, KL {run.final_kl or 0:.2f}, "
-                f"{run.backtracks} step halving(s){', ' + run.stopped if run.stopped else ''})"
+                f"{run.backtracks} step halving(s){', ' + run.stopped if run.stopped else ''}"
+                f"{f', {run.corrections} correction pair(s)' if run.corrections else ''})"
             )
 
 
@@ -183,11 +184,12 @@ def _train_and_score(
     tcfg = _train_config(cfg, method, seed)
     out = cfg.work_dir / "adapters" / f"{crowd_name}-{seed}-{method}-{arm}"
     shutil.rmtree(out, ignore_errors=True)  # a rerun's GGUF LoRA must not be the last run's
+    pairs = _correction_pairs(bench, work) if method == "kto" else []
     try:
         if method == "kto":  # TRL's KTOTrainer on the rated lines (crlhf_trainer.kto)
             from crlhf_trainer.kto import train_kto
 
-            report = train_kto(str(bench.ref.path), examples, tcfg, out)
+            report = train_kto(str(bench.ref.path), examples, tcfg, out, corrections=pairs)
         else:
             report = train(str(bench.ref.path), examples, tcfg, out)
     except NoTrainingData as exc:  # no spread in this arm's credit: the base model stays
@@ -214,7 +216,20 @@ def _train_and_score(
         report.backtracks,
         pair,
         scenario.gate(after, base),
+        corrections=len(pairs),
     )
+
+
+def _correction_pairs(bench: _Bench, work: Path) -> list[Any]:
+    """The developer's corrections in the pulled export as KTO pairs (none unless the bench
+    sent some: ``--corrections``), as the nightly trainer builds them."""
+    if not bench.cfg.corrections:
+        return []
+    from crlhf_trainer.corrections import pulled_pairs
+    from crlhf_trainer.pull import WorkDir
+
+    pairs, _ = pulled_pairs(WorkDir(work), bench.tokenizer, bench.cfg.max_train_tokens)
+    return pairs
 
 
 def _train_config(cfg: LearningConfig, method: str, seed: int) -> Any:

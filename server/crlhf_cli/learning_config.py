@@ -72,6 +72,7 @@ class LearningConfig:
     kl_backtracks: int = 4  # past kl_stop, undo the update and halve the step, this often
     importance: str = "policy"  # the PPO ratio's π_old (crlhf_trainer.train.IMPORTANCE)
     negative_weight: float = 1.0  # multiplies advantages below 0 (0: good lines only)
+    corrections: float = 0.0  # share of fixable rule-breaking lines a developer rewrites
     max_train_tokens: int = 320  # prompt + completion kept for training
     max_eval_tokens: int = 256  # of each held-out function
     device: str = "cpu"
@@ -101,6 +102,13 @@ class LearningConfig:
             raise DemoError(
                 f"importance {self.importance!r}: use {' or '.join(IMPORTANCE)} (the bench's "
                 "completions are greedy or from llama.cpp, so their logged log-probs are no π_old)"
+            )
+        if not 0.0 <= self.corrections <= 1.0:
+            raise DemoError(f"corrections {self.corrections}: a share, from 0 to 1")
+        if self.corrections and (self.scenario != "conventions" or "kto" not in self.methods):
+            raise DemoError(
+                "--corrections needs --scenario conventions (its rules say how a developer "
+                "fixes a line) and kto in --methods (the trainer learns corrections as KTO pairs)"
             )
         if {"truth", "random"} - set(self.arms):
             raise DemoError("recovery needs the truth and random arms; keep both in --arms")

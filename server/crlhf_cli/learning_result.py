@@ -32,6 +32,7 @@ class RunResult:
     pair: list[float] = field(default_factory=list)
     # the trainer's gate on this adapter against the base (crlhf_trainer.gate's to_json)
     gate: dict[str, Any] = field(default_factory=dict)
+    corrections: int = 0  # the developer's correction pairs trained on (kto only)
 
 
 @dataclass

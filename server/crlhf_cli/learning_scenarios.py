@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from crlhf_cli import conventions as conv
+from crlhf_cli import conventions_fix
 from crlhf_cli.learning_config import LearningConfig
 from crlhf_cli.learning_eval import EvalItem, eval_items, line_pair, margins, pair_margins
 
@@ -62,6 +63,8 @@ class Scenario:
     truth: Callable[[Prompt, str], list[int | None]]
     score: Callable[[Any, Path | None], Scores]  # (transformers model, its adapter folder)
     lower_is_better: bool  # of the raw metric (the improvement is always higher-is-better)
+    fixes: Callable[[Prompt, str], list[str | None]] | None = None
+    """per line of a completion, a developer's rewrite (conventions: its rules' fix)"""
 
     def improvement(self, after: Sequence[float], base: Sequence[float]) -> list[float]:
         sign = -1.0 if self.lower_is_better else 1.0
@@ -107,6 +110,7 @@ def _conventions(cfg: LearningConfig, tokenizer: Any) -> Scenario:
         lambda p, text: conv.line_truth(text, p.source.head),
         score,
         lower_is_better=True,
+        fixes=lambda p, text: conventions_fix.corrections(text, p.source.head),
     )
 
 

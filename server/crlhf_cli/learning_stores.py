@@ -5,15 +5,19 @@
    several samples per prompt, each round is a new crlhf-lsp session with its own
    sampling ``seed`` (its suggestion cache would answer a seen prompt with the same one).
 2. **crowd**, per seed and crowd mix: a fresh store gets the same completions and the
-   honeypots; a simulated crowd rates lines through review tasks; the trainer pulls the
-   store's export into a work dir.
+   honeypots; a simulated crowd rates lines through review tasks; with
+   ``cfg.corrections``, the developer who accepted the completions rewrites a share of
+   the lines the scenario can fix, sent as ``retained`` events with their correction as
+   crlhf-lsp's retention check would; the trainer pulls the store's export into a work dir.
 """
 
 from __future__ import annotations
 
+import random
 import shutil
+import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,7 @@ from crlhf_cli.crowd import TruthBook, make_crowd, rate_all
 from crlhf_cli.learning_config import CROWDS, LearningConfig, Log
 from crlhf_cli.services import DemoError, StoreProcess
 
-__all__ = ["Collected", "collect", "crowd_round", "lsp_backend"]
+__all__ = ["Collected", "collect", "crowd_round", "lsp_backend", "retention_events"]
 
 
 @dataclass
@@ -32,6 +36,8 @@ class Collected:
     completion_id: str
     text: str
     truth: list[int | None]
+    fixes: list[str | None] = field(default_factory=list)
+    """per line, a developer's rewrite of it (None: kept as it is): the scenario's own"""
 
 
 # --- 1. completions through crlhf-lsp ---------------------------------------------------
@@ -43,9 +49,11 @@ def collect(
     prompts: Sequence[Any],
     truth: Callable[[Any, str], list[int | None]],
     log: Log,
+    fixes: Callable[[Any, str], list[str | None]] | None = None,
 ) -> tuple[list[Collected], list[dict]]:
     """Completions of ``prompts`` (each with ``key`` and ``prompt``) via crlhf-lsp into a
-    store, judged by ``truth(prompt, text)``; returns them and the store's export."""
+    store, judged by ``truth(prompt, text)`` and, with ``fixes``, each line's rewrite by a
+    developer; returns them and the store's export."""
     from crlhf_contract.client import StoreClient
 
     samples, temperature = cfg.sampling()
@@ -66,7 +74,7 @@ def collect(
     out: list[Collected] = []
     try:
         for seed in range(samples):
-            out += _round(cfg, settings | {"seed": seed}, prompts, truth, log)
+            out += _round(cfg, settings | {"seed": seed}, prompts, truth, log, fixes)
         with StoreClient(store.url, tokens["trainer"]) as client:
             exported = [c.model_dump(mode="json") for c in _all_completions(client)]
     finally:
@@ -82,6 +90,7 @@ def _round(
     prompts: Sequence[Any],
     truth: Callable[[Any, str], list[int | None]],
     log: Log,
+    fixes: Callable[[Any, str], list[str | None]] | None,
 ) -> list[Collected]:
     """One crlhf-lsp session completing every prompt once, its outbox emptied into the store."""
     from crlhf_cli.lsp import LspDriver
@@ -96,7 +105,8 @@ def _round(
             if c is None or not c.text.strip():
                 continue
             lsp.accept(c)
-            out.append(Collected(p.key, c.id, c.text, truth(p, c.text)))
+            fixed = fixes(p, c.text) if fixes is not None else []
+            out.append(Collected(p.key, c.id, c.text, truth(p, c.text), fixed))
             if (i + 1) % 10 == 0:
                 log(f"  completions (seed {settings['seed']}): {i + 1}/{len(prompts)}")
         lsp.wait_outbox_empty()
@@ -165,6 +175,10 @@ def crowd_round(
         with StoreClient(store.url, tokens["developer"]) as dev:
             for i in range(0, len(batch), 100):
                 dev.post_completions(batch[i : i + 100])
+            if cfg.corrections:
+                events = retention_events(collected, cfg.corrections, seed)
+                for i in range(0, len(events), 100):
+                    dev.post_events(events[i : i + 100])
         book = TruthBook()
         for c in collected:
             book.by_id[c.completion_id] = c.truth
@@ -179,3 +193,37 @@ def crowd_round(
     finally:
         store.stop()
     return root / "trainer"
+
+
+def retention_events(collected: Sequence[Collected], share: float, seed: int) -> list[Any]:
+    """One ``retained`` event per completion, as crlhf-lsp's 5-minute check would send it:
+    each non-blank line ``unchanged``, except a ``share`` of those with a fix (drawn per
+    ``seed``), ``edited`` with the fix as their correction."""
+    from crlhf_contract.retention import RetainedLine
+    from crlhf_contract.schemas import EventIn, completion_lines
+    from crlhf_lsp.retention import edit_distance
+
+    rng = random.Random(seed)
+    events = []
+    for c in collected:
+        lines = []
+        for i, line in enumerate(completion_lines(c.text)):
+            if not line.strip():
+                continue
+            fix = c.fixes[i] if i < len(c.fixes) else None
+            if fix is not None and rng.random() < share:
+                d = max(1, edit_distance(line.rstrip(), fix.rstrip()))
+                lines.append(RetainedLine(line=i, state="edited", distance=d, correction=fix))
+            else:
+                lines.append(RetainedLine(line=i, state="unchanged"))
+        if lines:
+            events.append(
+                EventIn(
+                    event_id=uuid.uuid4(),
+                    completion_id=uuid.UUID(c.completion_id),
+                    kind="retained",
+                    after_s=300.0,
+                    lines=lines,
+                )
+            )
+    return events

@@ -54,6 +54,7 @@ __all__ = [
     "latest_corrections",
     "night_corrections",
     "night_pairs",
+    "pulled_pairs",
 ]
 
 CORRECTIONS = ("off", "kto")
@@ -207,6 +208,24 @@ def correction_pairs(
     return pairs, skipped
 
 
+def pulled_pairs(
+    work: WorkDir, tokenizer: Any, max_tokens: int = 2048
+) -> tuple[list[CorrectionPair], CorrectionsSkipped]:
+    """A pair per pulled correction of a pulled completion, honeypots left out, tokenised
+    with ``tokenizer`` as the examples are."""
+    honeypots = {cid for page in work.label_pages() for cid in page.get("honeypots") or {}}
+    return correction_pairs(
+        latest_corrections(work.retention_rows()),
+        work.completions(),
+        lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"]),
+        tokenizer.decode,
+        vocab_size=len(tokenizer),
+        max_tokens=max_tokens,
+        special_ids=frozenset(tokenizer.all_special_ids),
+        exclude=honeypots,
+    )
+
+
 def night_pairs(
     work: WorkDir,
     tokenizer: Any,
@@ -220,17 +239,7 @@ def night_pairs(
     """The pairs one night trains on: the pulled corrections, minus honeypots and the
     held-out split, within the window plus replay (as the examples); and a summary."""
     completions = work.completions()
-    honeypots = {cid for page in work.label_pages() for cid in page.get("honeypots") or {}}
-    pairs, skipped = correction_pairs(
-        latest_corrections(work.retention_rows()),
-        completions,
-        lambda text: list(tokenizer(text, add_special_tokens=False)["input_ids"]),
-        tokenizer.decode,
-        vocab_size=len(tokenizer),
-        max_tokens=max_tokens,
-        special_ids=frozenset(tokenizer.all_special_ids),
-        exclude=honeypots,
-    )
+    pairs, skipped = pulled_pairs(work, tokenizer, max_tokens)
     kept = [p for p in pairs if not is_heldout(p.completion_id, heldout_fraction)]
     chosen, window = recent_with_replay(kept, completions, window_days, replay, seed=seed)
     summary = {
