@@ -4,7 +4,8 @@
 
     .venv/bin/python bench/learning.py [--seeds 3] [--crowds default,hostile] [--steps 8]
         [--methods pg-line,pg,kto] [--prompts 48] [--heldout 60] [--model gemma3-270m]
-        [--scenario conventions|execution]
+        [--scenario conventions|execution] [--importance policy|start]
+        [--methods kto --corrections 0.5]
 
 Everything goes through the real parts (:mod:`crlhf_cli.learning`): completions from
 crlhf-lsp, ratings from simulated crowds posted to real stores through review tasks, the
@@ -13,6 +14,12 @@ trainer's pull → aggregate → train, then an evaluation on held-out work
 library functions teacher-forced (:mod:`crlhf_cli.conventions`); scenario ``execution``
 completes MBPP training problems several times at T > 0, judges each line by running it
 in the jail (:mod:`crlhf_cli.execution`), and scores pass@1 on MBPP's test split.
+
+``--corrections SHARE`` (conventions, kto): the developer who accepted the completions
+also rewrites that share of the rule-breaking lines the rules know how to fix
+(:mod:`crlhf_cli.conventions_fix`); the rewrites reach the store as crlhf-lsp's retention
+corrections and every arm's KTO trains them as pairs beside its ratings, as the nightly
+trainer does (``crlhf-train --method kto``).
 
 The guard column is the pair preference (a) on the same held-out functions: the change in
 q = log p(a correct line) − log p(its mutated twin), nats/token; below zero, the adapter

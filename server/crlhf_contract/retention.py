@@ -12,7 +12,8 @@ non-blank accepted line:
 ``distance``   the Levenshtein distance (characters) from the accepted text to the
                line now; 0 when unchanged, the accepted line's length when deleted
 ``correction`` ``edited`` only, optional: what the developer wrote instead (at most
-               :data:`MAX_CORRECTION_CHARS` characters; longer rewrites send none)
+               :data:`MAX_CORRECTION_CHARS` characters; longer rewrites send none, nor
+               does an edit of line 0 that reaches into the text before the completion)
 =============  =====================================================================
 
 The store refuses (422 naming the field) a ``retained`` event without ``after_s`` and
