@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 from crlhf_cli.learning import run_learning  # noqa: E402
 from crlhf_cli.learning_config import (  # noqa: E402
     ARMS,
+    CORRECTIONS_ARM,
     CROWDS,
     IMPORTANCE,
     SCENARIOS,
@@ -116,7 +117,12 @@ def parse_args(argv: list[str] | None = None) -> LearningConfig:
         "binds) or start (the policy training starts from: the clip bounds each token's move)",
     )
     p.add_argument("--crowds", default="default,hostile", help=f"of {', '.join(CROWDS)}")
-    p.add_argument("--arms", default=",".join(ARMS), help=f"of {', '.join(ARMS)}")
+    p.add_argument(
+        "--arms",
+        default=",".join(ARMS),
+        help=f"of {', '.join(ARMS)}; and {CORRECTIONS_ARM} (KTO on the --corrections pairs "
+        "alone, no credit from the ratings)",
+    )
     p.add_argument(
         "--methods",
         default="pg-line",
@@ -168,7 +174,7 @@ def print_tables(result: LearningResult, console: Console) -> None:
                 if not runs:
                     continue
                 r = None
-                if arm not in ("truth", "random"):
+                if arm not in ("truth", "random", CORRECTIONS_ARM):  # R: of rating credit
                     runs_p, rnd, truth = result.paired(crowd, method, arm, "random", "truth")
                     r = recovery(runs_p, rnd, truth) if runs_p else None
                 table.add_row(

@@ -21,6 +21,8 @@ One run of :func:`run_learning` (``bench/learning.py``; scenarios ``conventions`
    mv       majority vote
    single   one random label per line (no redundancy: a third of the budget)
    random   em2's posteriors shuffled across lines (no information: the floor)
+   correc-  on request, with ``--corrections``: no credit from the ratings, KTO on the
+   tions    developer's correction pairs alone
    ======== =============================================================================
 
 4. **evaluate** on held-out work: for ``conventions``, teacher-forced on reference bodies
@@ -46,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from crlhf_cli.learning_arms import arm_rewards, line_accuracy
-from crlhf_cli.learning_config import LearningConfig, Log
+from crlhf_cli.learning_config import CORRECTIONS_ARM, LearningConfig, Log
 from crlhf_cli.learning_result import LearningResult, RunResult
 from crlhf_cli.learning_scenarios import Scenario, Scores, make_scenario
 from crlhf_cli.learning_stores import Collected, collect, crowd_round
@@ -139,6 +141,8 @@ def _run_arms(
         for arm in cfg.arms:
             if arm == "truth" and crowd_name != cfg.crowds[0]:
                 continue  # the truth does not depend on the crowd
+            if arm == CORRECTIONS_ARM and method != "kto":
+                continue  # only KTO learns from corrections
             run = _train_and_score(bench, work, collected, crowd_name, seed, method, arm)
             result.runs.append(run)
             _save(cfg, result)  # after every run: a bench stopped early keeps them

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from crlhf_cli.learning_config import CORRECTIONS_ARM
 from crlhf_cli.learning_stores import Collected
 from crlhf_cli.services import DemoError
 
@@ -32,6 +33,8 @@ def arm_rewards(
     counts = {cid: len(completion_lines(c.get("text", ""))) for cid, c in completions.items()}
     ours = {c.completion_id for c in collected}
     rng = np.random.default_rng(seed)
+    if arm == CORRECTIONS_ARM:
+        return {}  # no credit: KTO learns from the developer's correction pairs alone
     if arm == "truth":
         items = [
             item_key(c.completion_id, i)

@@ -13,9 +13,21 @@ from pathlib import Path
 from crlhf_cli.crowd import DEFAULT_MIX
 from crlhf_cli.services import DemoError
 
-__all__ = ["ARMS", "CROWDS", "IMPORTANCE", "METHODS", "SCENARIOS", "LearningConfig", "Log"]
+__all__ = [
+    "ARMS",
+    "CORRECTIONS_ARM",
+    "CROWDS",
+    "IMPORTANCE",
+    "METHODS",
+    "SCENARIOS",
+    "LearningConfig",
+    "Log",
+]
 
 ARMS = ("truth", "em2", "mv", "single", "random")
+CORRECTIONS_ARM = "corrections"
+"""An arm on request only (``--arms …,corrections``): no credit from the ratings, KTO on
+the developer's correction pairs alone (``--corrections``)."""
 CROWDS: dict[str, dict[str, float]] = {
     "default": dict(DEFAULT_MIX),
     "hostile": {"reliable": 0.3, "mediocre": 0.1, "adversary": 0.4, "always_up": 0.2},
@@ -93,7 +105,7 @@ class LearningConfig:
             )
         if self.scenario == "execution" and self.eval_temperature <= 0 and self.eval_samples > 1:
             raise DemoError("pass@1 from several samples needs --eval-temperature above 0")
-        unknown = (set(self.arms) - set(ARMS)) | (set(self.crowds) - set(CROWDS))
+        unknown = (set(self.arms) - {*ARMS, CORRECTIONS_ARM}) | (set(self.crowds) - set(CROWDS))
         if unknown:
             raise DemoError(f"unknown arm or crowd {sorted(unknown)}; arms {ARMS}, crowds {CROWDS}")
         if set(self.methods) - set(METHODS):
@@ -110,6 +122,8 @@ class LearningConfig:
                 "--corrections needs --scenario conventions (its rules say how a developer "
                 "fixes a line) and kto in --methods (the trainer learns corrections as KTO pairs)"
             )
+        if CORRECTIONS_ARM in self.arms and not self.corrections:
+            raise DemoError("the corrections arm trains on corrections: set --corrections above 0")
         if {"truth", "random"} - set(self.arms):
             raise DemoError("recovery needs the truth and random arms; keep both in --arms")
         return self

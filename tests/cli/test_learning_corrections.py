@@ -105,8 +105,17 @@ def test_a_share_draws_that_many_rewrites_per_seed() -> None:
         ({"corrections": 1.5}, "a share"),
         ({"corrections": 0.5}, "kto in --methods"),
         ({"corrections": 0.5, "methods": ("kto",), "scenario": "execution"}, "conventions"),
+        ({"arms": ("truth", "random", "corrections"), "methods": ("kto",)}, "above 0"),
     ],
 )
 def test_corrections_without_a_way_to_use_them_are_refused(kw, match) -> None:
     with pytest.raises(DemoError, match=match):
         LearningConfig(**kw).validate()
+
+
+def test_the_corrections_arm_takes_no_credit_from_the_ratings(tmp_path: Path) -> None:
+    from crlhf_cli.learning_arms import arm_rewards
+
+    cfg = LearningConfig(arms=("truth", "random", "corrections"), methods=("kto",), corrections=1)
+    assert cfg.validate() is cfg
+    assert arm_rewards("corrections", tmp_path, [], seed=0) == {}
