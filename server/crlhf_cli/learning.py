@@ -178,13 +178,14 @@ def _train_and_score(
     from crlhf_trainer.train import load_policy, train
 
     cfg, scenario, base = bench.cfg, bench.scenario, bench.base
-    rewards = arm_rewards(arm, work, collected, seed)
-    examples, _ = build_examples(
-        WorkDir(work).completions(),
-        rewards,
-        bench.tokenizer.decode,
-        max_tokens=cfg.max_train_tokens,
-    )
+    examples: list[Any] = []
+    if arm != CORRECTIONS_ARM:  # that arm has no credit, so no examples: its pairs alone
+        examples, _ = build_examples(
+            WorkDir(work).completions(),
+            arm_rewards(arm, work, collected, seed),
+            bench.tokenizer.decode,
+            max_tokens=cfg.max_train_tokens,
+        )
     tcfg = _train_config(cfg, method, seed)
     out = cfg.work_dir / "adapters" / f"{crowd_name}-{seed}-{method}-{arm}"
     shutil.rmtree(out, ignore_errors=True)  # a rerun's GGUF LoRA must not be the last run's

@@ -119,3 +119,42 @@ def test_the_corrections_arm_takes_no_credit_from_the_ratings(tmp_path: Path) ->
     cfg = LearningConfig(arms=("truth", "random", "corrections"), methods=("kto",), corrections=1)
     assert cfg.validate() is cfg
     assert arm_rewards("corrections", tmp_path, [], seed=0) == {}
+
+
+def test_the_corrections_arm_trains_kto_on_the_pairs_alone(tmp_path: Path) -> None:
+    """Through the bench's own training step, on a tiny model: the pulled corrections are
+    the only rows, and a run whose store has none leaves the base model as it is."""
+    from crlhf_cli.learning import _Bench, _train_and_score
+    from crlhf_cli.learning_scenarios import Scenario, Scores
+    from crlhf_cli.learning_stores import crowd_round
+    from crlhf_models import resolve_model
+    from train_helpers import tiny
+    from transformers import AutoTokenizer
+
+    ref = resolve_model(str(tiny()))
+    tok = AutoTokenizer.from_pretrained(ref.path)
+    collected, exported = _collected(tok)
+    scored: list[str | None] = []
+
+    def score(model, adapter):  # the held-out scoring is the scenario's; here: what was trained
+        scored.append(None if adapter is None else str(adapter))
+        return Scores([0.0], [None])
+
+    scenario = Scenario("conventions", "nats/token", [], [], [], None, score, True)
+    for share, pairs in ((1.0, 3), (0.0, 0)):
+        cfg = LearningConfig(
+            work_dir=tmp_path / str(share),
+            annotators=4,
+            max_honeypots=0,
+            corrections=share,
+            methods=("kto",),
+            arms=("truth", "random", "corrections"),
+            steps=2,
+            batch_size=2,
+        )
+        work = crowd_round(cfg, "default", 0, collected, exported, [])
+        bench = _Bench(cfg, ref, tok, scenario, Scores([0.0], [None]))
+        run = _train_and_score(bench, work, collected, "default", 0, "kto", "corrections")
+        assert run.corrections == pairs
+        assert run.steps == (2 if pairs else 0)  # no pairs: nothing to train, the base stays
+    assert len(scored) == 1 and scored[0].endswith("default-0-kto-corrections")
