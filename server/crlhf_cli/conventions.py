@@ -15,11 +15,14 @@ rule                a line breaks it when it …                                
 
 Prompts are real code: functions of the Python standard library whose original body
 breaks a convention, cut inside the first line that does, just before the construct
-(after a format string's closing quote, before ``os.path``, after ``except``), so the
-model decides: greedy Gemma 3 270M completions of random standard-library functions
-broke none of the rules, and cut at a line start 94 % of its lines kept them, so such
-prompts would give the crowd almost nothing to say. The completion's first line is
-judged together with the part of it the prompt holds.
+(before a format string, before ``os.path``, after ``except``), so the model decides:
+greedy Gemma 3 270M completions of random standard-library functions broke none of the
+rules, and cut at a line start 94 % of its lines kept them, so such prompts would give
+the crowd almost nothing to say. A format string's prompt stops before the literal
+(``msg = ``), where an f-string is one choice among others: stopped after its closing
+quote (until stop 25), 46 of the 60 held-out prompts left no continuation that keeps
+both the rule and the code, and training pushed the model into broken text there. The
+completion's first line is judged together with the part of it the prompt holds.
 
 The standard library is split *by module* into a training side (prompts and honeypots)
 and a held-out side (the evaluation's reference bodies), so no held-out function, nor
@@ -61,21 +64,21 @@ def _tokens(line: str) -> list[tokenize.TokenInfo]:
     return tokens
 
 
-def _formatted_string_end(line: str) -> int | None:
-    """The column right after a string literal that ``%`` or ``.format(`` formats."""
+def _formatted_string(line: str) -> tuple[int, int] | None:
+    """The columns (start, end) of a string literal that ``%`` or ``.format(`` formats."""
     toks = _tokens(line)
     for a, b, c in zip(toks, toks[1:], [*toks[2:], None], strict=False):
         if a.type != tokenize.STRING or a.string[:1] in "fF" or a.string[:2] in ("rf", "fr"):
             continue
         if b.string == "%" or (b.string == "." and c is not None and c.string == "format"):
-            return a.end[1]
+            return a.start[1], a.end[1]
     return None
 
 
 RULES: dict[str, Callable[[str], bool]] = {
     # a string literal followed by % (printf-style) or .format: tokens, not a regex, so a
     # "%" inside a string or an arithmetic modulo is not mistaken for formatting
-    "fstring": lambda line: _formatted_string_end(line) is not None,
+    "fstring": lambda line: _formatted_string(line) is not None,
     "pathlib": re.compile(r"\bos\.path\.").search,
     "logging": re.compile(r"^\s*print\(").search,
     "bare-except": re.compile(r"^\s*except\s*:").search,
@@ -172,9 +175,12 @@ _CUTS: dict[str, re.Pattern[str]] = {
 def _cut(rule: str, line: str) -> int:
     """Where the prompt stops in a line breaking ``rule``: just before its construct."""
     if rule == "fstring":
-        end = _formatted_string_end(line)
-        if end is not None:
-            return end
+        # before the literal, not after its closing quote: from `msg = "%d items"` no
+        # continuation keeps both the rule and the code, so a model pushed off `%` there
+        # can only write broken or degenerate text; from `msg = ` an f-string is a choice
+        span = _formatted_string(line)
+        if span is not None:
+            return span[0]
     pattern = _CUTS.get(rule)
     m = pattern.search(line) if pattern else None
     return m.end() if m else len(line) - len(line.lstrip())

@@ -123,3 +123,23 @@ def test_guard_flags_mark_each_completion_and_the_rates_are_their_means():
     scores = dl.guard_scores(functions, texts)
     assert scores["parse_rate"] == sum(flags["parses"]) / 3
     assert scores["repetition"] == 1 / 3
+
+
+def test_a_format_string_prompt_stops_before_the_string_so_an_f_string_can_follow(tmp_path):
+    """Cut after the literal's closing quote, the prompt would leave no continuation that
+    keeps the rule and the code (``"%d items"`` then anything but ``%`` is wrong code): a
+    model pushed off ``%`` there can only write broken or degenerate text. Before the
+    literal, ``f"{n} items"`` is one choice among others, and a developer's fix of the
+    line is a continuation of the prompt."""
+    from crlhf_cli.conventions_fix import corrections
+
+    (tmp_path / "mod.py").write_text(
+        "def f(n, k):\n    total = n + k\n    msg = 'x' + \"%d items\" % total\n    return msg\n"
+    )
+    [f] = conv.stdlib_functions(root=tmp_path)
+    assert f.head == "    msg = 'x' + "
+    rest = f.source.split("\n")[f.first_break][f.cut :]
+    assert rest == '"%d items" % total'
+    assert conv.line_truth(rest, f.head) == [-1]
+    assert conv.line_truth('f"{total} items"', f.head) == [1]
+    assert corrections(rest, f.head) == ['f"{total} items"']
