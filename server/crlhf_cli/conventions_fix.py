@@ -202,7 +202,7 @@ class _Fixer:
         if m is None:
             raise _Unfixable("implicitly concatenated or bytes literal")
         prefix, quote, body = m.groups()
-        return ("r" if prefix in "rR" and prefix else ""), quote, body
+        return ("r" if prefix in ("r", "R") else ""), quote, body  # u"…" needs no prefix
 
     def _field(self, expr: str, quote: str) -> str:
         if quote[0] in expr or "\\" in expr or "{" in expr:
