@@ -37,6 +37,7 @@ def build_summary(
         "model": model_id,
         "device": cfg.device,
         "mode": cfg.mode,
+        "scenario": cfg.scenario,
         "completions": {
             "n": len(rated),
             "passed": sum(r.passed for r in rated),
@@ -88,11 +89,17 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
     agg, ev, ad, hs = s["aggregation"], s["eval"], s["adapter"], s["hot_swap"]
     c, cr, rw = s["completions"], s["crowd"], s["rewards"]
     passes = sorted(k for k in ev["before"].keys() | ev["after"].keys() if "pass@" in k)
+    # a completion "passes" when it keeps every convention there, or when it passes its tests
+    kept, good, bad = (
+        ("keep every convention", "keeping them", "breaking one")
+        if s.get("scenario") == "conventions"
+        else ("pass their tests", "passing", "failing")
+    )
     return [
         ("model", f"{s['model']} ({s['device']}, {s['mode']})"),
         (
             "completions (crlhf-lsp)",
-            f"{c['n']} accepted, {c['passed']} pass their tests, "
+            f"{c['n']} accepted, {c['passed']} {kept}, "
             f"{num(c['mean_seconds'], 's')} each",
         ),
         (
@@ -116,7 +123,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         (
             "rewards",
             f"mean {num(rw['mean'])} over {rw['n_completions']} completions "
-            f"(passing {num(rw['mean_passed'])}, failing {num(rw['mean_failed'])})",
+            f"({good} {num(rw['mean_passed'])}, {bad} {num(rw['mean_failed'])})",
         ),
         (
             "training",

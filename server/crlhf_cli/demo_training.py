@@ -66,7 +66,8 @@ def nightly_config(
     two guards: completions that parse and repeat no line (their texts go to
     ``guard_texts``), and correct lines preferred to their mutated twins."""
     conventions_scenario = cfg.scenario == "conventions"
-    benchmarks = ("humaneval", "mbpp") if cfg.eval_limit else ()
+    problems = cfg.pass_at_problems()
+    benchmarks = ("humaneval", "mbpp") if problems else ()
     suites = {}
     if conventions_scenario:
         suites = {
@@ -83,7 +84,7 @@ def nightly_config(
         train=train,
         eval=EvalConfig(
             benchmarks=benchmarks,
-            limit=cfg.eval_limit or None,
+            limit=problems or None,
             max_new_tokens=cfg.eval_max_tokens,
             seed=cfg.seed,
             suites=suites,

@@ -51,6 +51,40 @@ def test_summary_rows_render_missing_values() -> None:
     rows = dict(summary_rows(summary))
     assert rows["hot swap"].startswith("yes")
     assert "pass@1" in rows
+    assert "pass their tests" in rows["completions (crlhf-lsp)"]
+    conventions = dict(summary_rows(summary | {"scenario": "conventions"}))
+    assert "0 keep every convention" in conventions["completions (crlhf-lsp)"]
+    assert "(keeping them –, breaking one 0.113)" in conventions["rewards"]
+
+
+def test_the_conventions_demo_evaluates_no_pass_at_1_its_gate_could_never_trust(
+    tmp_path: Path,
+) -> None:
+    """The quick preset's pass@1 on 5 + 5 problems is below the gate's ``min_items``: with it
+    every conventions night ended "not enough evidence", whatever the conventions showed,
+    and it cost 5 of the demo's 17 minutes (0 → 0 for the default model)."""
+    from crlhf_cli.demo_training import nightly_config
+    from crlhf_trainer.train import TrainConfig
+
+    def night(*argv: str):  # noqa: ANN202
+        return nightly_config(
+            parse_args(list(argv)),
+            store_url="http://127.0.0.1:9",
+            token="t",
+            model="m",
+            work_dir=tmp_path,
+            train=TrainConfig(),
+        ).eval
+
+    quick = night()
+    assert quick.benchmarks == () and set(quick.suites) == {"conventions", "sound", "correct"}
+    cfg = parse_args([])
+    assert min(cfg.heldout, cfg.guard_prompts) >= cfg.min_items  # every gated metric can pass
+    mbpp = night("--scenario", "mbpp")
+    assert mbpp.benchmarks == ("humaneval", "mbpp") and mbpp.limit == 5
+    asked = night("--eval-limit", "30")
+    assert asked.benchmarks == ("humaneval", "mbpp") and asked.limit == 30
+    assert night("--full").limit == 50
 
 
 def _run_demo(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict, Path]:
