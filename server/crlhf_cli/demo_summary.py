@@ -99,8 +99,7 @@ def summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
         ("model", f"{s['model']} ({s['device']}, {s['mode']})"),
         (
             "completions (crlhf-lsp)",
-            f"{c['n']} accepted, {c['passed']} {kept}, "
-            f"{num(c['mean_seconds'], 's')} each",
+            f"{c['n']} accepted, {c['passed']} {kept}, {num(c['mean_seconds'], 's')} each",
         ),
         (
             "crowd",
