@@ -75,7 +75,7 @@ class LearningConfig:
     methods: tuple[str, ...] = ("pg-line",)
     seeds: int = 3
     first_seed: int = 0  # seeds first_seed … first_seed + seeds − 1 (a later run adds seeds)
-    steps: int = 8
+    steps: int = 12  # what the documented runs used since stop 22
     batch_size: int = 4
     grad_accum: int = 1
     lr: float = 1e-4

@@ -198,7 +198,7 @@ class Demo:
             "token": self.tokens["developer"],
             "backend": backend,
             "model": model,
-            "maxTokens": self.cfg.max_tokens,
+            "maxTokens": self.cfg.completion_tokens(),
             "temperature": 0.0,
             "outboxPath": str(self.work / "lsp" / "outbox.sqlite3"),
             "adapterPollSeconds": 1.0,

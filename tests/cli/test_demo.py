@@ -31,6 +31,23 @@ def test_options_and_presets() -> None:
         "adversary": 0.5,
     }
     assert set(quick.mix) == set(DEFAULT_MIX)
+    assert parse_args(["--scenario", "mbpp"]).completion_tokens() == 64
+    assert parse_args(["--max-tokens", "40"]).completion_tokens() == 40
+
+
+def test_the_conventions_demo_trains_as_the_learning_bench_measured() -> None:
+    """The demo shows what the benchmark shows: its night has the sizes whose effect
+    bench/learning.py measured over seeds (docs/benchmarks.md), not others."""
+    from crlhf_cli.demo_training import train_config
+    from crlhf_cli.learning_config import LearningConfig
+
+    demo, bench = parse_args([]), LearningConfig()
+    assert demo.scenario == bench.scenario == "conventions"
+    assert (demo.prompts, demo.completion_tokens()) == (bench.prompts, bench.max_tokens)
+    train = train_config(demo)
+    sizes = (train.method, train.max_steps, train.batch_size, train.grad_accum, train.lr)
+    assert sizes == (bench.methods[0], bench.steps, bench.batch_size, bench.grad_accum, bench.lr)
+    assert (train.kl_coef, train.kl_stop) == (bench.kl_coef, bench.kl_stop)
     with pytest.raises(SystemExit):
         parse_args(["--mix", "geniuses=1"])
 
