@@ -71,8 +71,8 @@ class DemoConfig:
     grad_accum: int = 1
     method: str = "pg-line"  # pg | pg-line
     # first N problems of HumanEval and of MBPP's test split; None: the scenario's own (mbpp
-    # 5; conventions none, since pass@1 on fewer than min_items problems is "too few" to the
-    # gate, so evaluating it kept every conventions night a candidate, and cost 5 minutes)
+    # 5; conventions none: pass@1 on fewer than min_items problems is "too few" to the gate,
+    # so evaluating it kept every conventions night a candidate, and it is 0 → 0 there)
     eval_limit: int | None = None
     eval_max_tokens: int = 128
     lr: float = 1e-4  # Gemma 3 270M drifts ~0.5 nats/token from its base in 2 steps at 2e-4
