@@ -35,9 +35,22 @@ from typing import Any
 from rich.console import Console
 
 from crlhf_cli.crowd import DEFAULT_MIX
+from crlhf_cli.learning_config import LearningConfig
 from crlhf_cli.services import DemoError
 
 __all__ = ["DemoConfig", "main", "parse_args", "run_demo"]
+
+_BENCH = LearningConfig()
+"""The learning bench's sizes: the conventions night trains as its seeds measured, so the
+bench's intervals (docs/benchmarks.md) describe what the demo does."""
+
+_SCENARIO_OWN: dict[str, dict[str, int]] = {
+    # pass@1 on fewer than min_items problems is "too few" to the gate, which kept every
+    # conventions night a candidate whatever its own metrics showed (and it is 0 → 0 there)
+    "conventions": {"max_tokens": _BENCH.max_tokens, "eval_limit": 0},
+    "mbpp": {"max_tokens": 64, "eval_limit": 5},
+}
+"""What a size left at None means in each scenario."""
 
 
 @dataclass
@@ -51,11 +64,7 @@ class DemoConfig:
     # the scenario where the default model measurably learns on 2 cores; mbpp: MBPP and
     # HumanEval problems, truth from execution and the reference (pass@k before/after)
     scenario: str = "conventions"
-    # conventions: training-side prompts completed by crlhf-lsp. This, the completion length
-    # and the training's sizes are bench/learning.py's (LearningConfig), whose three seeds
-    # per crowd measured them: one pass over the data. The earlier 8 × 2 micro-batches on 32
-    # prompts (2.4 passes) took a demo night's repeated completions from 12 % to 50 %.
-    prompts: int = 48
+    prompts: int = _BENCH.prompts  # conventions: training-side prompts completed by crlhf-lsp
     heldout: int = 60  # conventions: held-out functions the gate compares on
     guard_prompts: int = 24  # conventions: held-out prompts generated before and after (gated)
     mbpp: int = 20  # completions for MBPP training-split problems
@@ -65,35 +74,31 @@ class DemoConfig:
     mix: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_MIX))
     redundancy: int = 3  # crowd ratings per completion
     max_honeypots: int = 12  # honeypots one annotator answers at most
-    max_tokens: int | None = None  # crlhf-lsp's maxTokens; None: conventions 48, mbpp 64
-    train_steps: int = 12
-    batch_size: int = 4
-    grad_accum: int = 1
+    max_tokens: int | None = None  # crlhf-lsp's maxTokens; None: the scenario's own
+    train_steps: int = _BENCH.steps
+    batch_size: int = _BENCH.batch_size
+    grad_accum: int = _BENCH.grad_accum
     method: str = "pg-line"  # pg | pg-line
-    # first N problems of HumanEval and of MBPP's test split; None: the scenario's own (mbpp
-    # 5; conventions none: pass@1 on fewer than min_items problems is "too few" to the gate,
-    # so evaluating it kept every conventions night a candidate, and it is 0 → 0 there)
-    eval_limit: int | None = None
+    eval_limit: int | None = None  # first N of HumanEval and MBPP's test split; None: own
     eval_max_tokens: int = 128
-    lr: float = 1e-4  # Gemma 3 270M drifts ~0.5 nats/token from its base in 2 steps at 2e-4
-    kl_stop: float = 1.0  # nats/token the update may move from the base (then the step halves)
+    lr: float = _BENCH.lr
+    kl_stop: float = _BENCH.kl_stop  # nats/token the update may move from the base
     min_items: int = 20  # the gate: paired items a metric needs before it is trusted
     seed: int = 0
     json_out: Path | None = None
     fresh: bool = True  # start from an empty working folder
 
     def completion_tokens(self) -> int:
-        """crlhf-lsp's maxTokens: the learning bench's 48 for conventions (six short lines),
-        64 for an MBPP solution."""
-        if self.max_tokens is not None:
-            return self.max_tokens
-        return 48 if self.scenario == "conventions" else 64
+        """crlhf-lsp's maxTokens (``--max-tokens``, else the scenario's own)."""
+        return self._own("max_tokens")
 
     def pass_at_problems(self) -> int:
         """Problems per benchmark whose pass@1 the night evaluates (0: none)."""
-        if self.eval_limit is not None:
-            return self.eval_limit
-        return 0 if self.scenario == "conventions" else 5
+        return self._own("eval_limit")
+
+    def _own(self, name: str) -> int:
+        value = getattr(self, name)
+        return _SCENARIO_OWN[self.scenario][name] if value is None else value
 
 
 PRESETS: dict[str, dict[str, Any]] = {
