@@ -47,6 +47,7 @@ from crlhf_cli.demo_learning import (  # noqa: E402
     guard_flags,
     guard_scores,
     heldout_prompts,
+    served_adapter_texts,
 )
 from crlhf_cli.learning_stats import Interval, mean_interval  # noqa: E402
 
@@ -122,11 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(adapter: Path | None) -> list[str]:
         if gguf is not None:
-            from crlhf_cli.llamacpp_texts import complete_all
-
-            jobs = [(p, 0) for p in prompts]
-            texts = complete_all(gguf, adapter, jobs, max_tokens=args.max_new_tokens, temperature=0)
-            return ["\n".join(t.split("\n")[:6]) for t in texts]  # as generate() cuts
+            return served_adapter_texts(gguf, adapter, prompts, args.max_new_tokens)
         if adapter is None:
             model = AutoModelForCausalLM.from_pretrained(ref.path)
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ __all__ = [
     "guard_scores",
     "guard_suite",
     "heldout_prompts",
+    "served_adapter_texts",
+    "served_texts",
 ]
 
 METRIC = "heldout/conventions"
@@ -86,17 +89,28 @@ def correct_suite(limit: int, max_tokens: int = 256) -> Callable[[Any, Any], lis
 
 
 def guard_suite(
-    n: int, max_new_tokens: int = 48, generated: list[list[str]] | None = None
+    n: int,
+    max_new_tokens: int = 48,
+    generated: list[list[str]] | None = None,
+    gguf: Path | None = None,
 ) -> Callable[[Any, Any], list[float]]:
     """The trainer's guard suite (``GUARD``): one 0/1 score per held-out prompt.
 
+    With ``gguf`` (the file crlhf-lsp's llamacpp backend serves) the completions are
+    llama.cpp's, with the model's LoRA as a GGUF LoRA (:func:`served_texts`): the gate then
+    judges the text a developer would see, not the trainer's f32 copy's, whose greedy
+    texts differed from the served ones on 19 of 24 prompts (docs/benchmarks.md).
     Each call's completions are appended to ``generated`` when given (the trainer evaluates
     the baseline first, then the candidate), so the demo's guard figures need no second
     generation."""
     functions = heldout_prompts(n)
 
     def suite(model: Any, tokenizer: Any) -> list[float]:
-        texts = generate(model, tokenizer, [f.prompt for f in functions], max_new_tokens)
+        prompts = [f.prompt for f in functions]
+        if gguf is None:
+            texts = generate(model, tokenizer, prompts, max_new_tokens)
+        else:
+            texts = served_texts(gguf, model, prompts, max_new_tokens)
         if generated is not None:
             generated.append(texts)
         return [
@@ -129,8 +143,35 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens:
                 **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad
             )
         text = tokenizer.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-        out.append("\n".join(text.split("\n")[:6]))
+        out.append(_ghost_text(text))
     return out
+
+
+def served_texts(gguf: Path, model: Any, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
+    """Greedy continuations as crlhf-lsp's llamacpp backend serves them: the GGUF base
+    model and, when ``model`` is a PEFT model, its LoRA converted to a GGUF LoRA (as an
+    editor's hot swap converts it); cut after six lines like :func:`generate`."""
+    with tempfile.TemporaryDirectory(prefix="crlhf-guard-") as tmp:
+        adapter = None
+        if hasattr(model, "peft_config"):  # a plain transformers model is the base itself
+            model.save_pretrained(tmp)
+            adapter = Path(tmp)
+        return served_adapter_texts(gguf, adapter, prompts, max_new_tokens)
+
+
+def served_adapter_texts(
+    gguf: Path, adapter: Path | None, prompts: Sequence[str], max_new_tokens: int
+) -> list[str]:
+    """:func:`served_texts` for an adapter folder (``None``: the base model)."""
+    from crlhf_cli.llamacpp_texts import complete_all
+
+    jobs = [(p, 0) for p in prompts]
+    texts = complete_all(gguf, adapter, jobs, max_tokens=max_new_tokens, temperature=0.0)
+    return [_ghost_text(t) for t in texts]
+
+
+def _ghost_text(text: str) -> str:
+    return "\n".join(text.split("\n")[:6])
 
 
 def _parses(prompt: str, completion: str) -> bool:
@@ -181,15 +222,21 @@ def generation_guards(
     n: int,
     max_new_tokens: int = 48,
     generated: Sequence[Sequence[str]] = (),
+    gguf: Path | None = None,
 ) -> dict[str, Any]:
     """Guards for the base model and the candidate adapter, and a before/after example;
-    ``generated`` (before, after), when the gate's guard suite made them, is used as is."""
+    ``generated`` (before, after), when the gate's guard suite made them, is used as is.
+    Otherwise llama.cpp writes them from ``gguf`` when given (what is served), else
+    transformers from ``model_path``."""
     functions = heldout_prompts(n)
+    prompts = [f.prompt for f in functions]
     if len(generated) == 2 and all(len(g) == len(functions) for g in generated):
         before, after = list(generated[0]), list(generated[1])
+    elif gguf is not None:
+        before = served_adapter_texts(gguf, None, prompts, max_new_tokens)
+        after = served_adapter_texts(gguf, adapter, prompts, max_new_tokens) if adapter else before
     else:
         before, after = _generate_both(model_path, adapter, functions, max_new_tokens)
-    prompts = [f.prompt for f in functions]
     b, a = guard_scores(functions, before), guard_scores(functions, after)
     fixed = [
         i

@@ -61,10 +61,12 @@ def nightly_config(
     work_dir: Path,
     train: TrainConfig,
     guard_texts: list[list[str]] | None = None,
+    gguf: Path | None = None,
 ) -> NightlyConfig:
     """The night the demo runs. In ``conventions`` the gate compares the held-out metric and
     two guards: completions that parse and repeat no line (their texts go to
-    ``guard_texts``), and correct lines preferred to their mutated twins."""
+    ``guard_texts``; written by llama.cpp from ``gguf`` when crlhf-lsp serves that file),
+    and correct lines preferred to their mutated twins."""
     conventions_scenario = cfg.scenario == "conventions"
     problems = cfg.pass_at_problems()
     benchmarks = ("humaneval", "mbpp") if problems else ()
@@ -72,7 +74,7 @@ def nightly_config(
     if conventions_scenario:
         suites = {
             "conventions": conventions_suite(cfg.heldout),
-            "sound": guard_suite(cfg.guard_prompts, generated=guard_texts),
+            "sound": guard_suite(cfg.guard_prompts, generated=guard_texts, gguf=gguf),
             "correct": correct_suite(cfg.heldout),
         }
     return NightlyConfig(

@@ -51,6 +51,8 @@ class Demo:
         self.lsp: LspDriver | None = None
         self.details: dict[str, Any] = {}
         self.guard_texts: list[list[str]] = []  # the gate's guard completions: before, after
+        # the GGUF crlhf-lsp serves (llamacpp backend): the guards judge its completions
+        self.served_gguf: Path | None = None
 
     def __enter__(self) -> Demo:
         return self
@@ -153,6 +155,7 @@ class Demo:
                 adapter if adapter.is_dir() else None,
                 self.cfg.guard_prompts,
                 generated=self.guard_texts,
+                gguf=self.served_gguf,
             )
         self.details["learning_example"] = guards.pop("example")
         self.details["arms"] = {"em2": {"delta": delta, "delta_low": low, "delta_high": high}}
@@ -193,6 +196,7 @@ class Demo:
         assert self.store is not None
         backend, model = self.lsp_backend()
         self.console.print(f"  crlhf-lsp backend: {backend}")
+        self.served_gguf = Path(model) if backend == "llamacpp" else None
         settings = {
             "storeUrl": self.store.url,
             "token": self.tokens["developer"],
@@ -327,6 +331,7 @@ class Demo:
             work_dir=self.work / "trainer",
             train=self.train_config,
             guard_texts=self.guard_texts,
+            gguf=self.served_gguf,
         )
         try:
             with self.bar() as bar:

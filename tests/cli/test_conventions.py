@@ -143,3 +143,44 @@ def test_a_format_string_prompt_stops_before_the_string_so_an_f_string_can_follo
     assert conv.line_truth(rest, f.head) == [-1]
     assert conv.line_truth('f"{total} items"', f.head) == [1]
     assert corrections(rest, f.head) == ['f"{total} items"']
+
+
+@pytest.mark.slow  # llama.cpp on the tiny GGUF, twice, plus a LoRA conversion: ~10 s
+def test_the_demo_gate_judges_the_completions_llama_cpp_serves(tiny_model, tmp_path):
+    """Where crlhf-lsp serves a GGUF, the gate's guard must judge llama.cpp's completions
+    with the candidate's LoRA as a GGUF LoRA, as a developer would see them: the trainer's
+    f32 copy wrote different greedy text on 19 of 24 of Gemma's guard prompts."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    from crlhf_cli import demo_learning as dl
+    from crlhf_cli.demo import parse_args
+    from crlhf_cli.demo_training import nightly_config
+    from crlhf_cli.llamacpp_texts import complete_all
+    from crlhf_trainer.train import TrainConfig, load_policy
+    from tiny_gguf import build_tiny_gguf
+    from tiny_model import ALL_TARGETS, make_tiny_adapter
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = build_tiny_gguf()
+    adapter = make_tiny_adapter(tiny_model, tmp_path / "a", seed=3, target_modules=ALL_TARGETS)
+    cfg = parse_args(["--guard-prompts", "4"])
+    generated: list[list[str]] = []
+    night = nightly_config(
+        cfg, store_url="http://127.0.0.1:9", token="t", model=str(tiny_model),
+        work_dir=tmp_path, train=TrainConfig(), guard_texts=generated, gguf=gguf,
+    )  # fmt: skip
+    suite = night.eval.suites["sound"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    suite(AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer)
+    suite(load_policy(str(tiny_model), TrainConfig(), adapter=adapter, trainable=False), tokenizer)
+
+    jobs = [(f.prompt, 0) for f in dl.heldout_prompts(4)]
+    served = [
+        [
+            "\n".join(t.split("\n")[:6])
+            for t in complete_all(gguf, a, jobs, max_tokens=48, temperature=0)
+        ]
+        for a in (None, adapter)
+    ]
+    assert generated == served
+    assert generated[0] != generated[1]  # the candidate's LoRA was applied, not the base twice
