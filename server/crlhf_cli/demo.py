@@ -66,7 +66,10 @@ class DemoConfig:
     scenario: str = "conventions"
     prompts: int = _BENCH.prompts  # conventions: training-side prompts completed by crlhf-lsp
     heldout: int = 60  # conventions: held-out functions the gate compares on
-    guard_prompts: int = 24  # conventions: held-out prompts generated before and after (gated)
+    # conventions: held-out prompts generated before and after (gated). 60, the generation
+    # bench's count: llama.cpp writes them in 56 s per model here, where transformers took
+    # 136 s for 24 (and one flipped completion was 4 points of the guard at 24)
+    guard_prompts: int = 60
     mbpp: int = 20  # completions for MBPP training-split problems
     humaneval: int = 4  # completions for HumanEval problems (from its end)
     honeypots: int = 24  # honeypots (reference solutions, some mutated)
@@ -117,7 +120,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         eval_max_tokens=256,
         prompts=120,
         heldout=150,
-        guard_prompts=40,
+        guard_prompts=120,
     ),
 }
 
