@@ -262,3 +262,17 @@ def test_a_prompt_is_read_on_every_core_the_machine_leaves_free(tiny_gguf, tmp_p
         assert engine.generate(ids, max_tokens=2).timings["batch_threads"] == 1
     finally:
         engine.close()
+
+
+def test_llama_cpp_warnings_go_to_logging_not_across_the_terminal(tiny_gguf, capfd, caplog):
+    """llama-cpp-python reads ggml's WARN (3) as an error and prints it even with
+    verbose=False: a LoRA on the default model's Q4 weights put 27 lines across the demo's
+    progress bars. Here a context longer than the tiny model's training length makes
+    llama.cpp warn; the warning must reach the ``crlhf_lsp.llamacpp`` logger, not stderr."""
+    capfd.readouterr()
+    with caplog.at_level("WARNING", logger="crlhf_lsp.llamacpp"):
+        engine = LlamaCppEngine(tiny_gguf, n_ctx=8192, n_threads=1)
+        engine.close()
+    assert "n_ctx_train" not in capfd.readouterr().err
+    warned = [r for r in caplog.records if r.name == "crlhf_lsp.llamacpp"]
+    assert any("n_ctx_train" in r.getMessage() and r.levelname == "WARNING" for r in warned)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crlhf_lsp.backends.llamacpp_log import install_log_callback
 from crlhf_lsp.backends.spare_cores import SpareCores
 
 __all__ = [
@@ -118,6 +119,7 @@ class LlamaCppEngine:
         path = Path(model_path)
         if not path.is_file():
             raise LlamaCppError(f"no GGUF model at {path}")
+        install_log_callback()  # after llama_cpp's import, which installs its own
         threads = n_threads or default_threads()
         try:
             self._llm = Llama(
