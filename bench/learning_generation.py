@@ -17,7 +17,10 @@ Per arm, over the chosen seeds:
 - **parse rate** and **repetition** (the guards: learning to avoid a line can mean learning
   to degenerate), base and after, and their paired per-prompt changes with 90 % intervals
   over prompts and seeds (at 60 prompts one completion is 1.7 points: an arm can move a
-  guard by more than 2 points by chance, as random credit does).
+  guard by more than 2 points by chance, as random credit does);
+- per seed, the demo gate's decision on ``heldout/sound`` alone (parses and repeats no
+  line, paired per prompt, 5 points of margin): how often the guard that judges served
+  text would let the arm's adapter through.
 
 The issue's target: the violation rate cut by ≥ 50 % with parse rate and repetition within
 2 points of base, on enough prompts that the base breaks a rule ≥ 30 times (printed).
@@ -33,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
@@ -43,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
 
 from crlhf_cli import conventions as conv  # noqa: E402
 from crlhf_cli.demo_learning import (  # noqa: E402
+    GUARD,
     generate,
     guard_flags,
     guard_scores,
@@ -69,6 +74,21 @@ def guard_changes(
         )
         for key in ("parses", "repeats")
     }
+
+
+def sound_gate(
+    after: dict[int, dict[str, list[float]]], base: dict[str, list[float]]
+) -> dict[int, str]:
+    """Per seed, the demo gate's decision on ``heldout/sound`` alone, from the per-prompt
+    guard flags (:func:`guard_flags`) after and before: a completion that parses and
+    repeats no line, paired per prompt, 5 points of margin. How often the guard that now
+    judges served text would let the arm's adapter through."""
+    from crlhf_trainer.gate import gate
+
+    def sound(flags: dict[str, list[float]]) -> list[float]:
+        return [p * (1.0 - r) for p, r in zip(flags["parses"], flags["repeats"], strict=True)]
+
+    return {s: gate({GUARD: sound(f)}, {GUARD: sound(base)}).decision for s, f in after.items()}
 
 
 def _gguf(ref, engine: str) -> Path | None:  # type: ignore[no-untyped-def]
@@ -158,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     for col in ("arm", "violation rate", "cut", "Δ breaking share / prompt", "parses", "repeats"):
         table.add_column(col)
     guard_table = Table(title="the guards' change against the base, paired per prompt, 90% CI")
-    for col in ("arm", "Δ parses", "Δ repeats"):
+    for col in ("arm", "Δ parses", "Δ repeats", "gate on heldout/sound (per seed)"):
         guard_table.add_column(col)
     b = out["base"]
     table.add_row(
@@ -181,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         ]
         delta = mean_interval(diffs)
         guards = guard_changes(functions, by_seed, base_flags)
+        flags = {s: guard_flags(functions, by_seed[s]) for s in sorted(by_seed)}
+        decisions = sound_gate(flags, base_flags)
+        verdicts = Counter(decisions.values())
         out["texts"][arm] = {str(s): by_seed[s] for s in sorted(by_seed)}
         cut = 1 - mean["violation_rate"] / b["violation_rate"] if b["violation_rate"] else 0.0
         out["arms"][arm] = {
@@ -190,13 +213,19 @@ def main(argv: list[str] | None = None) -> int:
             "delta": delta.mean,
             "delta_low": delta.low,
             "delta_high": delta.high,
+            "sound_gate": {str(k): v for k, v in decisions.items()},
             **{
                 f"{key}_{part}": getattr(iv, attr)
                 for key, iv in guards.items()
                 for part, attr in (("delta", "mean"), ("low", "low"), ("high", "high"))
             },
         }
-        guard_table.add_row(f"{arm}", str(guards["parses"]), str(guards["repeats"]))
+        guard_table.add_row(
+            f"{arm}",
+            str(guards["parses"]),
+            str(guards["repeats"]),
+            " · ".join(f"{n} {d}" for d, n in sorted(verdicts.items())),
+        )
         table.add_row(
             f"{arm} ({len(by_seed)} seeds)",
             f"{mean['violation_rate']:.1%}",

@@ -65,6 +65,18 @@ def test_the_learning_bench_runs_every_arm_on_paired_items(tmp_path: Path) -> No
 
 def _generation_of_the_saved_adapters(work_dir: Path) -> None:
     """``bench/learning_generation.py`` finds the bench's adapters and scores what they write."""
+    gen = _generation_bench()
+    args = [str(work_dir), "--prompts", "3", "--seeds", "0", "--max-new-tokens", "8"]
+    assert gen.main(args) == 0
+    out = json.loads((work_dir / "generation.json").read_text())
+    assert out["prompts"] == 3 and set(out["arms"]) == {"truth", "em2", "mv", "random"}
+    for arm in out["arms"].values():
+        assert arm["seeds"] == [0] and 0 <= arm["violation_rate"] <= 1
+        assert arm["delta_low"] <= arm["delta"] <= arm["delta_high"]
+        assert arm["sound_gate"] == {"0": "not enough evidence"}  # 3 prompts < min_items
+
+
+def _generation_bench():  # noqa: ANN202 - the bench script as a module
     import importlib.util
 
     from paths import ROOT
@@ -73,13 +85,19 @@ def _generation_of_the_saved_adapters(work_dir: Path) -> None:
     assert spec and spec.loader
     gen = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(gen)
-    args = [str(work_dir), "--prompts", "3", "--seeds", "0", "--max-new-tokens", "8"]
-    assert gen.main(args) == 0
-    out = json.loads((work_dir / "generation.json").read_text())
-    assert out["prompts"] == 3 and set(out["arms"]) == {"truth", "em2", "mv", "random"}
-    for arm in out["arms"].values():
-        assert arm["seeds"] == [0] and 0 <= arm["violation_rate"] <= 1
-        assert arm["delta_low"] <= arm["delta"] <= arm["delta_high"]
+    return gen
+
+
+def test_the_generation_bench_says_how_the_sound_guard_would_gate_each_seed() -> None:
+    """Per seed, the demo gate's decision on served completions that parse and repeat no
+    line: harm refused, no change let through, too few prompts not enough evidence."""
+    gen = _generation_bench()
+    base = {"parses": [1.0] * 20 + [0.0] * 4, "repeats": [0.0] * 24}
+    same = dict(base)
+    looping = {"parses": base["parses"], "repeats": [1.0] * 8 + [0.0] * 16}
+    assert gen.sound_gate({0: same, 1: looping}, base) == {0: "publish", 1: "refused"}
+    few = {k: v[:3] for k, v in base.items()}
+    assert gen.sound_gate({2: few}, few) == {2: "not enough evidence"}
 
 
 @pytest.mark.slow
