@@ -224,7 +224,8 @@ def generation_guards(
     generated: Sequence[Sequence[str]] = (),
     gguf: Path | None = None,
 ) -> dict[str, Any]:
-    """Guards for the base model and the candidate adapter, and a before/after example;
+    """Guards for the base model and the candidate adapter, a before/after example, and
+    every prompt's two completions with their flags (``completions``, for guards.jsonl);
     ``generated`` (before, after), when the gate's guard suite made them, is used as is.
     Otherwise llama.cpp writes them from ``gguf`` when given (what is served), else
     transformers from ``model_path``."""
@@ -246,6 +247,16 @@ def generation_guards(
     ]
     rewritten = [i for i in fixed if after[i].split("\n")[0].strip() and not _repeats(after[i])]
     example = fixed[0] if fixed else 0
+    flags = guard_flags(functions, before), guard_flags(functions, after)
+    completions = [
+        {"task_id": f.key, "before": before[i], "after": after[i]}
+        | {
+            f"{k}_{when}": bool(fl[k][i])
+            for when, fl in zip(("before", "after"), flags, strict=True)
+            for k in fl
+        }
+        for i, f in enumerate(functions)
+    ]
     return {
         "prompts": len(prompts),
         **{k: {"before": b[k], "after": a[k]} for k in b},
@@ -256,6 +267,7 @@ def generation_guards(
             "before": before[example],
             "after": after[example],
         },
+        "completions": completions,
     }
 
 

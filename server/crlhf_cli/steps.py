@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -158,6 +159,9 @@ class Demo:
                 gguf=self.served_gguf,
             )
         self.details["learning_example"] = guards.pop("example")
+        # every guard completion before and after, to read what a refused adapter wrote
+        with open(self.work / "guards.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(row) + "\n" for row in guards.pop("completions"))
         self.details["arms"] = {"em2": {"delta": delta, "delta_low": low, "delta_high": high}}
         self.details["arms"] |= arms
         return dl.learning_summary(base, cand, (delta, low, high), arms, guards)

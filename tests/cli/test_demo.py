@@ -185,6 +185,14 @@ def test_demo_conventions_end_to_end_with_the_tiny_model(tmp_path: Path) -> None
     # and the guard (parses, no repeated line) on the prompts the summary's guards report
     (sound,) = [c for c in gate["gate"]["checks"] if c["name"] == "heldout/sound"]
     assert sound["n"] == learning["prompts"] == 20
+    # every guard completion is kept with its flags, and they are the gate's own numbers
+    rows = [json.loads(x) for x in (work / "guards.jsonl").read_text().splitlines()]
+    assert len(rows) == 20
+    ok = [r["parses_after"] and not r["repeats_after"] for r in rows]
+    assert sum(ok) / 20 == pytest.approx(sound["candidate"])
+    assert sum(r["parses_after"] for r in rows) / 20 == pytest.approx(
+        learning["parse_rate"]["after"]
+    )
     # and the second guard: correct held-out lines against their mutated twins
     (correct,) = [c for c in gate["gate"]["checks"] if c["name"] == "heldout/correct"]
     assert 1 <= correct["n"] <= learning["n"]
