@@ -53,6 +53,7 @@ from crlhf_cli.demo_learning import (  # noqa: E402
     guard_scores,
     heldout_prompts,
     served_adapter_texts,
+    sound,
 )
 from crlhf_cli.learning_stats import Interval, mean_interval  # noqa: E402
 
@@ -84,9 +85,6 @@ def sound_gate(
     repeats no line, paired per prompt, 5 points of margin. How often the guard that now
     judges served text would let the arm's adapter through."""
     from crlhf_trainer.gate import gate
-
-    def sound(flags: dict[str, list[float]]) -> list[float]:
-        return [p * (1.0 - r) for p, r in zip(flags["parses"], flags["repeats"], strict=True)]
 
     return {s: gate({GUARD: sound(f)}, {GUARD: sound(base)}).decision for s, f in after.items()}
 

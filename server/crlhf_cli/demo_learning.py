@@ -41,6 +41,7 @@ __all__ = [
     "heldout_prompts",
     "served_adapter_texts",
     "served_texts",
+    "sound",
 ]
 
 METRIC = "heldout/conventions"
@@ -113,10 +114,7 @@ def guard_suite(
             texts = served_texts(gguf, model, prompts, max_new_tokens)
         if generated is not None:
             generated.append(texts)
-        return [
-            float(_parses(f.prompt, x) and not _repeats(x))
-            for f, x in zip(functions, texts, strict=True)
-        ]
+        return sound(guard_flags(functions, texts))
 
     return suite
 
@@ -202,6 +200,12 @@ def guard_flags(functions: Sequence[conv.Function], texts: Sequence[str]) -> dic
         "parses": [float(_parses(f.prompt, x)) for f, x in pairs],
         "repeats": [float(_repeats(x)) for _, x in pairs],
     }
+
+
+def sound(flags: dict[str, list[float]]) -> list[float]:
+    """The gate's ``GUARD`` per prompt from :func:`guard_flags`: 1.0 when the completion
+    parses and repeats no line, else 0.0."""
+    return [p * (1.0 - r) for p, r in zip(flags["parses"], flags["repeats"], strict=True)]
 
 
 def guard_scores(functions: Sequence[conv.Function], texts: Sequence[str]) -> dict[str, float]:

@@ -52,8 +52,6 @@ class Demo:
         self.lsp: LspDriver | None = None
         self.details: dict[str, Any] = {}
         self.guard_texts: list[list[str]] = []  # the gate's guard completions: before, after
-        # the GGUF crlhf-lsp serves (llamacpp backend): the guards judge its completions
-        self.served_gguf: Path | None = None
 
     def __enter__(self) -> Demo:
         return self
@@ -156,7 +154,7 @@ class Demo:
                 adapter if adapter.is_dir() else None,
                 self.cfg.guard_prompts,
                 generated=self.guard_texts,
-                gguf=self.served_gguf,
+                gguf=self.served_gguf(),
             )
         self.details["learning_example"] = guards.pop("example")
         # every guard completion before and after, to read what a refused adapter wrote
@@ -200,7 +198,6 @@ class Demo:
         assert self.store is not None
         backend, model = self.lsp_backend()
         self.console.print(f"  crlhf-lsp backend: {backend}")
-        self.served_gguf = Path(model) if backend == "llamacpp" else None
         settings = {
             "storeUrl": self.store.url,
             "token": self.tokens["developer"],
@@ -231,6 +228,11 @@ class Demo:
                 )
             return backend, str(gguf)
         return backend, str(self.model_ref.path)
+
+    def served_gguf(self) -> Path | None:
+        """The GGUF crlhf-lsp serves (llamacpp backend): the guards judge its completions."""
+        backend, model = self.lsp_backend()
+        return Path(model) if backend == "llamacpp" else None
 
     def completions(self, problems: list[DemoProblem]) -> list[Rated]:
         from crlhf_trainer.sandbox import Sandbox, SandboxUnavailable
@@ -335,7 +337,7 @@ class Demo:
             work_dir=self.work / "trainer",
             train=self.train_config,
             guard_texts=self.guard_texts,
-            gguf=self.served_gguf,
+            gguf=self.served_gguf(),
         )
         try:
             with self.bar() as bar:
