@@ -5,9 +5,10 @@
 
 ``bench/learning.py`` scores its adapters teacher-forced; this asks whether the change shows
 where a developer sees it. For each adapter it saved (``WORK_DIR/adapters/<crowd>-<seed>-
-<method>-<arm>``) and for the base model, greedy completions (48 tokens, six lines, as ghost
-text) of held-out prompts: standard-library functions from modules never rated, cut just
-before their first rule-breaking construct, so the base model breaks a rule on many of them.
+<method>-<arm>``) and for the base model, greedy completions (48 tokens, post-processed as
+crlhf-lsp serves them: ended where the block ends or a line repeats the one before) of
+held-out prompts: standard-library functions from modules never rated, cut just before
+their first rule-breaking construct, so the base model breaks a rule on many of them.
 
 Per arm, over the chosen seeds:
 

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from crlhf_lsp.postprocess import Cutter
+
 from crlhf_cli import conventions as conv
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "guard_scores",
     "guard_suite",
     "heldout_prompts",
+    "ghost_text",
     "served_adapter_texts",
     "served_texts",
     "sound",
@@ -125,7 +128,7 @@ def heldout_prompts(n: int) -> list[conv.Function]:
 
 
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-    """Greedy continuations, cut after six lines (what a ghost text shows)."""
+    """Greedy continuations, post-processed as crlhf-lsp serves them (:func:`ghost_text`)."""
     import torch
 
     device = next(model.parameters()).device
@@ -141,14 +144,14 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens:
                 **ids, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad
             )
         text = tokenizer.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
-        out.append(_ghost_text(text))
+        out.append(ghost_text(prompt, text))
     return out
 
 
 def served_texts(gguf: Path, model: Any, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
     """Greedy continuations as crlhf-lsp's llamacpp backend serves them: the GGUF base
     model and, when ``model`` is a PEFT model, its LoRA converted to a GGUF LoRA (as an
-    editor's hot swap converts it); cut after six lines like :func:`generate`."""
+    editor's hot swap converts it); post-processed like :func:`generate`."""
     with tempfile.TemporaryDirectory(prefix="crlhf-guard-") as tmp:
         adapter = None
         if hasattr(model, "peft_config"):  # a plain transformers model is the base itself
@@ -160,16 +163,30 @@ def served_texts(gguf: Path, model: Any, prompts: Sequence[str], max_new_tokens:
 def served_adapter_texts(
     gguf: Path, adapter: Path | None, prompts: Sequence[str], max_new_tokens: int
 ) -> list[str]:
-    """:func:`served_texts` for an adapter folder (``None``: the base model)."""
+    """:func:`served_texts` for an adapter folder (``None``: the base model). Generation
+    stops where crlhf-lsp's would (once more tokens cannot change the suggestion)."""
     from crlhf_cli.llamacpp_texts import complete_all
 
-    jobs = [(p, 0) for p in prompts]
-    texts = complete_all(gguf, adapter, jobs, max_tokens=max_new_tokens, temperature=0.0)
-    return [_ghost_text(t) for t in texts]
+    cutters = [Cutter.around(p, "") for p in prompts]
+    texts = complete_all(
+        gguf,
+        adapter,
+        [(p, 0) for p in prompts],
+        max_tokens=max_new_tokens,
+        temperature=0.0,
+        stop=lambda i, text: cutters[i].is_complete(text),
+    )
+    return [c.finish(t, "") for c, t in zip(cutters, texts, strict=True)]
 
 
-def _ghost_text(text: str) -> str:
-    return "\n".join(text.split("\n")[:6])
+def ghost_text(prompt: str, text: str) -> str:
+    """The suggestion crlhf-lsp shows for ``text`` written at the end of ``prompt`` (nothing
+    after the cursor): its post-processing (:class:`crlhf_lsp.postprocess.Cutter`) ends a
+    completion where its block ends, at a line that repeats the line before it, after two
+    blank lines. The guards judge that, not the model's raw tokens: a model that loops on
+    one line shows a developer the line once, and what it writes past the end of the
+    function is never shown."""
+    return Cutter.around(prompt, "").finish(text, "")
 
 
 def _parses(prompt: str, completion: str) -> bool:

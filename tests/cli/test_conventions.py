@@ -145,6 +145,50 @@ def test_a_format_string_prompt_stops_before_the_string_so_an_f_string_can_follo
     assert corrections(rest, f.head) == ['f"{total} items"']
 
 
+def test_the_guards_judge_the_suggestion_crlhf_lsp_shows_not_the_raw_tokens():
+    """A model that loops on a line shows a developer that line once (crlhf-lsp ends a
+    completion at a line repeating the one before), and what it writes past the end of the
+    block is never shown: the guards must not count either against the candidate."""
+    from crlhf_cli import demo_learning as dl
+
+    source = "def total(xs):\n    n = 0\n    for x in xs:\n        n += x\n    return n"
+    f = conv.Function(module="m", name="total", source=source, first_break=3, cut=8)
+    prompt = f.prompt
+    looping = "n += x\n        n += x\n        n += x\n        n += x\n"
+    assert dl.ghost_text(prompt, looping) == "n += x"
+    beyond = "n += x\n        n *= 2\n    return n\n\n\ndef other(:\n    pass\n"
+    assert dl.ghost_text(prompt, beyond) == "n += x\n        n *= 2"  # the loop's body
+    raw = dl.guard_flags([f, f], [looping, beyond])
+    assert raw["repeats"][0] == 1.0  # the raw tokens would have counted a repeat …
+    shown = dl.guard_flags([f, f], [dl.ghost_text(prompt, t) for t in (looping, beyond)])
+    assert shown == {"parses": [1.0, 1.0], "repeats": [0.0, 0.0]}  # … the suggestion has none
+
+
+@pytest.mark.slow  # crlhf-lsp over stdio and llama.cpp on the tiny GGUF: ~15 s
+async def test_the_guard_texts_are_the_suggestions_crlhf_lsp_serves(tmp_path):
+    """The base model's guard texts must be what a real crlhf-lsp (llamacpp backend, the
+    demo's maxTokens, no time budget) suggests at the end of each held-out prompt."""
+    pytest.importorskip("llama_cpp")
+    pytest.importorskip("gguf")
+    from crlhf_cli import demo_learning as dl
+    from lsp_harness import inline, lsp_session, open_doc, settings_for
+    from tiny_gguf import build_tiny_gguf
+
+    gguf = build_tiny_gguf()
+    prompts = [f.prompt for f in dl.heldout_prompts(6)]
+    served = []
+    async with lsp_session(settings_for(tmp_path, gguf, backend="llamacpp")) as client:
+        for i, prompt in enumerate(prompts):
+            uri = f"file:///work/guard_{i}.py"
+            open_doc(client, uri, prompt)
+            lines = prompt.split("\n")
+            items = await inline(client, uri, len(lines) - 1, len(lines[-1]))
+            served.append(items[0].insert_text if items else "")
+    texts = dl.served_adapter_texts(gguf, None, prompts, 48)
+    assert texts == served
+    assert any("\n" in t for t in texts)  # multi-line suggestions, cut where the server cuts
+
+
 @pytest.mark.slow  # llama.cpp on the tiny GGUF, twice, plus a LoRA conversion: ~10 s
 def test_the_demo_gate_judges_the_completions_llama_cpp_serves(tiny_model, tmp_path):
     """Where crlhf-lsp serves a GGUF, the gate's guard must judge llama.cpp's completions
@@ -174,13 +218,9 @@ def test_the_demo_gate_judges_the_completions_llama_cpp_serves(tiny_model, tmp_p
     suite(AutoModelForCausalLM.from_pretrained(tiny_model), tokenizer)
     suite(load_policy(str(tiny_model), TrainConfig(), adapter=adapter, trainable=False), tokenizer)
 
-    jobs = [(f.prompt, 0) for f in dl.heldout_prompts(4)]
-    served = [
-        [
-            "\n".join(t.split("\n")[:6])
-            for t in complete_all(gguf, a, jobs, max_tokens=48, temperature=0)
-        ]
-        for a in (None, adapter)
-    ]
+    prompts = [f.prompt for f in dl.heldout_prompts(4)]
+    jobs = [(p, 0) for p in prompts]
+    raw = [complete_all(gguf, a, jobs, max_tokens=48, temperature=0) for a in (None, adapter)]
+    served = [[dl.ghost_text(p, t) for p, t in zip(prompts, r, strict=True)] for r in raw]
     assert generated == served
     assert generated[0] != generated[1]  # the candidate's LoRA was applied, not the base twice
