@@ -38,6 +38,7 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
@@ -57,6 +58,7 @@ from crlhf_cli.demo_learning import (  # noqa: E402
     sound,
 )
 from crlhf_cli.learning_stats import Interval, mean_interval  # noqa: E402
+from crlhf_contract.schemas import completion_lines  # noqa: E402
 
 
 def breaking_share(function: conv.Function, text: str) -> float:
@@ -88,6 +90,80 @@ def sound_gate(
     from crlhf_trainer.gate import gate
 
     return {s: gate({GUARD: sound(f)}, {GUARD: sound(base)}).decision for s, f in after.items()}
+
+
+def versus(
+    functions: list[conv.Function],
+    texts: dict[str, dict[int, list[str]]],
+    other: str = "random",
+) -> dict[str, dict[str, Interval]]:
+    """Each arm against ``other`` (random credit: the same label budget, no information),
+    paired per prompt on the seeds both ran: the change in the share of breaking lines
+    and in ``heldout/sound``, with 90 % intervals over prompts and seeds. Against the base
+    an arm's cut can come from any update (one that knocks the base out of a loop of
+    ``print`` lines cuts rule-breaking with no information at all); against random credit
+    it is what the labels bought."""
+    if other not in texts:
+        return {}
+    out = {}
+    for arm, by_seed in texts.items():
+        seeds = sorted(set(by_seed) & set(texts[other]))
+        if arm == other or not seeds:
+            continue
+        pairs = [(by_seed[s], texts[other][s]) for s in seeds]
+        out[arm] = {
+            "breaking": mean_interval(
+                [
+                    [
+                        breaking_share(f, x) - breaking_share(f, y)
+                        for f, x, y in zip(functions, a, b, strict=True)
+                    ]
+                    for a, b in pairs
+                ]
+            ),
+            "sound": mean_interval(
+                [
+                    [
+                        x - y
+                        for x, y in zip(
+                            sound(guard_flags(functions, a)),
+                            sound(guard_flags(functions, b)),
+                            strict=True,
+                        )
+                    ]
+                    for a, b in pairs
+                ]
+            ),
+        }
+    return out
+
+
+def broken_rules(functions: list[conv.Function], texts: Sequence[str]) -> Counter[str]:
+    """How many completion lines break each rule (a line can break two)."""
+    return Counter(
+        rule
+        for f, x in zip(functions, texts, strict=True)
+        for i, line in enumerate(completion_lines(x))
+        for rule in conv.breaks(f.head + line if i == 0 else line)
+    )
+
+
+def _rules(counts: Counter[str]) -> str:
+    return ", ".join(f"{rule} {n}" for rule, n in counts.most_common()) or "none"
+
+
+def _print_versus(console: Console, vs: dict[str, dict[str, Interval]], out: dict) -> None:
+    if not vs:
+        return
+    table = Table(title="against random credit, paired per prompt and seed, 90% CI")
+    for col in ("arm", "Δ breaking share / prompt", "Δ heldout/sound"):
+        table.add_column(col)
+    for arm, ivs in vs.items():
+        table.add_row(arm, str(ivs["breaking"]), str(ivs["sound"]))
+        out["arms"][arm]["versus_random"] = {
+            k: {"delta": iv.mean, "low": iv.low, "high": iv.high} for k, iv in ivs.items()
+        }
+    console.print(table)
 
 
 def _gguf(ref, engine: str) -> Path | None:  # type: ignore[no-untyped-def]
@@ -174,7 +250,15 @@ def main(argv: list[str] | None = None) -> int:
             continue
         texts.setdefault(arm, {})[seed] = run(adapter)
     table = Table(title=f"greedy completions of {len(prompts)} held-out prompts ({args.crowd})")
-    for col in ("arm", "violation rate", "cut", "Δ breaking share / prompt", "parses", "repeats"):
+    for col in (
+        "arm",
+        "violation rate",
+        "cut",
+        "Δ breaking share / prompt",
+        "parses",
+        "repeats",
+        "lines breaking each rule",
+    ):
         table.add_column(col)
     guard_table = Table(title="the guards' change against the base, paired per prompt, 90% CI")
     for col in ("arm", "Δ parses", "Δ repeats", "gate on heldout/sound (per seed)"):
@@ -187,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"{b['parse_rate']:.1%}",
         f"{b['repetition']:.1%}",
+        _rules(broken_rules(functions, base)),
     )
     for arm, by_seed in texts.items():
         scores = [guard_scores(functions, by_seed[s]) for s in sorted(by_seed)]
@@ -232,9 +317,11 @@ def main(argv: list[str] | None = None) -> int:
             str(delta),
             f"{mean['parse_rate']:.1%}",
             f"{mean['repetition']:.1%}",
+            _rules(sum((broken_rules(functions, by_seed[s]) for s in sorted(by_seed)), Counter())),
         )
     console.print(table)
     console.print(guard_table)
+    _print_versus(console, versus(functions, texts), out)
     console.print(f"the base broke a rule on {b['breaking_lines']} lines (the issue asks ≥ 30)")
     (args.work_dir / "generation.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0

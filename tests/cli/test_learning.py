@@ -74,6 +74,10 @@ def _generation_of_the_saved_adapters(work_dir: Path) -> None:
         assert arm["seeds"] == [0] and 0 <= arm["violation_rate"] <= 1
         assert arm["delta_low"] <= arm["delta"] <= arm["delta_high"]
         assert arm["sound_gate"] == {"0": "not enough evidence"}  # 3 prompts < min_items
+    for arm in ("truth", "em2", "mv"):  # each against random credit, at the same budget
+        vs = out["arms"][arm]["versus_random"]
+        assert vs["breaking"]["low"] <= vs["breaking"]["delta"] <= vs["breaking"]["high"]
+    assert "versus_random" not in out["arms"]["random"]
 
 
 def _generation_bench():  # noqa: ANN202 - the bench script as a module
@@ -98,6 +102,27 @@ def test_the_generation_bench_says_how_the_sound_guard_would_gate_each_seed() ->
     assert gen.sound_gate({0: same, 1: looping}, base) == {0: "publish", 1: "refused"}
     few = {k: v[:3] for k, v in base.items()}
     assert gen.sound_gate({2: few}, few) == {2: "not enough evidence"}
+
+
+def test_the_generation_bench_pairs_arms_with_random_credit_and_names_broken_rules() -> None:
+    """A cut against the base can come from any update; against random credit at the same
+    budget it is what the labels bought: paired per prompt on the seeds both arms ran."""
+    from crlhf_cli.demo_learning import heldout_prompts
+
+    gen = _generation_bench()
+    functions = heldout_prompts(20)
+    clean, printing = "x = 1\nreturn x", "x = 1\nprint(x)"
+    texts = {
+        "em2": {0: [clean] * 20, 1: [clean] * 20, 7: [printing] * 20},
+        "random": {0: [printing] * 20, 1: [clean] * 10 + [printing] * 10},
+    }
+    vs = gen.versus(functions, texts)
+    assert set(vs) == {"em2"}  # seed 7 has no random twin and is left out
+    assert vs["em2"]["breaking"].mean == pytest.approx((-0.5 - 0.25) / 2)  # seeds 0 and 1
+    assert vs["em2"]["breaking"].high < 0
+    assert vs["em2"]["sound"].mean == 0  # both parse and repeat nothing
+    assert gen.versus(functions, {"em2": texts["em2"]}) == {}
+    assert gen.broken_rules(functions[:3], [printing, clean, printing]) == {"logging": 2}
 
 
 @pytest.mark.slow
