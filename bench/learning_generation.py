@@ -1,6 +1,6 @@
 """What the learning bench's adapters generate: the rule-breaking rate of greedy completions.
 
-    .venv/bin/python bench/learning_generation.py WORK_DIR [--prompts 60] [--seeds 0,1,2]
+    .venv/bin/python bench/learning_generation.py WORK_DIR [--prompts 120] [--seeds 0,1,2]
         [--crowd default] [--arms truth,em2,mv,random]
 
 ``bench/learning.py`` scores its adapters teacher-forced; this asks whether the change shows
@@ -19,6 +19,10 @@ Per arm, over the chosen seeds:
   to degenerate), base and after, and their paired per-prompt changes with 90 % intervals
   over prompts and seeds (at 60 prompts one completion is 1.7 points: an arm can move a
   guard by more than 2 points by chance, as random credit does);
+- against random credit (the same label budget, no information), paired per prompt and
+  seed: the change in breaking share and in ``heldout/sound``, since an update that knocks
+  the base out of a loop cuts rule-breaking with no information at all; and the lines
+  breaking each rule;
 - per seed, the demo gate's decision on ``heldout/sound`` alone (parses and repeats no
   line, paired per prompt, 5 points of margin): how often the guard that judges served
   text would let the arm's adapter through.
@@ -185,7 +189,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("work_dir", type=Path, help="bench/learning.py's --work-dir")
-    p.add_argument("--prompts", type=int, default=60, help="held-out prompts (default 60)")
+    p.add_argument(
+        "--prompts",
+        type=int,
+        default=120,
+        help="held-out prompts (default 120: on the suggestions crlhf-lsp shows, Gemma 3 "
+        "270M breaks a rule on 17 lines of 60 prompts, 30 of 120; the issue asks ≥ 30)",
+    )
     p.add_argument("--seeds", default="0,1,2", help="seeds whose adapters to score")
     p.add_argument("--crowd", default="default", help="the crowd whose adapters to score")
     p.add_argument("--method", default="pg-line")
