@@ -66,10 +66,12 @@ class DemoConfig:
     scenario: str = "conventions"
     prompts: int = _BENCH.prompts  # conventions: training-side prompts completed by crlhf-lsp
     heldout: int = 60  # conventions: held-out functions the gate compares on
-    # conventions: held-out prompts generated before and after (gated). 60, the generation
-    # bench's count: llama.cpp writes them in 56 s per model here, where transformers took
-    # 136 s for 24 (and one flipped completion was 4 points of the guard at 24)
-    guard_prompts: int = 60
+    # conventions: held-out prompts generated before and after (gated). 120, the generation
+    # bench's count: on the suggestions crlhf-lsp shows the base breaks a rule on 17 lines
+    # of 60 prompts (the issue asks ≥ 30 for a violation rate), and at 60 prompts the
+    # guard's interval is ±8 points, too wide to rule out its 5-point margin even for an
+    # adapter that changes nothing. llama.cpp writes 120 in about 90 s per model here.
+    guard_prompts: int = 120
     mbpp: int = 20  # completions for MBPP training-split problems
     humaneval: int = 4  # completions for HumanEval problems (from its end)
     honeypots: int = 24  # honeypots (reference solutions, some mutated)
@@ -120,7 +122,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         eval_max_tokens=256,
         prompts=120,
         heldout=150,
-        guard_prompts=120,
+        guard_prompts=240,
     ),
 }
 
