@@ -62,7 +62,6 @@ from crlhf_cli.demo_learning import (  # noqa: E402
     sound,
 )
 from crlhf_cli.learning_stats import Interval, mean_interval  # noqa: E402
-from crlhf_contract.schemas import completion_lines  # noqa: E402
 
 
 def breaking_share(function: conv.Function, text: str) -> float:
@@ -107,37 +106,23 @@ def versus(
     an arm's cut can come from any update (one that knocks the base out of a loop of
     ``print`` lines cuts rule-breaking with no information at all); against random credit
     it is what the labels bought."""
-    if other not in texts:
-        return {}
+    scores = {
+        "breaking": lambda t: [breaking_share(f, x) for f, x in zip(functions, t, strict=True)],
+        "sound": lambda t: sound(guard_flags(functions, t)),
+    }
     out = {}
     for arm, by_seed in texts.items():
-        seeds = sorted(set(by_seed) & set(texts[other]))
+        seeds = sorted(set(by_seed) & set(texts.get(other, {})))
         if arm == other or not seeds:
             continue
-        pairs = [(by_seed[s], texts[other][s]) for s in seeds]
         out[arm] = {
-            "breaking": mean_interval(
+            name: mean_interval(
                 [
-                    [
-                        breaking_share(f, x) - breaking_share(f, y)
-                        for f, x, y in zip(functions, a, b, strict=True)
-                    ]
-                    for a, b in pairs
+                    [x - y for x, y in zip(score(by_seed[s]), score(texts[other][s]), strict=True)]
+                    for s in seeds
                 ]
-            ),
-            "sound": mean_interval(
-                [
-                    [
-                        x - y
-                        for x, y in zip(
-                            sound(guard_flags(functions, a)),
-                            sound(guard_flags(functions, b)),
-                            strict=True,
-                        )
-                    ]
-                    for a, b in pairs
-                ]
-            ),
+            )
+            for name, score in scores.items()
         }
     return out
 
@@ -147,8 +132,8 @@ def broken_rules(functions: list[conv.Function], texts: Sequence[str]) -> Counte
     return Counter(
         rule
         for f, x in zip(functions, texts, strict=True)
-        for i, line in enumerate(completion_lines(x))
-        for rule in conv.breaks(f.head + line if i == 0 else line)
+        for line in conv.judged_lines(x, f.head)
+        for rule in conv.breaks(line)
     )
 
 
@@ -156,18 +141,13 @@ def _rules(counts: Counter[str]) -> str:
     return ", ".join(f"{rule} {n}" for rule, n in counts.most_common()) or "none"
 
 
-def _print_versus(console: Console, vs: dict[str, dict[str, Interval]], out: dict) -> None:
-    if not vs:
-        return
+def _versus_table(vs: dict[str, dict[str, Interval]]) -> Table:
     table = Table(title="against random credit, paired per prompt and seed, 90% CI")
     for col in ("arm", "Δ breaking share / prompt", "Δ heldout/sound"):
         table.add_column(col)
     for arm, ivs in vs.items():
         table.add_row(arm, str(ivs["breaking"]), str(ivs["sound"]))
-        out["arms"][arm]["versus_random"] = {
-            k: {"delta": iv.mean, "low": iv.low, "high": iv.high} for k, iv in ivs.items()
-        }
-    console.print(table)
+    return table
 
 
 def _gguf(ref, engine: str) -> Path | None:  # type: ignore[no-untyped-def]
@@ -331,7 +311,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     console.print(table)
     console.print(guard_table)
-    _print_versus(console, versus(functions, texts), out)
+    vs = versus(functions, texts)
+    for arm, ivs in vs.items():
+        out["arms"][arm]["versus_random"] = {
+            k: {"delta": iv.mean, "low": iv.low, "high": iv.high} for k, iv in ivs.items()
+        }
+    if vs:
+        console.print(_versus_table(vs))
     console.print(f"the base broke a rule on {b['breaking_lines']} lines (the issue asks ≥ 30)")
     (args.work_dir / "generation.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0

@@ -48,6 +48,7 @@ __all__ = [
     "Function",
     "breaks",
     "honeypots",
+    "judged_lines",
     "line_truth",
     "stdlib_functions",
     "split",
@@ -97,6 +98,13 @@ def breaks(line: str) -> list[str]:
     return [name for name, rule in RULES.items() if rule(line)]
 
 
+def judged_lines(text: str, head: str = "") -> list[str]:
+    """The lines of ``completion_lines(text)`` as a reviewer judges them: the first with
+    ``head``, the part of its line that the prompt already holds."""
+    lines = completion_lines(text)
+    return [head + line if i == 0 else line for i, line in enumerate(lines)]
+
+
 def line_truth(text: str, head: str = "") -> list[int | None]:
     """Per line of ``completion_lines(text)``: 1 keeps the conventions, −1 breaks one,
     None blank or a comment-only line (not rated). ``head`` is the start of the first
@@ -106,8 +114,7 @@ def line_truth(text: str, head: str = "") -> list[int | None]:
     [-1, 1]
     """
     out: list[int | None] = []
-    for i, line in enumerate(completion_lines(text)):
-        line = head + line if i == 0 else line
+    for line in judged_lines(text, head):
         code = line.strip()
         if not code or code.startswith("#"):
             out.append(None)
